@@ -1,0 +1,95 @@
+// Command kabiguard keeps out-of-tree kernel modules usable across kernel updates: it tells
+// whether a module built for one kernel loads into another (kABI), and, in later commands,
+// manages weak-updates links, initramfs images and a boot gate.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/alecthomas/kong"
+)
+
+// Exit codes shared by every command.
+const (
+	exitOK      = 0
+	exitProblem = 1 // the command ran and found something wrong (an incompatible module, ...)
+	exitError   = 2 // the command could not run: bad input, missing file, usage error
+)
+
+// cli is the command grammar.
+type cli struct {
+	Symbols symbolsCmd `cmd:"" help:"Print the symbol versions (CRCs) a module was built against, like 'modprobe --dump-modversions'."`
+	Check   checkCmd   `cmd:"" help:"Tell whether modules load into a kernel: symbol CRCs, namespaces, vermagic, struct module size."`
+
+	Version kong.VersionFlag `help:"Print the version and exit."`
+}
+
+const description = `kabiguard decides kABI compatibility of out-of-tree kernel modules exactly as the
+kernel's loader does, and keeps weak-updates links, initramfs images and boot entries right.
+
+Exit status: 0 success, 1 a problem was found (e.g. an incompatible module), 2 error.`
+
+var version = "dev"
+
+// env carries what commands write to, so tests can run them in-process.
+type env struct {
+	stdout, stderr io.Writer
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var c cli
+	exitCode := -1
+	parser, err := kong.New(&c,
+		kong.Name("kabiguard"),
+		kong.Description(description),
+		kong.Vars{"version": version},
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { exitCode = code }),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true, Summary: true}),
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "kabiguard: %v\n", err)
+		return exitError
+	}
+	ctx, err := parser.Parse(args)
+	if exitCode >= 0 { // --help or --version ran
+		if exitCode != 0 {
+			return exitError
+		}
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "kabiguard: %v (see 'kabiguard --help')\n", err)
+		return exitError
+	}
+	err = ctx.Run(&env{stdout: stdout, stderr: stderr})
+	var pe problemError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &pe):
+		return exitProblem
+	default:
+		fmt.Fprintf(stderr, "kabiguard: %v\n", err)
+		return exitError
+	}
+}
+
+// problemError means the command worked and its answer is "no": exit 1, nothing more to print.
+type problemError struct{}
+
+func (problemError) Error() string { return "problems found" }
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,125 @@
+package kabi
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/kabiguard/kabiguard/kabi/module"
+	"github.com/kabiguard/kabiguard/kabi/symvers"
+)
+
+// Kernel is what the verdict needs to know about a target kernel.
+type Kernel struct {
+	Release string // "" when only a symvers file was given
+	Dir     string // ROOT/lib/modules/RELEASE, "" when only a symvers file was given
+	Symvers *symvers.Table
+
+	// Reference is one in-tree module of the kernel: the source of the vermagic flags and of
+	// sizeof(struct module) that the loader compares. nil when the kernel has no modules
+	// (then those two checks are reported as skipped, never guessed).
+	Reference *module.Module
+}
+
+// SymversPath is the file the kernel's exports were read from.
+func (k *Kernel) SymversPath() string { return k.Symvers.Path }
+
+// Name is the release, or the symvers path when the release is unknown.
+func (k *Kernel) Name() string {
+	if k.Release != "" {
+		return k.Release
+	}
+	return k.Symvers.Path
+}
+
+// ModulesDir returns ROOT/lib/modules/RELEASE.
+func ModulesDir(root, release string) string {
+	return filepath.Join(root, "lib", "modules", release)
+}
+
+// ErrNoKernel is wrapped when a release has no module directory under the root.
+var ErrNoKernel = errors.New("no such kernel")
+
+// LoadKernel loads release under root: its symvers (first found of symvers.Candidates) and a
+// reference in-tree module.
+func LoadKernel(root, release string) (*Kernel, error) {
+	if release == "" || strings.ContainsAny(release, "/\x00") || release == "." || release == ".." {
+		return nil, fmt.Errorf("invalid kernel release %q", release)
+	}
+	dir := ModulesDir(root, release)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("%w: %s does not exist", ErrNoKernel, dir)
+	}
+	path, err := symvers.Find(root, release)
+	if err != nil {
+		return nil, err
+	}
+	t, err := symvers.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	ref, err := findReference(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &Kernel{Release: release, Dir: dir, Symvers: t, Reference: ref}, nil
+}
+
+// KernelFromSymvers makes a target of a bare symvers file: exports only, so the vermagic and
+// struct module checks cannot run.
+func KernelFromSymvers(path string) (*Kernel, error) {
+	t, err := symvers.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Kernel{Symvers: t}, nil
+}
+
+// findReference returns the first in-tree module under dir/kernel in lexical order, skipping
+// files that do not parse. It reads one module, not the tree.
+func findReference(dir string) (*module.Module, error) {
+	var ref *module.Module
+	var firstErr error
+	tried := 0
+	err := filepath.WalkDir(filepath.Join(dir, "kernel"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return fs.SkipAll
+			}
+			return err
+		}
+		if d.IsDir() || !IsModuleFile(p) {
+			return nil
+		}
+		m, perr := module.Open(p)
+		tried++
+		if perr == nil && m.Vermagic != "" {
+			ref = m
+			return fs.SkipAll
+		}
+		if firstErr == nil {
+			firstErr = perr
+		}
+		if tried >= 5 {
+			return fs.SkipAll
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ref, nil
+}
+
+// IsModuleFile reports whether a path names a kernel module by kmod's conventions.
+func IsModuleFile(p string) bool {
+	for _, ext := range []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"} {
+		if strings.HasSuffix(p, ext) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,170 @@
+// Package symvers reads a kernel's exported-symbol table (Module.symvers, /boot/symvers-K.gz)
+// and finds it on a system.
+//
+// Three line layouts exist (scripts/mod/modpost.c over time), all tab-separated:
+//
+//	crc  symbol  module  export  namespace   Linux 5.6+ (namespace may be empty)
+//	crc  symbol  namespace  module  export   Linux 5.4-5.6-rc (namespace third)
+//	crc  symbol  module  export              before 5.4
+//	crc  symbol  module                      oldest
+package symvers
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/kabiguard/kabiguard/internal/compression"
+	"github.com/kabiguard/kabiguard/internal/rootfs"
+)
+
+// Export is one exported symbol of a kernel.
+type Export struct {
+	CRC       uint32
+	Module    string // "vmlinux" or the in-tree module path without .ko
+	GPLOnly   bool
+	Namespace string
+}
+
+// Table is a kernel's exports by symbol name.
+type Table struct {
+	Path    string // the file read, for messages
+	Exports map[string]Export
+}
+
+// Lookup returns the export of name.
+func (t *Table) Lookup(name string) (Export, bool) {
+	e, ok := t.Exports[name]
+	return e, ok
+}
+
+// Parse reads symvers lines from r. path is used in error messages only.
+func Parse(path string, r io.Reader) (*Table, error) {
+	t := &Table{Path: path, Exports: make(map[string]Export, 32768)}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := sc.Bytes()
+		if len(bytes.TrimSpace(text)) == 0 {
+			continue
+		}
+		name, e, err := parseLine(string(text))
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
+		}
+		t.Exports[name] = e
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(t.Exports) == 0 {
+		return nil, fmt.Errorf("%s: no exported symbols in file", path)
+	}
+	return t, nil
+}
+
+func parseLine(s string) (string, Export, error) {
+	f := strings.Split(s, "\t")
+	if len(f) < 3 || len(f) > 5 {
+		return "", Export{}, fmt.Errorf("expected 3 to 5 tab-separated fields, got %d", len(f))
+	}
+	crc, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimPrefix(f[0], "0x"), "0X"), 16, 64)
+	if err != nil || !strings.HasPrefix(strings.ToLower(f[0]), "0x") {
+		return "", Export{}, fmt.Errorf("bad CRC %q", f[0])
+	}
+	name := f[1]
+	if name == "" {
+		return "", Export{}, fmt.Errorf("empty symbol name")
+	}
+	e := Export{CRC: uint32(crc)}
+	var kind string
+	switch {
+	case len(f) == 5 && isNamespace(f[2]) && strings.HasPrefix(f[4], "EXPORT_"):
+		e.Namespace, e.Module, kind = f[2], f[3], f[4]
+	case len(f) >= 4:
+		e.Module, kind = f[2], f[3]
+		if len(f) == 5 {
+			e.Namespace = f[4]
+		}
+	default:
+		e.Module = f[2]
+	}
+	if kind != "" && !strings.HasPrefix(kind, "EXPORT_") {
+		return "", Export{}, fmt.Errorf("bad export type %q", kind)
+	}
+	e.GPLOnly = strings.Contains(kind, "_GPL")
+	return name, e, nil
+}
+
+// isNamespace tells the 5.4-era layout's third column (a namespace such as USB_STORAGE) from a
+// module path (drivers/usb/storage/usb-storage) or vmlinux.
+func isNamespace(s string) bool {
+	if s == "" || s == "vmlinux" || strings.ContainsAny(s, "/.-") {
+		return false
+	}
+	return strings.ToUpper(s) == s
+}
+
+// Load reads and parses a symvers file, plain or compressed (gzip, xz, zstd).
+func Load(path string) (*Table, error) {
+	data, _, err := compression.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, bytes.NewReader(data))
+}
+
+// Candidates lists, in search order, where a kernel's symvers may live under root. RHEL puts
+// it in /boot and /lib/modules/K (compressed), Debian only in the headers package.
+func Candidates(root, release string) []string {
+	var out []string
+	for _, base := range []string{
+		filepath.Join(root, "boot", "symvers-"+release),
+		filepath.Join(root, "lib", "modules", release, "symvers"),
+	} {
+		for _, ext := range []string{".xz", ".zst", ".gz", ""} {
+			out = append(out, base+ext)
+		}
+	}
+	return append(out,
+		filepath.Join(root, "lib", "modules", release, "build", "Module.symvers"),
+		filepath.Join(root, "usr", "src", "kernels", release, "Module.symvers"),
+		filepath.Join(root, "usr", "src", "linux-headers-"+release, "Module.symvers"),
+	)
+}
+
+// ErrNotFound is returned by Find when no symvers exists for a kernel.
+type ErrNotFound struct {
+	Release string
+	Tried   []string
+}
+
+func (e *ErrNotFound) Error() string {
+	return fmt.Sprintf("no symvers for kernel %s (install its headers/devel package; looked for %s and %d more places)",
+		e.Release, e.Tried[0], len(e.Tried)-1)
+}
+
+// Find returns the first existing symvers file of release under root.
+func Find(root, release string) (string, error) {
+	c := Candidates(root, release)
+	for _, p := range c {
+		// lib/modules/K/build is an absolute symlink on RHEL (-> /usr/src/kernels/K): follow
+		// links inside root, never into the host's /usr/src.
+		rel, _ := filepath.Rel(root, p)
+		host, err := rootfs.Resolve(root, rel)
+		if err != nil {
+			continue
+		}
+		if fi, err := os.Stat(host); err == nil && fi.Mode().IsRegular() {
+			return host, nil
+		}
+	}
+	return "", &ErrNotFound{Release: release, Tried: c}
+}

@@ -1,0 +1,232 @@
+// Package kabi decides whether kernel modules load into a kernel, by the rules the kernel's
+// loader applies (kernel/module/main.c and version.c), measured on real kernels in
+// ../shared/reference/kernel-verdict.md:
+//
+//  1. sizeof(struct module) of the module equals the kernel's (checked first, even on forced loads);
+//  2. a module with symbol versions: vermagic flags after the release are equal;
+//     a module without: the whole vermagic is equal (it only loads into its own release);
+//  3. every symbol version the module carries (module_layout included) matches the CRC the
+//     kernel or a module loaded alongside exports, and exists;
+//  4. every other non-weak undefined symbol exists;
+//  5. namespaced exports are imported; GPL-only exports go to GPL-compatible modules.
+//
+// Every problem keeps symbol, kind, wanted and found values.
+package kabi
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/kabiguard/kabiguard/kabi/module"
+)
+
+// Problem kinds.
+const (
+	KindCRC          = "crc"           // the symbol's CRC differs
+	KindMissing      = "missing"       // the symbol is not exported
+	KindNamespace    = "namespace"     // exported in a namespace the module does not import
+	KindGPLOnly      = "gpl-only"      // GPL-only export, module licence is not GPL-compatible
+	KindVermagic     = "vermagic"      // vermagic flags (after the release) differ
+	KindStructModule = "struct-module" // sizeof(struct module) differs
+	KindUnversioned  = "unversioned"   // no modversions and not built for this release
+	KindProvider     = "provider"      // the module exporting the symbol is itself incompatible
+)
+
+// Problem is one reason a module would be refused.
+type Problem struct {
+	Symbol string `json:"symbol"`
+	Kind   string `json:"kind"`
+	Want   string `json:"want"`
+	Have   string `json:"have"`
+}
+
+func (p Problem) String() string {
+	switch p.Kind {
+	case KindCRC:
+		return fmt.Sprintf("%s: module wants CRC %s, kernel has %s", p.Symbol, p.Want, p.Have)
+	case KindMissing:
+		return fmt.Sprintf("%s: not exported by the kernel (module wants %s)", p.Symbol, p.Want)
+	case KindNamespace:
+		return fmt.Sprintf("%s: exported in namespace %s, which the module does not import", p.Symbol, p.Have)
+	case KindGPLOnly:
+		return fmt.Sprintf("%s: GPL-only export, module licence is %q", p.Symbol, p.Have)
+	case KindVermagic:
+		return fmt.Sprintf("vermagic flags %q differ from the kernel's %q", p.Want, p.Have)
+	case KindStructModule:
+		return fmt.Sprintf("struct module is %s bytes in the module, %s in the kernel", p.Want, p.Have)
+	case KindUnversioned:
+		return fmt.Sprintf("built without modversions for %s: loads only into that release, not %s", p.Want, p.Have)
+	case KindProvider:
+		return fmt.Sprintf("%s: exported by %s, which is itself incompatible", p.Symbol, p.Want)
+	}
+	return fmt.Sprintf("%s: %s (want %s, have %s)", p.Symbol, p.Kind, p.Want, p.Have)
+}
+
+// Verdict is the answer for one module and one kernel.
+type Verdict struct {
+	Module      string    `json:"module"`
+	Name        string    `json:"name"`
+	Kernel      string    `json:"kernel"`
+	Symvers     string    `json:"symvers"`
+	Compatible  bool      `json:"compatible"`
+	Unversioned bool      `json:"unversioned,omitempty"`
+	Skipped     []string  `json:"skipped,omitempty"` // checks that could not run, and why
+	Problems    []Problem `json:"problems"`
+}
+
+// FormatCRC prints a CRC the way modprobe --dump-modversions and Module.symvers do.
+func FormatCRC(c uint32) string { return fmt.Sprintf("0x%08x", c) }
+
+// provided is an export offered by a module supplied alongside the checked ones.
+type provided struct {
+	by  *module.Module
+	exp module.Export
+}
+
+// Check decides each of mods against k. Modules in mods and in with may export symbols to
+// each other, as modules installed together do; a module in mods that turns out incompatible
+// stops providing, and the check repeats until nothing changes, so a dependent of a refused
+// module is refused too (kind "provider"). Modules in with are trusted to load.
+func Check(k *Kernel, mods, with []*module.Module) []Verdict {
+	offers := map[string]provided{}
+	for _, m := range append(append([]*module.Module(nil), with...), mods...) {
+		for _, e := range m.Exports {
+			if _, dup := offers[e.Name]; !dup {
+				offers[e.Name] = provided{m, e}
+			}
+		}
+	}
+	refused := map[*module.Module]bool{}
+	verdicts := make([]Verdict, len(mods))
+	for {
+		changed := false
+		for i, m := range mods {
+			verdicts[i] = checkOne(k, m, offers, refused)
+			if !verdicts[i].Compatible && !refused[m] {
+				refused[m] = true
+				changed = true
+			}
+		}
+		if !changed {
+			return verdicts
+		}
+	}
+}
+
+func checkOne(k *Kernel, m *module.Module, offers map[string]provided, refused map[*module.Module]bool) Verdict {
+	v := Verdict{Module: m.Path, Name: m.Name, Kernel: k.Name(), Symvers: k.SymversPath(), Problems: []Problem{}}
+	add := func(p Problem) { v.Problems = append(v.Problems, p) }
+
+	ref := k.Reference
+	if ref == nil {
+		v.Skipped = append(v.Skipped, "vermagic and struct module size: no in-tree module of the kernel to compare with")
+	}
+	if ref != nil && m.ThisModuleSize != 0 && ref.ThisModuleSize != 0 && m.ThisModuleSize != ref.ThisModuleSize {
+		add(Problem{Kind: KindStructModule, Want: fmt.Sprint(m.ThisModuleSize), Have: fmt.Sprint(ref.ThisModuleSize)})
+	}
+
+	versioned := m.HasModversions()
+	v.Unversioned = !versioned
+	switch {
+	case !versioned:
+		// The loader then compares the whole vermagic, release included.
+		if k.Release == "" {
+			add(Problem{Kind: KindUnversioned, Want: m.VermagicRelease(), Have: "(unknown release: only a symvers file was given)"})
+		} else if m.VermagicRelease() != k.Release {
+			add(Problem{Kind: KindUnversioned, Want: m.VermagicRelease(), Have: k.Release})
+		} else if ref != nil && m.VermagicFlags() != ref.VermagicFlags() {
+			add(Problem{Kind: KindVermagic, Want: m.VermagicFlags(), Have: ref.VermagicFlags()})
+		}
+	case ref != nil && m.VermagicFlags() != ref.VermagicFlags():
+		add(Problem{Kind: KindVermagic, Want: m.VermagicFlags(), Have: ref.VermagicFlags()})
+	}
+
+	var symProblems []Problem
+	versions := map[string]bool{}
+	weak := map[string]bool{}
+	for _, u := range m.Undefined {
+		weak[u.Name] = u.Weak
+	}
+	imports := map[string]bool{}
+	for _, ns := range m.ImportNS {
+		imports[ns] = true
+	}
+	gpl := licenseIsGPLCompatible(m.License)
+
+	// resolve looks a symbol up where the loader would find it: modules loaded alongside
+	// first (they are what the module was linked with), then the kernel.
+	resolve := func(name string) (crc uint32, hasCRC bool, ns string, gplOnly bool, found bool, p *Problem) {
+		if o, ok := offers[name]; ok && o.by != m {
+			if refused[o.by] {
+				return 0, false, "", false, false, &Problem{Symbol: name, Kind: KindProvider, Want: o.by.Name, Have: "incompatible"}
+			}
+			return o.exp.CRC, o.exp.HasCRC, o.exp.Namespace, o.exp.GPLOnly, true, nil
+		}
+		if e, ok := k.Symvers.Lookup(name); ok {
+			return e.CRC, true, e.Namespace, e.GPLOnly, true, nil
+		}
+		return 0, false, "", false, false, nil
+	}
+	checkAccess := func(name, ns string, gplOnly bool) {
+		if ns != "" && !imports[ns] {
+			symProblems = append(symProblems, Problem{Symbol: name, Kind: KindNamespace, Want: "", Have: ns})
+		}
+		if gplOnly && !gpl {
+			symProblems = append(symProblems, Problem{Symbol: name, Kind: KindGPLOnly, Want: "GPL-compatible", Have: m.License})
+		}
+	}
+
+	for _, s := range m.Modversions() {
+		versions[s.Name] = true
+		crc, hasCRC, ns, gplOnly, found, p := resolve(s.Name)
+		switch {
+		case p != nil:
+			symProblems = append(symProblems, *p)
+		case !found:
+			if !weak[s.Name] { // an absent weak symbol is allowed
+				symProblems = append(symProblems, Problem{Symbol: s.Name, Kind: KindMissing, Want: FormatCRC(s.CRC), Have: ""})
+			}
+		case hasCRC && crc != s.CRC:
+			symProblems = append(symProblems, Problem{Symbol: s.Name, Kind: KindCRC, Want: FormatCRC(s.CRC), Have: FormatCRC(crc)})
+		default:
+			checkAccess(s.Name, ns, gplOnly)
+		}
+	}
+	// The loader allows a symbol without a version entry ("no symbol version", warned once)
+	// but not a symbol nobody exports.
+	for _, u := range m.Undefined {
+		if versions[u.Name] || u.Weak {
+			continue
+		}
+		_, _, ns, gplOnly, found, p := resolve(u.Name)
+		switch {
+		case p != nil:
+			symProblems = append(symProblems, *p)
+		case !found:
+			symProblems = append(symProblems, Problem{Symbol: u.Name, Kind: KindMissing, Want: "(unversioned)", Have: ""})
+		default:
+			checkAccess(u.Name, ns, gplOnly)
+		}
+	}
+	// module_layout is checked before any other symbol and, when it differs, is the real
+	// reason; the rest the kernel reports as a set, so sort by name for stable output.
+	sort.SliceStable(symProblems, func(i, j int) bool {
+		a, b := symProblems[i], symProblems[j]
+		if (a.Symbol == "module_layout") != (b.Symbol == "module_layout") {
+			return a.Symbol == "module_layout"
+		}
+		return a.Symbol < b.Symbol
+	})
+	v.Problems = append(v.Problems, symProblems...)
+	v.Compatible = len(v.Problems) == 0
+	return v
+}
+
+// licenseIsGPLCompatible mirrors the kernel's license_is_gpl_compatible().
+func licenseIsGPLCompatible(l string) bool {
+	switch l {
+	case "GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL":
+		return true
+	}
+	return false
+}
