@@ -30,6 +30,7 @@ const (
 	KindStructModule = "struct-module" // sizeof(struct module) differs
 	KindUnversioned  = "unversioned"   // no modversions and not built for this release
 	KindProvider     = "provider"      // the module exporting the symbol is itself incompatible
+	KindGroup        = "group"         // linked only with its group, and a sibling is incompatible
 )
 
 // Problem is one reason a module would be refused.
@@ -56,6 +57,8 @@ func (p Problem) String() string {
 		return fmt.Sprintf("struct module is %s bytes in the module, %s in the kernel", p.Want, p.Have)
 	case KindUnversioned:
 		return fmt.Sprintf("built without modversions for %s: loads only into that release, not %s", p.Want, p.Have)
+	case KindGroup:
+		return fmt.Sprintf("links only together with %s, which is incompatible", p.Want)
 	case KindProvider:
 		return fmt.Sprintf("%s: exported by %s, which is itself incompatible", p.Symbol, p.Want)
 	}

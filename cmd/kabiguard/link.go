@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/kabiguard/kabiguard/config"
+	"github.com/kabiguard/kabiguard/weakupdates"
+)
+
+type linkCmd struct {
+	Root   string   `default:"/" placeholder:"DIR" help:"Root directory holding lib/modules, boot, etc and usr/src." type:"path"`
+	Kernel []string `short:"k" placeholder:"RELEASE" help:"Change links only in these kernels (repeatable); dangling links are removed everywhere regardless."`
+	DryRun bool     `help:"Print what would change; change nothing, run nothing."`
+	JSON   bool     `help:"Print the changes as JSON: [{kernel, op, link, old, target, why}]."`
+}
+
+func (linkCmd) Help() string {
+	return `For every installed kernel and every external module (extra/, updates/, ...) it lacks,
+links the best kABI-compatible build of another kernel into its weak-updates/ (newest
+source kernel first); re-points links that dangle or point at a build that is no longer
+the right one; removes links nothing justifies. Modules that use each other's symbols are
+linked together or not at all. The real depmod then runs once per changed kernel.
+Builds are offered only to kernels of the same series and flavour unless share_builds =
+any in /etc/kabiguard/kabiguard.conf; never_weak there excludes modules.
+
+Examples:
+  kabiguard link --dry-run
+  kabiguard link --kernel 6.1.0-54-amd64
+  kabiguard link --root /srv/image --json`
+}
+
+func (c *linkCmd) Run(e *env) error {
+	cfg, err := config.Load(c.Root)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(e.stdout)
+	defer w.Flush()
+	log := func(s string) {
+		if !c.JSON {
+			fmt.Fprintln(w, s)
+		}
+	}
+	res, err := weakupdates.Sync(cfg, weakupdates.SyncOptions{Root: c.Root, Only: c.Kernel, DryRun: c.DryRun, Log: log})
+	if res != nil && c.JSON {
+		changes := res.Changes
+		if changes == nil {
+			changes = []weakupdates.Change{}
+		}
+		if jerr := writeJSON(w, changes); jerr != nil {
+			return jerr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if !c.JSON && len(res.Changes) == 0 {
+		fmt.Fprintln(w, "weak-updates links are up to date")
+	}
+	return nil
+}
+
+type statusCmd struct {
+	Root string `default:"/" placeholder:"DIR" help:"Root directory holding lib/modules, boot, etc and usr/src." type:"path"`
+	JSON bool   `help:"Print JSON: [{kernel, module, required, state, from, path, reason}]."`
+}
+
+func (statusCmd) Help() string {
+	return `One line per installed kernel and external or required module:
+  native        the kernel has its own build (extra/, updates/, ...)
+  weak          linked from another kernel's build (FROM)
+  pending       a compatible build exists but is not linked yet: run 'kabiguard link'
+  incompatible  builds exist, none loads into this kernel (first reason shown)
+  missing       no build for this kernel's series and flavour
+  dangling      a weak-updates link points at nothing
+  stale         a link points at a build that is not the planned one
+  excluded      never_weak in /etc/kabiguard/kabiguard.conf
+Required modules (/etc/kabiguard/required.d) are marked with '*'.
+Exit status: 0 every required module is native or weak everywhere, 1 otherwise, 2 error.
+
+Examples:
+  kabiguard status
+  kabiguard status --json | jq '.[] | select(.required and .state != "weak" and .state != "native")'`
+}
+
+func (c *statusCmd) Run(e *env) error {
+	cfg, err := config.Load(c.Root)
+	if err != nil {
+		return err
+	}
+	res, err := weakupdates.Preview(cfg, c.Root, nil)
+	if err != nil {
+		return err
+	}
+	rows, errs := weakupdates.Status(res, cfg)
+	bad := false
+	for _, r := range rows {
+		if r.Required && r.State != "native" && r.State != "weak" {
+			bad = true
+		}
+	}
+	if c.JSON {
+		if rows == nil {
+			rows = []weakupdates.Row{}
+		}
+		if err := writeJSON(e.stdout, rows); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "KERNEL\tMODULE\tSTATE\tDETAIL")
+		for _, r := range rows {
+			name := r.Module
+			if r.Required {
+				name += "*"
+			}
+			detail := r.Reason
+			if r.State == "weak" {
+				detail = "<- " + r.From
+			} else if r.State == "native" {
+				detail = r.Path
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Kernel, name, r.State, detail)
+		}
+		tw.Flush()
+	}
+	for _, err := range errs {
+		fmt.Fprintf(e.stderr, "kabiguard: %v\n", err)
+	}
+	if bad || len(errs) > 0 {
+		return problemError{}
+	}
+	return nil
+}

@@ -1,0 +1,165 @@
+// Package config reads kabiguard's configuration under a root:
+//
+//	/etc/kabiguard/kabiguard.conf      settings, "key = value" lines
+//	/etc/kabiguard/required.d/*.conf   required modules, "name [early]" lines; packages drop
+//	                                   their own file here
+//
+// Both accept blank lines and # comments. Unknown keys and flags are errors that name the file
+// and line: a typo in a boot-critical setting must not pass silently.
+package config
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Config is the effective configuration.
+type Config struct {
+	// NeverWeak lists module names never linked into weak-updates (DKMS's NO_WEAK_MODULES):
+	// for modules without a stable kABI contract, such as ZFS on non-RHEL kernels.
+	NeverWeak []string
+	// ShareBuilds is "series" (default: a build is offered only to kernels of the same
+	// major.minor series and flavour as the kernel it was built for) or "any".
+	ShareBuilds string
+	// OnMissingRequired is "refuse" (default: kernel-install add fails and the kernel gets no
+	// boot entry) or "warn" (the reason is printed, the kernel is installed anyway).
+	OnMissingRequired string
+	// Required are the modules every kernel must be able to load, sorted by name.
+	Required []Required
+}
+
+// Required is one required module.
+type Required struct {
+	Name   string `json:"name"`
+	Early  bool   `json:"early"`  // must also be inside the initramfs
+	Source string `json:"source"` // file:line it was declared in
+}
+
+// Paths below the root.
+const (
+	MainFile    = "etc/kabiguard/kabiguard.conf"
+	RequiredDir = "etc/kabiguard/required.d"
+)
+
+// Default is the configuration with no files present.
+func Default() *Config {
+	return &Config{ShareBuilds: "series", OnMissingRequired: "refuse"}
+}
+
+// Load reads the configuration under root; missing files mean defaults.
+func Load(root string) (*Config, error) {
+	c := Default()
+	if err := c.loadMain(filepath.Join(root, MainFile)); err != nil {
+		return nil, err
+	}
+	if err := c.loadRequired(filepath.Join(root, RequiredDir)); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func eachLine(path string, fn func(line int, text string) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	n := 0
+	for sc.Scan() {
+		n++
+		text := sc.Text()
+		if i := strings.IndexByte(text, '#'); i >= 0 {
+			text = text[:i]
+		}
+		text = strings.TrimSpace(text)
+		if text == "" {
+			continue
+		}
+		if err := fn(n, text); err != nil {
+			return fmt.Errorf("%s:%d: %w", path, n, err)
+		}
+	}
+	return sc.Err()
+}
+
+func (c *Config) loadMain(path string) error {
+	err := eachLine(path, func(_ int, text string) error {
+		key, value, ok := strings.Cut(text, "=")
+		if !ok {
+			return fmt.Errorf("expected key = value, got %q", text)
+		}
+		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
+		switch key {
+		case "never_weak":
+			c.NeverWeak = append(c.NeverWeak, strings.Fields(value)...)
+		case "share_builds":
+			if value != "series" && value != "any" {
+				return fmt.Errorf("share_builds must be series or any, not %q", value)
+			}
+			c.ShareBuilds = value
+		case "on_missing_required":
+			if value != "refuse" && value != "warn" {
+				return fmt.Errorf("on_missing_required must be refuse or warn, not %q", value)
+			}
+			c.OnMissingRequired = value
+		default:
+			return fmt.Errorf("unknown setting %q (known: never_weak, share_builds, on_missing_required)", key)
+		}
+		return nil
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+func (c *Config) loadRequired(dir string) error {
+	files, err := filepath.Glob(filepath.Join(dir, "*.conf"))
+	if err != nil {
+		return err
+	}
+	sort.Strings(files)
+	byName := map[string]*Required{}
+	for _, f := range files {
+		err := eachLine(f, func(line int, text string) error {
+			fields := strings.Fields(text)
+			r := Required{Name: strings.ReplaceAll(fields[0], "-", "_"), Source: fmt.Sprintf("%s:%d", f, line)}
+			for _, flag := range fields[1:] {
+				if flag != "early" {
+					return fmt.Errorf("unknown flag %q after module %s (known: early)", flag, fields[0])
+				}
+				r.Early = true
+			}
+			if old := byName[r.Name]; old != nil {
+				old.Early = old.Early || r.Early // declared twice: the stricter wins
+				return nil
+			}
+			byName[r.Name] = &r
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, r := range byName {
+		c.Required = append(c.Required, *r)
+	}
+	sort.Slice(c.Required, func(i, j int) bool { return c.Required[i].Name < c.Required[j].Name })
+	return nil
+}
+
+// RequiredNames is the set of required module names.
+func (c *Config) RequiredNames() map[string]Required {
+	out := map[string]Required{}
+	for _, r := range c.Required {
+		out[r.Name] = r
+	}
+	return out
+}

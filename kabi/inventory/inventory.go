@@ -1,0 +1,199 @@
+// Package inventory reads what a root holds under lib/modules: the installed kernels, the
+// external module builds (extra/, updates/, ...) of every release directory, and the links in
+// each kernel's weak-updates/. It parses external modules (there are few) and only names
+// in-tree ones (there are thousands), so a scan of six kernels takes milliseconds.
+package inventory
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/kabiguard/kabiguard/internal/rootfs"
+	"github.com/kabiguard/kabiguard/kabi"
+	"github.com/kabiguard/kabiguard/kabi/module"
+)
+
+// Directories of lib/modules/K that are not external module builds.
+var notExternal = map[string]bool{
+	"kernel": true, "weak-updates": true, "build": true, "source": true, "vdso": true,
+}
+
+// Build is one external module file in a release directory.
+type Build struct {
+	Path   string // host path
+	Kernel string // the release directory it lives in
+	Sub    string // path below lib/modules/Kernel/<top>/, e.g. "drbd/drbd.ko.xz": where its weak link goes
+	Name   string // module name (from .modinfo, else from the file name)
+	Module *module.Module
+	Err    error // the file could not be parsed: it is reported and never linked
+}
+
+// Link is a symlink found in a kernel's weak-updates/.
+type Link struct {
+	Path     string // host path of the link
+	Sub      string // path below weak-updates/
+	Target   string // as stored (relative or absolute)
+	Resolved string // host path it points at, followed inside the root
+	Dangling bool   // Resolved does not exist
+	Escapes  bool   // the target leads outside the root
+}
+
+// Tree is one lib/modules/RELEASE directory.
+type Tree struct {
+	Release string
+	Dir     string
+	// Installed: the directory holds a kernel (kernel/, modules.order or a vmlinuz), so it is a
+	// target for weak links. A directory left with only extra/ (a kmod package whose kernel is
+	// not installed) still offers its builds to the others.
+	Installed bool
+	Native    map[string]string // module name -> path of every module in the tree but weak-updates
+	Builds    []*Build
+	Links     []*Link
+	Others    []string // regular files in weak-updates/: not ours, never touched
+}
+
+// Inventory is a root's kernels, newest release last.
+type Inventory struct {
+	Root  string
+	Trees []*Tree
+}
+
+// Tree returns the tree of release, or nil.
+func (inv *Inventory) Tree(release string) *Tree {
+	for _, t := range inv.Trees {
+		if t.Release == release {
+			return t
+		}
+	}
+	return nil
+}
+
+// ModuleName derives kmod's module name from a file name: basename without the .ko[.*]
+// suffix, '-' replaced by '_'.
+func ModuleName(path string) string {
+	base := filepath.Base(path)
+	if i := strings.Index(base, ".ko"); i >= 0 {
+		base = base[:i]
+	}
+	return strings.ReplaceAll(base, "-", "_")
+}
+
+// Scan reads every lib/modules/* directory under root.
+func Scan(root string) (*Inventory, error) {
+	inv := &Inventory{Root: root}
+	base := filepath.Join(root, "lib", "modules")
+	entries, err := os.ReadDir(base)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return inv, nil
+		}
+		return nil, err
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		t, err := scanTree(root, e.Name())
+		if err != nil {
+			return nil, err
+		}
+		inv.Trees = append(inv.Trees, t)
+	}
+	sort.Slice(inv.Trees, func(i, j int) bool { return kabi.CompareReleases(inv.Trees[i].Release, inv.Trees[j].Release) < 0 })
+	return inv, nil
+}
+
+func scanTree(root, release string) (*Tree, error) {
+	dir := kabi.ModulesDir(root, release)
+	t := &Tree{Release: release, Dir: dir, Native: map[string]string{}}
+	for _, marker := range []string{"kernel", "modules.order", "vmlinuz", "modules.builtin"} {
+		if _, err := os.Lstat(filepath.Join(dir, marker)); err == nil {
+			t.Installed = true
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "boot", "vmlinuz-"+release)); err == nil {
+		t.Installed = true
+	}
+	tops, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, top := range tops {
+		if !top.IsDir() {
+			continue
+		}
+		name := top.Name()
+		if name == "weak-updates" {
+			if err := t.scanWeak(root); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if name == "build" || name == "source" {
+			continue
+		}
+		external := !notExternal[name]
+		topDir := filepath.Join(dir, name)
+		err := filepath.WalkDir(topDir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() || !kabi.IsModuleFile(p) {
+				return nil
+			}
+			if !external {
+				t.Native[ModuleName(p)] = p
+				return nil
+			}
+			b := &Build{Path: p, Kernel: release, Name: ModuleName(p)}
+			b.Sub, _ = filepath.Rel(topDir, p)
+			b.Module, b.Err = module.Open(p)
+			if b.Err == nil && b.Module.Name != "" {
+				b.Name = b.Module.Name
+			}
+			t.Native[b.Name] = p
+			t.Builds = append(t.Builds, b)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+func (t *Tree) scanWeak(root string) error {
+	weak := filepath.Join(t.Dir, "weak-updates")
+	return filepath.WalkDir(weak, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		sub, _ := filepath.Rel(weak, p)
+		if d.Type()&fs.ModeSymlink == 0 {
+			t.Others = append(t.Others, p)
+			return nil
+		}
+		target, err := os.Readlink(p)
+		if err != nil {
+			return err
+		}
+		l := &Link{Path: p, Sub: sub, Target: target}
+		rel, _ := filepath.Rel(root, p)
+		if resolved, err := rootfs.Resolve(root, rel); err != nil {
+			l.Escapes, l.Dangling = true, true
+		} else {
+			l.Resolved = resolved
+			_, serr := os.Stat(resolved)
+			l.Dangling = serr != nil
+		}
+		t.Links = append(t.Links, l)
+		return nil
+	})
+}

@@ -1,0 +1,297 @@
+package weakupdates
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/kabiguard/kabiguard/kabi"
+	"github.com/kabiguard/kabiguard/kabi/inventory"
+)
+
+// Op is what a change does to one link.
+type Op string
+
+// Link operations.
+const (
+	Create  Op = "create"
+	Repoint Op = "repoint"
+	Remove  Op = "remove"
+)
+
+// Change is one link operation.
+type Change struct {
+	Kernel string `json:"kernel"`
+	Op     Op     `json:"op"`
+	Link   string `json:"link"`             // host path of the link
+	Old    string `json:"old,omitempty"`    // previous target, as stored
+	Target string `json:"target,omitempty"` // new target, as stored (relative)
+	Why    string `json:"why"`
+}
+
+// Diff lists the changes that bring inv's weak-updates trees to plan. Only symlinks are ever
+// changed; regular files in weak-updates belong to someone else and stay. A kernel being
+// removed loses all its links; a kernel that could not be planned (no symvers) keeps its links
+// unless they dangle, so no command ever leaves a dangling link behind.
+func Diff(inv *inventory.Inventory, plan *Plan, pol Policy) []Change {
+	var out []Change
+	for _, t := range inv.Trees {
+		kp := plan.Kernel(t.Release)
+		have := map[string]*inventory.Link{}
+		for _, l := range t.Links {
+			if isTemp(l.Path) {
+				out = append(out, Change{Kernel: t.Release, Op: Remove, Link: l.Path, Old: l.Target, Why: "left over from an interrupted run"})
+				continue
+			}
+			have[l.Sub] = l
+		}
+		if kp == nil || kp.Kernel == nil {
+			for _, l := range have {
+				switch {
+				case pol.Removing[t.Release]:
+					out = append(out, Change{Kernel: t.Release, Op: Remove, Link: l.Path, Old: l.Target, Why: "kernel is being removed"})
+				case l.Dangling:
+					out = append(out, Change{Kernel: t.Release, Op: Remove, Link: l.Path, Old: l.Target, Why: "dangling"})
+				}
+			}
+			continue
+		}
+		subs := make([]string, 0, len(kp.Links))
+		for sub := range kp.Links {
+			subs = append(subs, sub)
+		}
+		sort.Strings(subs)
+		for _, sub := range subs {
+			build := kp.Links[sub]
+			target := LinkTarget(t.Dir, sub, build)
+			linkPath := filepath.Join(t.Dir, "weak-updates", sub)
+			l := have[sub]
+			switch {
+			case l == nil:
+				if isOthers(t, linkPath) {
+					continue // a regular file is in the way: never replaced
+				}
+				out = append(out, Change{Kernel: t.Release, Op: Create, Link: linkPath, Target: target, Why: "compatible build from " + buildKernel(kp, sub)})
+			case l.Resolved != build || l.Target != target:
+				why := "better build from " + buildKernel(kp, sub)
+				if l.Dangling {
+					why = "was dangling; build from " + buildKernel(kp, sub)
+				}
+				out = append(out, Change{Kernel: t.Release, Op: Repoint, Link: linkPath, Old: l.Target, Target: target, Why: why})
+			}
+		}
+		for _, l := range have {
+			if _, want := kp.Links[l.Sub]; want {
+				continue
+			}
+			why := "no compatible build"
+			switch {
+			case l.Dangling:
+				why = "dangling"
+			case !kabi.IsModuleFile(l.Path):
+				continue // not a module link: not ours
+			default:
+				if d := decisionFor(kp, l); d != nil && d.State == Native {
+					why = "kernel has its own build"
+				}
+			}
+			out = append(out, Change{Kernel: t.Release, Op: Remove, Link: l.Path, Old: l.Target, Why: why})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if c := kabi.CompareReleases(out[i].Kernel, out[j].Kernel); c != 0 {
+			return c < 0
+		}
+		return out[i].Link < out[j].Link
+	})
+	return out
+}
+
+// tempMarker is in the name of a link being created; one found later was left by a killed run.
+const tempMarker = ".kabiguard-tmp-"
+
+func isTemp(p string) bool { return strings.Contains(filepath.Base(p), tempMarker) }
+
+func isOthers(t *inventory.Tree, p string) bool {
+	for _, o := range t.Others {
+		if o == p {
+			return true
+		}
+	}
+	return false
+}
+
+func buildKernel(kp *KernelPlan, sub string) string {
+	for _, d := range kp.Decisions {
+		if d.Link == sub && d.State == Weak {
+			return d.From
+		}
+	}
+	return "?"
+}
+
+func decisionFor(kp *KernelPlan, l *inventory.Link) *Decision {
+	return kp.Decisions[inventory.ModuleName(l.Sub)]
+}
+
+// Options of Apply.
+type Options struct {
+	DryRun   bool
+	NoDepmod map[string]bool // kernels not to run depmod for (being removed)
+	Depmod   string          // depmod binary; "" means "depmod" from PATH
+	Log      func(string)
+}
+
+// Apply carries out changes and runs the real depmod once for every kernel whose links
+// changed. Each link is replaced atomically (a new link under a temporary name, renamed over
+// the old one). It returns the kernels whose module set changed.
+func Apply(root string, changes []Change, opt Options) ([]string, error) {
+	log := opt.Log
+	if log == nil {
+		log = func(string) {}
+	}
+	changed := map[string]bool{}
+	var errs []string
+	for _, c := range changes {
+		log(fmt.Sprintf("%s: %s %s%s (%s)", c.Kernel, c.Op, c.Link, arrow(c), c.Why))
+		changed[c.Kernel] = true
+		if opt.DryRun {
+			continue
+		}
+		if err := applyOne(c); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	var kernels []string
+	for k := range changed {
+		kernels = append(kernels, k)
+	}
+	sort.Slice(kernels, func(i, j int) bool { return kabi.CompareReleases(kernels[i], kernels[j]) < 0 })
+	for _, k := range kernels {
+		if _, err := os.Stat(filepath.Join(kabi.ModulesDir(root, k), "kernel")); err != nil || opt.NoDepmod[k] {
+			continue // not an installed kernel, or being removed: nothing to index
+		}
+		if opt.DryRun {
+			log(fmt.Sprintf("%s: would run depmod", k))
+			continue
+		}
+		if err := Depmod(root, k, opt.Depmod); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return kernels, fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return kernels, nil
+}
+
+func arrow(c Change) string {
+	if c.Target != "" {
+		return " -> " + c.Target
+	}
+	return ""
+}
+
+func applyOne(c Change) error {
+	switch c.Op {
+	case Remove:
+		fi, err := os.Lstat(c.Link)
+		if os.IsNotExist(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
+			return fmt.Errorf("%s: not a symlink, left alone", c.Link)
+		}
+		if err := os.Remove(c.Link); err != nil {
+			return err
+		}
+		removeEmptyDirs(filepath.Dir(c.Link))
+		return nil
+	case Create, Repoint:
+		if err := os.MkdirAll(filepath.Dir(c.Link), 0o755); err != nil {
+			return err
+		}
+		if fi, err := os.Lstat(c.Link); err == nil && fi.Mode()&os.ModeSymlink == 0 {
+			return fmt.Errorf("%s: a regular file is in the way, left alone", c.Link)
+		}
+		tmp := fmt.Sprintf("%s%s%d", c.Link, tempMarker, os.Getpid())
+		os.Remove(tmp)
+		if err := os.Symlink(c.Target, tmp); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, c.Link); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+		return syncDir(filepath.Dir(c.Link))
+	}
+	return fmt.Errorf("unknown op %q", c.Op)
+}
+
+// removeEmptyDirs removes empty directories from dir up to, not including, weak-updates/.
+func removeEmptyDirs(dir string) {
+	for filepath.Base(dir) != "weak-updates" && filepath.Base(dir) != "/" {
+		if err := os.Remove(dir); err != nil {
+			return
+		}
+		dir = filepath.Dir(dir)
+	}
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// Depmod runs the real depmod for one kernel of root. Under an alternate root it passes -b and
+// that root's depmod.d directories, so the host's configuration never decides.
+func Depmod(root, release, bin string) error {
+	if bin == "" {
+		bin = "depmod"
+	}
+	args := []string{"-a"}
+	if r, _ := filepath.Abs(root); r != "/" {
+		args = append(args, "-b", root)
+		for _, d := range []string{"etc/depmod.d", "run/depmod.d", "usr/local/lib/depmod.d", "lib/depmod.d", "usr/lib/depmod.d"} {
+			if fi, err := os.Stat(filepath.Join(root, d)); err == nil && fi.IsDir() {
+				args = append(args, "-C", filepath.Join(root, d))
+			}
+		}
+	}
+	args = append(args, release)
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %v: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Lock takes the exclusive lock that serializes every command changing root's module trees.
+// It blocks until the lock is free; the returned function releases it.
+func Lock(root string) (func(), error) {
+	dir := filepath.Join(root, "lib", "modules")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, ".kabiguard.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}
