@@ -26,6 +26,9 @@ type Policy struct {
 	// Removing lists releases being removed: they get no links and offer no builds, even if
 	// their files are still on disk (kernel-install remove runs before the files go).
 	Removing map[string]bool
+	// Gone lists build files being removed (weak-modules --remove-modules): never offered, and
+	// links to them are re-pointed or removed whether or not the files still exist.
+	Gone map[string]bool
 }
 
 // State of a module for a kernel.
@@ -119,7 +122,9 @@ func MakePlan(inv *inventory.Inventory, pol Policy, kernels map[string]*KernelPl
 
 func planKernel(t *inventory.Tree, kp *KernelPlan, groups []group, pol Policy) {
 	for _, b := range t.Builds {
-		kp.Decisions[b.Name] = &Decision{Module: b.Name, State: Native, Build: b, From: t.Release}
+		if !pol.Gone[b.Path] {
+			kp.Decisions[b.Name] = &Decision{Module: b.Name, State: Native, Build: b, From: t.Release}
+		}
 	}
 	// Candidate groups for this kernel: same series and flavour unless shared freely, and only
 	// the members this kernel lacks natively.
@@ -130,7 +135,7 @@ func planKernel(t *inventory.Tree, kp *KernelPlan, groups []group, pol Policy) {
 		}
 		var need []*inventory.Build
 		for _, b := range g.builds {
-			if _, native := t.Native[b.Name]; native {
+			if p, native := t.Native[b.Name]; native && !pol.Gone[p] {
 				continue
 			}
 			if pol.Never[b.Name] {
@@ -159,7 +164,7 @@ func planKernel(t *inventory.Tree, kp *KernelPlan, groups []group, pol Policy) {
 	// that another package's module uses).
 	var native []*module.Module
 	for _, b := range t.Builds {
-		if b.Module != nil {
+		if b.Module != nil && !pol.Gone[b.Path] {
 			native = append(native, b.Module)
 		}
 	}
@@ -271,7 +276,7 @@ func makeGroups(inv *inventory.Inventory, pol Policy) []group {
 		}
 		var builds []*inventory.Build
 		for _, b := range t.Builds {
-			if b.Err == nil {
+			if b.Err == nil && !pol.Gone[b.Path] {
 				builds = append(builds, b)
 			}
 		}

@@ -10,8 +10,11 @@ import (
 )
 
 // PolicyFrom turns configuration into a planning policy.
-func PolicyFrom(c *config.Config, removing []string) Policy {
-	p := Policy{Never: map[string]bool{}, ShareAny: c.ShareBuilds == "any", Removing: map[string]bool{}}
+func PolicyFrom(c *config.Config, removing, gone []string) Policy {
+	p := Policy{Never: map[string]bool{}, ShareAny: c.ShareBuilds == "any", Removing: map[string]bool{}, Gone: map[string]bool{}}
+	for _, g := range gone {
+		p.Gone[g] = true
+	}
 	for _, n := range c.NeverWeak {
 		p.Never[n] = true
 	}
@@ -26,6 +29,7 @@ type SyncOptions struct {
 	Root     string
 	Only     []string // change links only in these kernels (dangling links are removed everywhere)
 	Removing []string // kernels being removed: their links go, their builds are not offered
+	Gone     []string // build files being removed: not offered, links to them re-pointed
 	DryRun   bool
 	Depmod   string
 	Log      func(string)
@@ -51,7 +55,7 @@ func Sync(c *config.Config, opt SyncOptions) (*Result, error) {
 			return nil, err
 		}
 	}
-	res, err := Preview(c, opt.Root, opt.Removing)
+	res, err := Preview(c, opt.Root, opt.Removing, opt.Gone)
 	if err != nil {
 		return nil, err
 	}
@@ -78,12 +82,12 @@ func Sync(c *config.Config, opt SyncOptions) (*Result, error) {
 }
 
 // Preview scans, plans and diffs without changing anything and without the lock.
-func Preview(c *config.Config, root string, removing []string) (*Result, error) {
+func Preview(c *config.Config, root string, removing, gone []string) (*Result, error) {
 	inv, err := inventory.Scan(root)
 	if err != nil {
 		return nil, err
 	}
-	pol := PolicyFrom(c, removing)
+	pol := PolicyFrom(c, removing, gone)
 	plan := MakePlan(inv, pol, LoadKernels(inv, pol))
 	return &Result{Inventory: inv, Plan: plan, Changes: Diff(inv, plan, pol)}, nil
 }

@@ -90,7 +90,7 @@ func (c *statusCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	res, err := weakupdates.Preview(cfg, c.Root, nil)
+	res, err := weakupdates.Preview(cfg, c.Root, nil, nil)
 	if err != nil {
 		return err
 	}

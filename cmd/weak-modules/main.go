@@ -1,0 +1,191 @@
+// Command weak-modules is a drop-in for RHEL's /usr/sbin/weak-modules, as kmod RPM scriptlets,
+// DKMS and admins call it, backed by kabiguard's planner: decisions are per module (a group
+// only when modules use each other's symbols), removal re-points links to another compatible
+// build whether or not the removed file still exists, .ko.zst and every symvers compression
+// work, and the exit status is non-zero when anything failed.
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/alecthomas/kong"
+	"github.com/kabiguard/kabiguard/config"
+	"github.com/kabiguard/kabiguard/hooks"
+	"github.com/kabiguard/kabiguard/kabi"
+	"github.com/kabiguard/kabiguard/weakupdates"
+	"golang.org/x/sys/unix"
+)
+
+type cli struct {
+	AddModules    bool `name:"add-modules" aliases:"add-module" help:"Link the modules listed on stdin into every installed kernel where compatible."`
+	RemoveModules bool `name:"remove-modules" aliases:"remove-module" help:"The modules listed on stdin are being removed: re-point their links to another compatible build, or remove them."`
+	AddKernel     bool `name:"add-kernel" help:"Link compatible modules of the other kernels into KERNEL (default: the running kernel)."`
+	RemoveKernel  bool `name:"remove-kernel" help:"KERNEL is being removed: drop its weak-updates, re-point other kernels' links into its tree."`
+
+	DryRun             bool   `name:"dry-run" help:"Print what would be done; change nothing, run nothing."`
+	NoInitramfs        bool   `name:"no-initramfs" help:"Do not rebuild initramfs images (depmod still runs)."`
+	Verbose            bool   `short:"v" help:"Print every change and command."`
+	Basedir            string `placeholder:"DIR" default:"/" help:"Root directory (lib/modules, boot, etc below it)." type:"path"`
+	Dracut             string `placeholder:"PATH" default:"dracut" help:"Initramfs generator to run."`
+	CheckInitramfsProg string `name:"check-initramfs-prog" placeholder:"PATH" help:"Run 'PATH KERNEL' for every changed kernel instead of rebuilding the initramfs."`
+	DeleteModules      bool   `name:"delete-modules" hidden:"" help:"Accepted for compatibility; does nothing."`
+
+	Kernel string `arg:"" optional:"" help:"Kernel release for --add-kernel/--remove-kernel (default: uname -r)."`
+}
+
+func (c *cli) Validate() error {
+	n := 0
+	for _, b := range []bool{c.AddModules, c.RemoveModules, c.AddKernel, c.RemoveKernel} {
+		if b {
+			n++
+		}
+	}
+	if n != 1 {
+		return errors.New("give exactly one of --add-modules, --remove-modules, --add-kernel, --remove-kernel")
+	}
+	if c.Kernel != "" && !c.AddKernel && !c.RemoveKernel {
+		return fmt.Errorf("unexpected argument %q: a kernel release goes only with --add-kernel or --remove-kernel", c.Kernel)
+	}
+	return nil
+}
+
+const help = `Keeps /lib/modules/*/weak-updates right when kernels or kABI-tracking modules come and go.
+Module paths for --add-modules and --remove-modules are read from stdin, one per line
+(.ko, .ko.xz, .ko.gz, .ko.zst; relative paths are taken from the current directory).
+
+Exit status: 0 success, 1 something failed (every failure is printed), 2 usage error.
+
+Examples:
+  weak-modules --add-kernel 5.14.0-427.el9.x86_64
+  find /lib/modules/5.14.0-70.el9.x86_64/extra/drbd -name '*.ko*' | weak-modules --add-modules
+  rpm -ql kmod-drbd | grep '\.ko' | weak-modules --remove-modules --no-initramfs`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var c cli
+	exitCode := -1
+	parser, err := kong.New(&c, kong.Name("weak-modules"), kong.Description(help),
+		kong.Writers(stdout, stderr), kong.Exit(func(code int) { exitCode = code }))
+	if err != nil {
+		fmt.Fprintf(stderr, "weak-modules: %v\n", err)
+		return 2
+	}
+	if _, err := parser.Parse(args); exitCode >= 0 {
+		return min(exitCode, 2)
+	} else if err != nil {
+		fmt.Fprintf(stderr, "weak-modules: %v (see 'weak-modules --help')\n", err)
+		return 2
+	}
+	if err := c.run(stdin, stdout); err != nil {
+		fmt.Fprintf(stderr, "weak-modules: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func (c *cli) run(stdin io.Reader, stdout io.Writer) error {
+	w := bufio.NewWriter(stdout)
+	defer w.Flush()
+	log := func(s string) {
+		if c.Verbose || c.DryRun {
+			fmt.Fprintln(w, s)
+		}
+	}
+	cfg, err := config.Load(c.Basedir)
+	if err != nil {
+		return err
+	}
+	opt := weakupdates.SyncOptions{Root: c.Basedir, DryRun: c.DryRun, Log: log}
+	switch {
+	case c.AddKernel || c.RemoveKernel:
+		k := c.Kernel
+		if k == "" {
+			var u unix.Utsname
+			if err := unix.Uname(&u); err != nil {
+				return err
+			}
+			k = unix.ByteSliceToString(u.Release[:])
+		}
+		if c.AddKernel {
+			opt.Only = []string{k}
+		} else {
+			opt.Removing = []string{k}
+		}
+	case c.AddModules, c.RemoveModules:
+		paths, err := readModuleList(stdin, c.Basedir, c.AddModules)
+		if err != nil {
+			return err
+		}
+		if c.RemoveModules {
+			opt.Gone = paths
+		}
+	}
+	res, err := weakupdates.Sync(cfg, opt)
+	if err != nil {
+		return err
+	}
+	var upd hooks.InitramfsUpdater = hooks.NoInitramfs{}
+	if !c.NoInitramfs {
+		upd = hooks.GeneratorUpdater{Root: c.Basedir, Generator: c.Dracut, CheckProg: c.CheckInitramfsProg, DryRun: c.DryRun, Log: log}
+	}
+	var errs []string
+	for _, k := range res.Changed {
+		if c.RemoveKernel && k == opt.Removing[0] {
+			continue
+		}
+		if err := upd.Update(k); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// readModuleList reads module paths from stdin. Every path must lie in a release directory
+// under BASEDIR/lib/modules (outside weak-updates); with mustExist, it must also be a
+// readable module.
+func readModuleList(r io.Reader, root string, mustExist bool) ([]string, error) {
+	cwd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	base := filepath.Join(root, "lib", "modules")
+	var out []string
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		p := strings.TrimSpace(sc.Text())
+		if p == "" {
+			continue
+		}
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(cwd, p)
+		}
+		p = filepath.Clean(p)
+		rel, err := filepath.Rel(base, p)
+		parts := strings.Split(filepath.ToSlash(rel), "/")
+		if err != nil || strings.HasPrefix(rel, "..") || len(parts) < 3 || parts[1] == "weak-updates" {
+			return nil, fmt.Errorf("%s: not a module file in a kernel's directory under %s", p, base)
+		}
+		if !kabi.IsModuleFile(p) {
+			return nil, fmt.Errorf("%s: not a module file name (.ko, .ko.xz, .ko.gz, .ko.zst)", p)
+		}
+		if mustExist {
+			if _, err := os.Stat(p); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, p)
+	}
+	return out, sc.Err()
+}
