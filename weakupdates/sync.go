@@ -118,6 +118,12 @@ func Status(res *Result, c *config.Config) ([]Row, []error) {
 			names[b.Name] = true
 		}
 	}
+	anywhere := map[string]string{} // module name -> a release that has a build of it
+	for _, t := range res.Inventory.Trees {
+		for _, b := range t.Builds {
+			anywhere[b.Name] = t.Release
+		}
+	}
 	sorted := make([]string, 0, len(names))
 	for n := range names {
 		sorted = append(sorted, n)
@@ -156,8 +162,10 @@ func Status(res *Result, c *config.Config) ([]Row, []error) {
 				r.Reason = firstReason(d, kp)
 			case kp.Err != nil:
 				r.State, r.Reason = "missing", "cannot decide: "+kp.Err.Error()
+			case anywhere[n] == "":
+				r.State, r.Reason = "missing", "no build of "+n+" is installed for any kernel"
 			default:
-				r.State, r.Reason = "missing", "no build of "+n+" for this kernel's series and flavour"
+				r.State, r.Reason = "missing", "only builds for other series or flavours (e.g. "+anywhere[n]+"); see share_builds"
 			}
 			rows = append(rows, r)
 		}

@@ -90,7 +90,9 @@ func (c *checkCmd) printText(e *env, kernels []*kabi.Kernel, all []kabi.Verdict)
 	w := bufio.NewWriter(e.stdout)
 	defer w.Flush()
 	for _, k := range kernels {
-		fmt.Fprintf(w, "%s: exports from %s\n", k.Name(), k.SymversPath())
+		if k.Release != "" { // a bare --symvers target is already named by its path
+			fmt.Fprintf(w, "%s: exports from %s\n", k.Name(), k.SymversPath())
+		}
 	}
 	for _, v := range all {
 		mod := filepath.Base(v.Module)
