@@ -92,6 +92,10 @@ func NewReader(r io.Reader, f Format) (io.ReadCloser, error) {
 	return nil, fmt.Errorf("%w %q", ErrUnknownFormat, f)
 }
 
+// MaxDecoded bounds what Decode returns. The largest Debian module (amdgpu) is about 20 MiB
+// and the largest symvers under 2 MiB; the bound stops a crafted stream from exhausting memory.
+const MaxDecoded = 512 << 20
+
 // Decode returns data decompressed if it starts with a known magic, or data itself otherwise,
 // together with the format found.
 func Decode(data []byte) ([]byte, Format, error) {
@@ -104,9 +108,12 @@ func Decode(data []byte) ([]byte, Format, error) {
 		return nil, f, fmt.Errorf("%s: %w", f, err)
 	}
 	defer r.Close()
-	out, err := io.ReadAll(r)
+	out, err := io.ReadAll(io.LimitReader(r, MaxDecoded+1))
 	if err != nil {
 		return nil, f, fmt.Errorf("%s: %w", f, err)
+	}
+	if int64(len(out)) > MaxDecoded {
+		return nil, f, fmt.Errorf("%s: decompresses to more than %d MiB: not a module or symvers file", f, MaxDecoded>>20)
 	}
 	return out, f, nil
 }

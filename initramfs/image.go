@@ -1,0 +1,601 @@
+// Package initramfs reads initramfs images the way the Linux kernel unpacks them and writes
+// images the kernel accepts.
+//
+// An image is a sequence of segments (init/initramfs.c: unpack_to_rootfs): uncompressed newc
+// cpio archives starting at 4-aligned offsets (an early microcode cpio, typically), NUL
+// padding, and compressed streams (gzip, zstd, xz, lz4 legacy, bzip2), each decompressed by
+// one call and holding one or more cpio archives ended by TRAILER!!!. Later entries override
+// earlier ones as they would in the kernel's rootfs.
+//
+// Listing streams every segment once and never keeps file bodies; reading a file from a
+// compressed segment decompresses that segment again up to the file.
+package initramfs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/kabiguard/kabiguard/internal/compression"
+)
+
+// Entry is one file of an image.
+type Entry struct {
+	Name     string // normalised: relative to the root, no leading "/"; "." is the root
+	Mode     uint32 // st_mode: type and permission bits
+	Size     int64  // content size; for hard links, of the content the link group ends with
+	Ino      uint32
+	NLink    uint32
+	UID, GID uint32
+	MTime    int64
+	Devmajor uint32 // device of the file's filesystem (part of the hard-link key)
+	Devminor uint32
+	Rmajor   uint32 // device number of a device node
+	Rminor   uint32
+	// LinkTarget is a symlink's target.
+	LinkTarget string
+	// HardlinkTo is, for every hard link of a group but the first, the name of the first.
+	HardlinkTo string
+	// Segment is the index in Image.Segments of the segment holding the entry; Offset the
+	// offset of its header in that segment's (decompressed) cpio stream.
+	Segment int
+	Offset  int64
+
+	node *inode
+}
+
+// inode is content shared by the names of a hard-link group.
+type inode struct {
+	seg  int   // segment holding the content, -1 for none
+	off  int64 // offset of the content in that segment's cpio stream
+	size int64
+}
+
+// Type returns the file type bits of Mode.
+func (e Entry) Type() uint32 { return e.Mode & modeType }
+
+// IsDir, IsRegular and IsSymlink report the entry's type.
+func (e Entry) IsDir() bool     { return e.Type() == modeDir }
+func (e Entry) IsRegular() bool { return e.Type() == modeRegular }
+func (e Entry) IsSymlink() bool { return e.Type() == modeSymlink }
+
+// FileMode returns Mode as an fs.FileMode.
+func (e Entry) FileMode() fs.FileMode {
+	m := fs.FileMode(e.Mode & 0o777)
+	if e.Mode&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if e.Mode&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if e.Mode&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	switch e.Type() {
+	case modeDir:
+		m |= fs.ModeDir
+	case modeSymlink:
+		m |= fs.ModeSymlink
+	case modeChar:
+		m |= fs.ModeDevice | fs.ModeCharDevice
+	case modeBlock:
+		m |= fs.ModeDevice
+	case modeFIFO:
+		m |= fs.ModeNamedPipe
+	case modeSocket:
+		m |= fs.ModeSocket
+	case modeRegular:
+	default:
+		m |= fs.ModeIrregular
+	}
+	return m
+}
+
+// Segment is one part of an image the kernel unpacks with one call.
+type Segment struct {
+	Offset      int64              // where it starts in the image file
+	Length      int64              // bytes of the image file it occupies
+	Compression compression.Format // compression.None for an uncompressed cpio archive
+	Size        int64              // length of its (decompressed) cpio stream
+	Archives    int                // cpio archives in it (TRAILER!!! records)
+	Entries     []Entry            // in archive order, trailers left out
+}
+
+// Skipped is an entry the kernel would not create.
+type Skipped struct {
+	Entry  Entry
+	Reason string
+}
+
+// Image is a parsed initramfs image.
+type Image struct {
+	Name     string // the path given to Open, used in errors
+	Size     int64
+	Segments []Segment
+	// Skipped lists entries of the archives that the kernel would not create (missing parent
+	// directory, a file over a non-empty directory).
+	Skipped []Skipped
+
+	ra     io.ReaderAt
+	closer io.Closer
+	files  map[string]*Entry
+	names  []string
+}
+
+// FormatError locates a defect in an image.
+type FormatError struct {
+	File        string
+	Segment     int // 1-based, as in messages; 0 when not inside a segment
+	Compression compression.Format
+	Offset      int64 // image offset of the segment
+	Err         error
+}
+
+func (e *FormatError) Error() string {
+	if e.Segment == 0 {
+		return fmt.Sprintf("%s: %v", e.File, e.Err)
+	}
+	if e.Compression == "" {
+		return fmt.Sprintf("%s: segment %d at offset %d: %v", e.File, e.Segment, e.Offset, e.Err)
+	}
+	return fmt.Sprintf("%s: segment %d (%s) at offset %d: %v", e.File, e.Segment, e.Compression, e.Offset, e.Err)
+}
+
+func (e *FormatError) Unwrap() error { return e.Err }
+
+// Open parses the image at path. The returned Image keeps the file open for ReadFile; Close it.
+func Open(path string) (*Image, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	im, err := Parse(f, st.Size(), path)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	im.closer = f
+	return im, nil
+}
+
+// Parse parses an image of size bytes read from ra; name is used in errors.
+func Parse(ra io.ReaderAt, size int64, name string) (*Image, error) {
+	im := &Image{Name: name, Size: size, ra: ra}
+	if err := im.parse(); err != nil {
+		return nil, err
+	}
+	im.merge()
+	return im, nil
+}
+
+// Close closes the file opened by Open.
+func (im *Image) Close() error {
+	if im.closer == nil {
+		return nil
+	}
+	return im.closer.Close()
+}
+
+func (im *Image) parse() error {
+	off := int64(0)
+	head := make([]byte, 64<<10)
+	for off < im.Size {
+		n, err := im.ra.ReadAt(head, off)
+		if n == 0 {
+			return &FormatError{File: im.Name, Err: fmt.Errorf("reading at offset %d: %w", off, err)}
+		}
+		b := head[:n]
+		if b[0] == 0 {
+			i := 0
+			for i < len(b) && b[i] == 0 {
+				i++
+			}
+			off += int64(i)
+			continue
+		}
+		idx := len(im.Segments)
+		ferr := func(f compression.Format, err error) error {
+			return &FormatError{File: im.Name, Segment: idx + 1, Compression: f, Offset: off, Err: err}
+		}
+		if b[0] == '0' && off%4 == 0 {
+			seg := Segment{Offset: off, Compression: compression.None}
+			s := newFileStream(im.ra, off, im.Size)
+			if err := im.readArchive(s, &seg, idx); err != nil {
+				return ferr(compression.None, err)
+			}
+			seg.Size, seg.Length = s.pos, s.pos
+			im.Segments = append(im.Segments, seg)
+			off += s.pos
+			continue
+		}
+		f, ok := compression.Detect(b)
+		if !ok {
+			for _, u := range unsupportedMagics {
+				if len(b) >= len(u.magic) && string(b[:len(u.magic)]) == string(u.magic) {
+					return ferr("", fmt.Errorf("compression %s is not supported (magic % x)", u.name, b[:min(8, len(b))]))
+				}
+			}
+			return ferr("", fmt.Errorf("%w: magic % x", compression.ErrUnknownFormat, b[:min(8, len(b))]))
+		}
+		if f == compression.LZ4 && b[0] == 0x04 {
+			return ferr(f, errors.New("lz4 frame format: the kernel reads only the legacy format (lz4 -l)"))
+		}
+		seg := Segment{Offset: off, Compression: f}
+		d, err := openSegment(im.ra, off, im.Size, f, 0)
+		if err != nil {
+			return ferr(f, err)
+		}
+		s := newStream(d)
+		err = im.readStream(s, &seg, idx)
+		d.close()
+		if err != nil {
+			return ferr(f, err)
+		}
+		seg.Size, seg.Length = s.pos, d.consumed()
+		if seg.Length <= 0 {
+			return ferr(f, errors.New("decompressor consumed no input"))
+		}
+		im.Segments = append(im.Segments, seg)
+		off += seg.Length
+	}
+	return nil
+}
+
+// readArchive reads records up to and including one TRAILER!!!.
+func (im *Image) readArchive(s *stream, seg *Segment, idx int) error {
+	seg.Archives++
+	links := map[linkKey]*inode{}
+	first := map[linkKey]string{}
+	for {
+		r, err := s.readRecord(nil)
+		if err != nil {
+			return err
+		}
+		if r.name == trailer {
+			return nil
+		}
+		e := Entry{
+			Name: r.name, Mode: r.mode, Size: int64(r.filesize), Ino: r.ino, NLink: r.nlink,
+			UID: r.uid, GID: r.gid, MTime: int64(r.mtime), Devmajor: r.devmajor, Devminor: r.devminor,
+			Rmajor: r.rdevmajor, Rminor: r.rdevminor, LinkTarget: r.target, Segment: idx, Offset: r.off,
+		}
+		t := r.mode & modeType
+		body := &inode{seg: -1}
+		if t == modeRegular && r.filesize > 0 {
+			body = &inode{seg: idx, off: r.dataOff, size: int64(r.filesize)}
+		}
+		e.node = body
+		// init/initramfs.c: maybe_link links names with nlink >= 2 and equal
+		// (dev major, dev minor, ino, file type); the table is reset at each trailer.
+		if r.nlink >= 2 && t != modeDir && t != modeSymlink {
+			k := linkKey{r.devmajor, r.devminor, r.ino, t}
+			if n, ok := links[k]; ok {
+				e.HardlinkTo = first[k]
+				if body.seg >= 0 {
+					*n = *body // the later body overwrites the shared inode
+				}
+				e.node = n
+			} else {
+				links[k] = body
+				first[k] = r.name
+			}
+		}
+		seg.Entries = append(seg.Entries, e)
+	}
+}
+
+type linkKey struct{ major, minor, ino, typ uint32 }
+
+// readStream reads the cpio archives of a decompressed stream: archives separated by NUL
+// padding, as the kernel's flush_buffer accepts.
+func (im *Image) readStream(s *stream, seg *Segment, idx int) error {
+	for {
+		c, err := s.skipZeros()
+		if err == io.EOF {
+			if seg.Archives == 0 {
+				return errors.New("no cpio archive in the stream")
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("at cpio offset %d: %w", s.pos, err)
+		}
+		if c != '0' {
+			return fmt.Errorf("junk within compressed archive at cpio offset %d (byte %#02x)", s.pos, c)
+		}
+		if s.pos%4 != 0 {
+			return fmt.Errorf("broken padding: archive at unaligned cpio offset %d", s.pos)
+		}
+		if err := im.readArchive(s, seg, idx); err != nil {
+			return err
+		}
+	}
+}
+
+// merge builds the view of the rootfs after the kernel unpacked every segment in order.
+func (im *Image) merge() {
+	im.files = map[string]*Entry{".": {Name: ".", Mode: modeDir | 0o755, Segment: -1, node: &inode{seg: -1}}}
+	children := map[string]int{}
+	for si := range im.Segments {
+		for _, e := range im.Segments[si].Entries {
+			name := e.Name
+			if name != "." {
+				// The kernel creates the entry through symlinks in its parent path.
+				dir, ok := im.resolve(path.Dir(name), 0)
+				if !ok {
+					im.Skipped = append(im.Skipped, Skipped{e, "parent directory missing"})
+					continue
+				}
+				if d := im.files[dir]; d == nil || !d.IsDir() {
+					im.Skipped = append(im.Skipped, Skipped{e, "parent is not a directory"})
+					continue
+				}
+				if dir == "." {
+					name = path.Base(name)
+				} else {
+					name = dir + "/" + path.Base(name)
+				}
+			}
+			prev := im.files[name]
+			ne := e
+			ne.Name = name
+			switch {
+			case prev == nil:
+				children[path.Dir(name)]++
+			case e.HardlinkTo != "":
+				// clean_path(name, 0) removes whatever is there, then link().
+				if prev.IsDir() && children[name] > 0 {
+					im.Skipped = append(im.Skipped, Skipped{e, "directory not empty"})
+					continue
+				}
+			case prev.Type() == e.Type() && e.Type() != modeRegular:
+				// mkdir/mknod/symlink fail with EEXIST; chown/chmod/utime still apply.
+				keep := *prev
+				keep.UID, keep.GID, keep.MTime = e.UID, e.GID, e.MTime
+				if e.Type() != modeSymlink {
+					keep.Mode = e.Mode
+				}
+				ne = keep
+			case prev.IsDir() && children[name] > 0:
+				im.Skipped = append(im.Skipped, Skipped{e, "directory not empty"})
+				continue
+			}
+			im.files[name] = &ne
+		}
+	}
+	for _, e := range im.files {
+		if e.node != nil && e.node.seg >= 0 {
+			e.Size = e.node.size
+		} else if e.IsRegular() {
+			e.Size = 0
+		}
+	}
+	for si := range im.Segments {
+		for i := range im.Segments[si].Entries {
+			e := &im.Segments[si].Entries[i]
+			if e.IsRegular() {
+				e.Size = e.node.size
+			}
+		}
+	}
+	im.names = make([]string, 0, len(im.files))
+	for n := range im.files {
+		im.names = append(im.names, n)
+	}
+	sort.Strings(im.names)
+}
+
+// resolve follows symlinks in name within the merged view. It returns the path of the file
+// name refers to and whether every component exists. depth counts symlinks followed.
+func (im *Image) resolve(name string, depth int) (string, bool) {
+	if name == "." || name == "" {
+		return ".", true
+	}
+	cur := "."
+	parts := strings.Split(name, "/")
+	for i, p := range parts {
+		next := p
+		if cur != "." {
+			next = cur + "/" + p
+		}
+		if p == ".." {
+			next = path.Dir(cur)
+			if cur == "." {
+				next = "."
+			}
+		}
+		e := im.files[next]
+		if e == nil {
+			return next, false
+		}
+		if e.IsSymlink() {
+			if depth >= 40 {
+				return next, false
+			}
+			t := e.LinkTarget
+			if !strings.HasPrefix(t, "/") && cur != "." {
+				t = cur + "/" + t
+			}
+			rest := strings.Join(parts[i+1:], "/")
+			if rest != "" {
+				t += "/" + rest
+			}
+			return im.resolve(normalize(t), depth+1)
+		}
+		cur = next
+	}
+	return cur, true
+}
+
+// Entries returns the files of the unpacked rootfs sorted by name, later entries of the image
+// having overridden earlier ones as in the kernel. The root "." is always included (with
+// Segment -1 when no archive carries it); entries the kernel would not create are in Skipped.
+func (im *Image) Entries() []Entry {
+	out := make([]Entry, len(im.names))
+	for i, n := range im.names {
+		out[i] = *im.files[n]
+	}
+	return out
+}
+
+// Lookup returns the entry named name (not following symlinks).
+func (im *Image) Lookup(name string) (Entry, bool) {
+	e, ok := im.files[normalize(name)]
+	if !ok {
+		return Entry{}, false
+	}
+	return *e, true
+}
+
+// Stat returns the entry name refers to, following symlinks inside the image.
+func (im *Image) Stat(name string) (Entry, error) {
+	p, ok := im.resolve(normalize(name), 0)
+	if !ok {
+		return Entry{}, &fs.PathError{Op: "stat", Path: im.Name + ":" + normalize(name), Err: fs.ErrNotExist}
+	}
+	return *im.files[p], nil
+}
+
+// ReadFile returns the content of the regular file name refers to, following symlinks inside
+// the image.
+func (im *Image) ReadFile(name string) ([]byte, error) {
+	m, err := im.ReadFiles(name)
+	if err != nil {
+		return nil, err
+	}
+	return m[normalize(name)], nil
+}
+
+// ReadFiles returns the contents of several regular files, keyed by normalised name,
+// decompressing each segment involved at most once.
+func (im *Image) ReadFiles(names ...string) (map[string][]byte, error) {
+	type want struct {
+		name string
+		n    *inode
+	}
+	bySeg := map[int][]want{}
+	out := make(map[string][]byte, len(names))
+	for _, raw := range names {
+		name := normalize(raw)
+		e, err := im.Stat(name)
+		if err != nil {
+			return nil, err
+		}
+		if !e.IsRegular() {
+			return nil, &fs.PathError{Op: "read", Path: im.Name + ":" + name, Err: fmt.Errorf("not a regular file (mode %#o)", e.Mode)}
+		}
+		if e.node.seg < 0 || e.node.size == 0 {
+			out[name] = []byte{}
+			continue
+		}
+		bySeg[e.node.seg] = append(bySeg[e.node.seg], want{name, e.node})
+	}
+	for si, ws := range bySeg {
+		seg := im.Segments[si]
+		sort.Slice(ws, func(i, j int) bool { return ws[i].n.off < ws[j].n.off })
+		ferr := func(err error) error {
+			return &FormatError{File: im.Name, Segment: si + 1, Compression: seg.Compression, Offset: seg.Offset, Err: err}
+		}
+		if seg.Compression == compression.None {
+			for _, w := range ws {
+				b := make([]byte, w.n.size)
+				if _, err := im.ra.ReadAt(b, seg.Offset+w.n.off); err != nil {
+					return nil, ferr(fmt.Errorf("reading %q: %w", w.name, err))
+				}
+				out[w.name] = b
+			}
+			continue
+		}
+		d, err := openSegment(im.ra, seg.Offset, im.Size, seg.Compression, seg.Length)
+		if err != nil {
+			return nil, ferr(err)
+		}
+		s := newStream(d)
+		for _, w := range ws {
+			if w.n.off < s.pos { // two names of one hard-link group
+				for _, prev := range ws {
+					if prev.n == w.n && out[prev.name] != nil {
+						out[w.name] = out[prev.name]
+						break
+					}
+				}
+				continue
+			}
+			if err := s.skip(w.n.off - s.pos); err != nil {
+				d.close()
+				return nil, ferr(fmt.Errorf("reading %q: %w", w.name, truncated(err)))
+			}
+			b := make([]byte, w.n.size)
+			if err := s.readFull(b); err != nil {
+				d.close()
+				return nil, ferr(fmt.Errorf("reading %q: %w", w.name, truncated(err)))
+			}
+			out[w.name] = b
+		}
+		d.close()
+	}
+	return out, nil
+}
+
+// Walk calls fn for every record of every segment in image order, with the body of regular
+// files that have one (nil otherwise), decompressing each segment once. fn must not keep r.
+func (im *Image) Walk(fn func(e Entry, r io.Reader) error) error {
+	for si, seg := range im.Segments {
+		var s *stream
+		var closeFn func()
+		if seg.Compression == compression.None {
+			s = newFileStream(im.ra, seg.Offset, seg.Offset+seg.Length)
+			closeFn = func() {}
+		} else {
+			d, err := openSegment(im.ra, seg.Offset, im.Size, seg.Compression, seg.Length)
+			if err != nil {
+				return err
+			}
+			s, closeFn = newStream(d), d.close
+		}
+		i := 0
+		for i < len(seg.Entries) {
+			if _, err := s.skipZeros(); err != nil {
+				closeFn()
+				return &FormatError{File: im.Name, Segment: si + 1, Compression: seg.Compression, Offset: seg.Offset, Err: truncated(err)}
+			}
+			called := false
+			var cbErr error
+			r, err := s.readRecord(func(r *record, rd io.Reader) error {
+				called = true
+				cbErr = fn(seg.Entries[i], rd)
+				return cbErr
+			})
+			if cbErr != nil {
+				closeFn()
+				return cbErr
+			}
+			if err != nil {
+				closeFn()
+				return &FormatError{File: im.Name, Segment: si + 1, Compression: seg.Compression, Offset: seg.Offset, Err: err}
+			}
+			if r.name == trailer {
+				continue
+			}
+			if !called {
+				if err := fn(seg.Entries[i], nil); err != nil {
+					closeFn()
+					return err
+				}
+			}
+			i++
+		}
+		closeFn()
+	}
+	return nil
+}

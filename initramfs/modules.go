@@ -1,0 +1,167 @@
+package initramfs
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/kabiguard/kabiguard/internal/compression"
+)
+
+// Module is a kernel module file found in an image.
+type Module struct {
+	Path        string             // path in the image, e.g. usr/lib/modules/K/kernel/fs/xfs/xfs.ko.xz
+	RelPath     string             // path relative to the release directory, as modules.dep names it
+	Name        string             // module name: base name without .ko*, "-" replaced by "_"
+	Compression compression.Format // from the file name: none, xz, zstd or gzip
+	Entry       Entry
+}
+
+// KernelModules are the modules of one kernel release in an image.
+type KernelModules struct {
+	Release string
+	Dir     string   // e.g. usr/lib/modules/6.1.0-56-amd64
+	Modules []Module // sorted by Path
+	// Dep is the release's modules.dep: module path (as written there, usually relative to
+	// Dir) → its dependencies in load order. Nil when the image has no modules.dep.
+	Dep map[string][]string
+}
+
+var moduleSuffixes = []struct {
+	suffix string
+	format compression.Format
+}{
+	{".ko", compression.None},
+	{".ko.xz", compression.XZ},
+	{".ko.zst", compression.Zstd},
+	{".ko.gz", compression.Gzip},
+}
+
+// ModuleName returns the module name of a module file name, and false when the name is not
+// one of a module (.ko, .ko.xz, .ko.zst, .ko.gz).
+func ModuleName(file string) (string, compression.Format, bool) {
+	base := path.Base(file)
+	for _, s := range moduleSuffixes {
+		if strings.HasSuffix(base, s.suffix) && len(base) > len(s.suffix) {
+			return strings.ReplaceAll(strings.TrimSuffix(base, s.suffix), "-", "_"), s.format, true
+		}
+	}
+	return "", "", false
+}
+
+// Modules returns the kernel modules in the image, grouped by kernel release and sorted by
+// release, found under usr/lib/modules/K/ and lib/modules/K/ (regular files and symlinks, as
+// weak-updates holds), together with each release's parsed modules.dep.
+func (im *Image) Modules() ([]KernelModules, error) {
+	byDir := map[string]*KernelModules{}
+	for _, n := range im.names {
+		e := im.files[n]
+		var rest string
+		var ok bool
+		for _, prefix := range []string{"usr/lib/modules/", "lib/modules/"} {
+			if rest, ok = strings.CutPrefix(n, prefix); ok {
+				break
+			}
+		}
+		if !ok {
+			continue
+		}
+		rel, sub, found := strings.Cut(rest, "/")
+		if !found || rel == "" {
+			continue
+		}
+		dir := strings.TrimSuffix(n, "/"+sub)
+		name, f, isMod := ModuleName(sub)
+		if !isMod || !(e.IsRegular() || e.IsSymlink()) {
+			if sub != "modules.dep" {
+				continue
+			}
+		}
+		km := byDir[dir]
+		if km == nil {
+			km = &KernelModules{Release: rel, Dir: dir}
+			byDir[dir] = km
+		}
+		if isMod && (e.IsRegular() || e.IsSymlink()) {
+			km.Modules = append(km.Modules, Module{Path: n, RelPath: sub, Name: name, Compression: f, Entry: *e})
+		}
+	}
+	var deps []string
+	for dir := range byDir {
+		if e, err := im.Stat(dir + "/modules.dep"); err == nil && e.IsRegular() {
+			deps = append(deps, dir+"/modules.dep")
+		}
+	}
+	contents, err := im.ReadFiles(deps...)
+	if err != nil {
+		return nil, err
+	}
+	// The same release under usr/lib and lib (a real lib/, not a symlink) is one release.
+	byRel := map[string]*KernelModules{}
+	dirs := make([]string, 0, len(byDir))
+	for d := range byDir {
+		dirs = append(dirs, d)
+	}
+	sort.Strings(dirs)
+	sort.SliceStable(dirs, func(i, j int) bool { // usr/lib first
+		return strings.HasPrefix(dirs[i], "usr/") && !strings.HasPrefix(dirs[j], "usr/")
+	})
+	for _, d := range dirs {
+		km := byDir[d]
+		if c, ok := contents[d+"/modules.dep"]; ok {
+			dep, err := ParseModulesDep(c)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %s/modules.dep: %w", im.Name, d, err)
+			}
+			km.Dep = dep
+		}
+		if have := byRel[km.Release]; have != nil {
+			have.Modules = append(have.Modules, km.Modules...)
+			if have.Dep == nil {
+				have.Dep = km.Dep
+			}
+			continue
+		}
+		byRel[km.Release] = km
+	}
+	out := make([]KernelModules, 0, len(byRel))
+	for _, km := range byRel {
+		sort.Slice(km.Modules, func(i, j int) bool { return km.Modules[i].Path < km.Modules[j].Path })
+		out = append(out, *km)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Release < out[j].Release })
+	return out, nil
+}
+
+// ParseModulesDep parses a modules.dep file: "module: dep dep…" per line. Blank lines and
+// "#" comments are ignored; any other line without ":" is an error naming the line.
+func ParseModulesDep(data []byte) (map[string][]string, error) {
+	dep := map[string][]string{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		t := strings.TrimSpace(sc.Text())
+		if t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		mod, rest, ok := strings.Cut(t, ":")
+		mod = strings.TrimSpace(mod)
+		if !ok || mod == "" {
+			return nil, fmt.Errorf("line %d: %q is not \"module: deps\"", line, t)
+		}
+		deps := strings.Fields(rest)
+		if deps == nil {
+			deps = []string{}
+		}
+		dep[mod] = deps
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("line %d: %w", line+1, err)
+	}
+	return dep, nil
+}
