@@ -22,10 +22,12 @@ const (
 
 // cli is the command grammar.
 type cli struct {
-	Symbols symbolsCmd `cmd:"" help:"Print the symbol versions (CRCs) a module was built against, like 'modprobe --dump-modversions'."`
-	Check   checkCmd   `cmd:"" help:"Tell whether modules load into a kernel: symbol CRCs, namespaces, vermagic, struct module size."`
-	Status  statusCmd  `cmd:"" help:"Show, for every installed kernel, which external and required modules it can load and from where."`
-	Link    linkCmd    `cmd:"" help:"Create, re-point and remove weak-updates links so every kernel has the best compatible builds."`
+	Symbols   symbolsCmd   `cmd:"" help:"Print the symbol versions (CRCs) a module was built against, like 'modprobe --dump-modversions'."`
+	Check     checkCmd     `cmd:"" help:"Tell whether modules load into a kernel: symbol CRCs, namespaces, vermagic, struct module size."`
+	Status    statusCmd    `cmd:"" help:"Show, for every installed kernel, which external and required modules it can load and from where."`
+	Link      linkCmd      `cmd:"" help:"Create, re-point and remove weak-updates links so every kernel has the best compatible builds."`
+	Gate      gateCmd      `cmd:"" help:"Refuse a kernel that would boot without a required module (kernel-install and Debian hooks call this)."`
+	Initramfs initramfsCmd `cmd:"" help:"Read, verify and refresh initramfs images."`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`
 }
