@@ -3,7 +3,7 @@ GO        ?= go
 PREFIX    ?= /usr
 DESTDIR   ?=
 BIN       := bin
-BINARIES  := kabiguard
+BINARIES  := kabiguard weak-modules kabiguard-gate
 GOFLAGS_STATIC := -trimpath -ldflags='-s -w -X main.version=$(shell git describe --always --dirty 2>/dev/null || echo dev)'
 # Fuzz targets run for a bounded time in `make test`: "package:Target".
 FUZZ      := ./kabi/module:FuzzParse ./kabi/symvers:FuzzParse ./internal/compression:FuzzDecode ./initramfs:FuzzRead

@@ -1,53 +1,73 @@
 #!/bin/sh
 # make demo: kabiguard on the embedded sample (testdata/sample), offline, in a throwaway root.
-# The sample holds real Debian 6.1 kernels' Module.symvers and one in-tree module each, and
-# the project's own modules built against two of those ABIs (see testdata/sample/README.md).
+# The sample holds three real Debian 6.1 kernels' Module.symvers (6.1.0-50, -53, -54) and the
+# project's own modules built with Kbuild against the 6.1.0-50 and 6.1.0-54 headers
+# (scripts/make-sample.sh). Links are made by kabiguard, module indexes by the real depmod.
 set -eu
 BIN=${1:-bin}
 S=testdata/sample
 T=$(mktemp -d "${TMPDIR:-/tmp}/kabiguard-demo.XXXXXX")
 trap 'rm -rf "$T"' EXIT INT TERM
 ROOT=$T/root
-OLD=6.1.0-50-amd64
+K50=6.1.0-50-amd64 K53=6.1.0-53-amd64 K54=6.1.0-54-amd64
+
+if ! command -v depmod >/dev/null; then
+	echo "demo: depmod (kmod) is missing; installing it" >&2
+	apt-get install -y -q kmod >/dev/null
+fi
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@" || printf '(exit status %s)\n' "$?"; }
-
-# A kernel = its symvers and its in-tree module(s), as a kernel package installs them.
+run() { printf '$ %s\n' "$*" | sed "s#$ROOT#ROOT#g"; "$@" 2>&1 | sed "s#$ROOT#ROOT#g"; }
+# A kernel package's files: its symvers and its in-tree module(s).
 add_kernel() {
 	mkdir -p "$ROOT/lib/modules/$1"
 	cp -r "$S/kernels/$1/." "$ROOT/lib/modules/$1/"
 }
+# A kmod package's files: the module's build for one kernel in its extra/.
+add_kmod() { # add_kmod KERNEL MODULE...
+	k=$1; shift
+	for m in "$@"; do
+		mkdir -p "$ROOT/lib/modules/$k/extra/$m"
+		cp "$S/modules/$k/$m.ko.xz" "$ROOT/lib/modules/$k/extra/$m/"
+		echo "$ROOT/lib/modules/$k/extra/$m/$m.ko.xz"
+	done
+}
 
-say "A module built for $OLD, checked against three later kernels"
+say "1. kabiguard check: a module built for $K50 against two later kernels"
 mkdir -p "$ROOT/lib/modules"
-for k in 6.1.0-53-amd64 6.1.0-54-amd64 6.1.0-55-amd64; do add_kernel "$k"; done
-run "$BIN/kabiguard" check --root "$ROOT" -k 6.1.0-53-amd64 -k 6.1.0-54-amd64 -k 6.1.0-55-amd64 \
-	"$S/modules/$OLD/kabidemo.ko.xz"
-
-say "A host running $OLD with kabidemo installed (a kmod package put it in extra/); drbd-like: required"
+add_kernel $K53
+add_kernel $K54
+run "$BIN/kabiguard" check --root "$ROOT" -k $K53 -k $K54 "$S/modules/$K50/kabidemo.ko.xz" || true
 rm -rf "$ROOT"
-add_kernel "$OLD"
-mkdir -p "$ROOT/lib/modules/$OLD/extra/kabidemo" "$ROOT/etc/kabiguard/required.d" "$ROOT/etc/depmod.d"
-cp "$S/modules/$OLD/kabidemo.ko.xz" "$ROOT/lib/modules/$OLD/extra/kabidemo/"
-echo "kabidemo early" > "$ROOT/etc/kabiguard/required.d/demo.conf"
-echo "search updates extra built-in weak-updates" > "$ROOT/etc/depmod.d/00-kabiguard.conf"
+
+say "2. A host runs $K50 with two kmod packages: kabidemo (required, early) and kabiprov+kabiuser"
+add_kernel $K50
+mkdir -p "$ROOT/etc/kabiguard/required.d" "$ROOT/etc/depmod.d"
+echo "kabidemo early" >"$ROOT/etc/kabiguard/required.d/demo.conf"
+cp depmod.d/kabiguard.conf "$ROOT/etc/depmod.d/"
+add_kmod $K50 kabidemo kabiprov kabiuser >"$T/files"
+printf '$ (the kmod packages'"'"' scriptlets) weak-modules --add-modules --no-initramfs < file list\n'
+"$BIN/weak-modules" --basedir "$ROOT" --add-modules --no-initramfs --verbose <"$T/files" 2>&1 | sed "s#$ROOT#ROOT#g"
 run "$BIN/kabiguard" status --root "$ROOT"
 
-say "Kernels 6.1.0-53 and 6.1.0-54 are installed"
-add_kernel 6.1.0-53-amd64
-add_kernel 6.1.0-54-amd64
-run "$BIN/kabiguard" status --root "$ROOT"
-run "$BIN/kabiguard" link --root "$ROOT"
-run "$BIN/kabiguard" status --root "$ROOT"
-printf '$ ls -l %s\n' "lib/modules/6.1.0-53-amd64/weak-updates/kabidemo/"
-ls -l "$ROOT/lib/modules/6.1.0-53-amd64/weak-updates/kabidemo/" | sed 1d
-if command -v depmod >/dev/null; then
-	printf '$ grep kabidemo lib/modules/6.1.0-53-amd64/modules.dep   (written by the real depmod)\n'
-	grep kabidemo "$ROOT/lib/modules/6.1.0-53-amd64/modules.dep" || true
-fi
+say "3. Kernels $K53 and $K54 are installed: status before and after the kernel hook"
+add_kernel $K53
+add_kernel $K54
+run "$BIN/kabiguard" status --root "$ROOT" || true
+run "$BIN/weak-modules" --basedir "$ROOT" --add-kernel $K53 --no-initramfs --verbose
+run "$BIN/weak-modules" --basedir "$ROOT" --add-kernel $K54 --no-initramfs --verbose
+run "$BIN/kabiguard" status --root "$ROOT" || true
+printf '$ ls -l ROOT/lib/modules/%s/weak-updates/*\n' $K53
+(cd "$ROOT/lib/modules/$K53/weak-updates" && ls -l */ | grep -- '->')
+printf '$ grep weak-updates ROOT/lib/modules/%s/modules.dep   (written by the real depmod)\n' $K53
+grep weak-updates "$ROOT/lib/modules/$K53/modules.dep"
 
-say "$OLD is removed with its extra/: no link may dangle"
-rm -rf "$ROOT/lib/modules/$OLD"
+say "4. A kmod for $K54 arrives; then $K50 and its extra/ are removed"
+add_kmod $K54 kabidemo >"$T/files"
 run "$BIN/kabiguard" link --root "$ROOT"
-run "$BIN/kabiguard" status --root "$ROOT"
+run "$BIN/weak-modules" --basedir "$ROOT" --remove-kernel $K50 --no-initramfs --verbose
+rm -rf "${ROOT:?}/lib/modules/$K50"
+run "$BIN/kabiguard" link --root "$ROOT"
+run "$BIN/kabiguard" status --root "$ROOT" || true
+printf '\nNo link dangles: '
+find "$ROOT/lib/modules" -xtype l | wc -l

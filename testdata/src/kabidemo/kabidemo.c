@@ -3,8 +3,10 @@
  * kabidemo: the project's own out-of-tree module, a stand-in for a vendor driver.
  * It uses a handful of exported symbols whose CRCs differ between Debian 6.1 ABIs
  * (misc_register/misc_deregister changed between 6.1.0-53 and 6.1.0-54, module_layout
- * between 6.1.0-54 and 6.1.0-55) and some that never change (_printk, kfree, mutex_lock),
- * so the same build is compatible with some kernels and not with others.
+ * between 6.1.0-54 and 6.1.0-55) and some that stayed the same across 6.1.0-47..56
+ * (_printk, kstrdup, kfree, mutex_lock), so one build is compatible with some kernels and
+ * not with others. (kmalloc() would pull in kmalloc_caches, which changes at almost every
+ * ABI bump: a real driver's usual fate, but it would make this demo incompatible everywhere.)
  */
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
@@ -25,7 +27,7 @@ static struct miscdevice kabidemo_dev = {
 static int __init kabidemo_init(void)
 {
 	mutex_lock(&kabidemo_lock);
-	kabidemo_buf = kmalloc(64, GFP_KERNEL);
+	kabidemo_buf = kstrdup("kabidemo", GFP_KERNEL);
 	mutex_unlock(&kabidemo_lock);
 	if (!kabidemo_buf)
 		return -ENOMEM;
