@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -156,12 +157,24 @@ func Apply(root string, changes []Change, opt Options) ([]string, error) {
 	}
 	changed := map[string]bool{}
 	var errs []string
+	// A run killed between its link changes and depmod left a marker: index those kernels now.
+	for _, k := range pendingDepmod(root) {
+		changed[k] = true
+		log(fmt.Sprintf("%s: depmod did not finish in an earlier run", k))
+	}
 	for _, c := range changes {
 		log(fmt.Sprintf("%s: %s %s%s (%s)", c.Kernel, c.Op, c.Link, arrow(c), c.Why))
-		changed[c.Kernel] = true
 		if opt.DryRun {
+			changed[c.Kernel] = true
 			continue
 		}
+		if !changed[c.Kernel] {
+			if err := markDepmod(root, c.Kernel); err != nil {
+				errs = append(errs, err.Error())
+			}
+			changed[c.Kernel] = true
+		}
+		faultPoint()
 		if err := applyOne(c); err != nil {
 			errs = append(errs, err.Error())
 		}
@@ -179,7 +192,12 @@ func Apply(root string, changes []Change, opt Options) ([]string, error) {
 			log(fmt.Sprintf("%s: would run depmod", k))
 			continue
 		}
+		faultPoint()
 		if err := Depmod(root, k, opt.Depmod); err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		if err := os.Remove(depmodMarker(root, k)); err != nil && !os.IsNotExist(err) {
 			errs = append(errs, err.Error())
 		}
 	}
@@ -188,6 +206,55 @@ func Apply(root string, changes []Change, opt Options) ([]string, error) {
 	}
 	return kernels, nil
 }
+
+// depmodMarker is the file that says "K's links changed, depmod has not yet run": written
+// (and synced) before the first link change, removed after depmod succeeds, so that a run
+// killed in between is completed by the next one. depmod ignores files not named *.ko*.
+func depmodMarker(root, release string) string {
+	return filepath.Join(kabi.ModulesDir(root, release), ".kabiguard-depmod-pending")
+}
+
+func markDepmod(root, release string) error {
+	dir := kabi.ModulesDir(root, release)
+	if _, err := os.Stat(dir); err != nil {
+		return nil // the kernel's tree is gone: nothing to index later
+	}
+	f, err := os.OpenFile(depmodMarker(root, release), os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// pendingDepmod lists the kernels with a depmod marker left by an interrupted run.
+func pendingDepmod(root string) []string {
+	marks, _ := filepath.Glob(depmodMarker(root, "*"))
+	var out []string
+	for _, m := range marks {
+		out = append(out, filepath.Base(filepath.Dir(m)))
+	}
+	return out
+}
+
+// faultPoint serves the crash-consistency test only: with KABIGUARD_TEST_KILL_AT=N in the
+// environment the process kills itself with SIGKILL at its Nth step (a link change or the
+// start of a depmod), as a power cut or `kill -9` would stop it.
+func faultPoint() {
+	if killAt <= 0 {
+		return
+	}
+	if steps++; steps == killAt {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	}
+}
+
+var (
+	killAt, _ = strconv.Atoi(os.Getenv("KABIGUARD_TEST_KILL_AT"))
+	steps     int
+)
 
 func arrow(c Change) string {
 	if c.Target != "" {

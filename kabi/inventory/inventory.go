@@ -155,7 +155,6 @@ func scanTree(root, release string) (*Tree, error) {
 			if b.Err == nil && b.Module.Name != "" {
 				b.Name = b.Module.Name
 			}
-			t.Native[b.Name] = p
 			t.Builds = append(t.Builds, b)
 			return nil
 		})
@@ -163,7 +162,44 @@ func scanTree(root, release string) (*Tree, error) {
 			return nil, err
 		}
 	}
+	t.Builds = dedupe(t.Builds, dir)
+	for _, b := range t.Builds {
+		t.Native[b.Name] = b.Path
+	}
 	return t, nil
+}
+
+// dedupe keeps one build per module name, the one depmod ranks first: updates/ before extra/
+// before any other directory (the search order of kabiguard's depmod.d file), then the
+// lexically first path, so a leftover foo.ko next to foo.ko.zst never makes two builds of
+// one module in one kernel.
+func dedupe(builds []*Build, dir string) []*Build {
+	rank := func(b *Build) int {
+		rel, _ := filepath.Rel(dir, b.Path)
+		switch strings.SplitN(rel, string(filepath.Separator), 2)[0] {
+		case "updates":
+			return 0
+		case "extra":
+			return 1
+		}
+		return 2
+	}
+	sort.SliceStable(builds, func(i, j int) bool {
+		ri, rj := rank(builds[i]), rank(builds[j])
+		if ri != rj {
+			return ri < rj
+		}
+		return builds[i].Path < builds[j].Path
+	})
+	seen := map[string]bool{}
+	out := builds[:0]
+	for _, b := range builds {
+		if !seen[b.Name] {
+			seen[b.Name] = true
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 func (t *Tree) scanWeak(root string) error {
