@@ -43,3 +43,68 @@ bench: build
 
 clean:
 	rm -rf $(BIN)
+
+# ---------------------------------------------------------------------------------------------
+# install / uninstall. PREFIX (default /usr) and DESTDIR as usual; SYSCONFDIR (default /etc)
+# holds the configuration and the Debian kernel hooks, whose directories are fixed.
+#   $(SBINDIR)                         kabiguard, weak-modules (RHEL's path with PREFIX=/usr),
+#                                      kabiguard-gate (the dracut module copies it into images)
+#   $(PREFIX)/lib/kernel/install.d     45-kabiguard.install, 86-kabiguard-gate.install
+#   $(SYSCONFDIR)/kernel/postinst.d    dkms-kabiguard, zx-kabiguard-initrd (Debian hooks)
+#   $(SYSCONFDIR)/kernel/postrm.d      dkms-kabiguard
+#   $(PREFIX)/lib/depmod.d             kabiguard.conf (search ... weak-updates)
+#   $(PREFIX)/lib/dracut/...           modules.d/90kabiguard/*, dracut.conf.d/90-kabiguard.conf
+#   $(SYSCONFDIR)/kabiguard/           kabiguard.conf (all defaults commented; an existing one is
+#                                      never overwritten), required.d/ (empty)
+#   $(PREFIX)/share/kabiguard/         the pristine kabiguard.conf and the manifest of every
+#                                      path install created, which uninstall reads: it removes
+#                                      exactly those files, kabiguard.conf only when it still
+#                                      equals the pristine copy, directories only when empty.
+# The hooks find the binary at its installed path (their KABIGUARD default is filled in).
+SYSCONFDIR ?= /etc
+SBINDIR    ?= $(PREFIX)/sbin
+KG_DATADIR  = $(PREFIX)/share/kabiguard
+KG_MANIFEST = $(KG_DATADIR)/installed-files
+KG_DRACUT   = $(wildcard dracut/90kabiguard/*)
+KG_DRACONF  = $(wildcard dracut/dracut.conf.d/90-kabiguard.conf)
+
+.PHONY: install uninstall
+
+install: build
+	@set -e; D='$(DESTDIR)'; M='$(DESTDIR)$(KG_MANIFEST)'; new=$$(mktemp); \
+	trap 'rm -f "$$new"' EXIT; \
+	mkd() { if [ ! -d "$$D$$1" ]; then mkdir -p "$$D$$1"; echo "dir $$1" >>"$$new"; fi; }; \
+	put() { mkdir -p "$$D$${3%/*}"; install -m "$$1" "$$2" "$$D$$3"; echo "file $$3" >>"$$new"; echo "  $$3"; }; \
+	hook() { mkdir -p "$$D$${2%/*}"; \
+	  sed 's#^: "$${KABIGUARD:=kabiguard}"$$#: "$${KABIGUARD:=$(SBINDIR)/kabiguard}"#' "$$1" >"$$D$$2.tmp"; \
+	  grep -q '^: "$${KABIGUARD:=$(SBINDIR)/kabiguard}"$$' "$$D$$2.tmp" || { echo "$$1: no KABIGUARD default to fill in" >&2; exit 1; }; \
+	  chmod 755 "$$D$$2.tmp"; mv "$$D$$2.tmp" "$$D$$2"; echo "file $$2" >>"$$new"; echo "  $$2"; }; \
+	mkd $(KG_DATADIR); \
+	for b in $(BINARIES); do put 755 $(BIN)/$$b $(SBINDIR)/$$b; done; \
+	for f in install.d/*.install; do hook $$f $(PREFIX)/lib/kernel/$$f; done; \
+	for f in kernel/postinst.d/* kernel/postrm.d/*; do hook $$f $(SYSCONFDIR)/$$f; done; \
+	put 644 depmod.d/kabiguard.conf $(PREFIX)/lib/depmod.d/kabiguard.conf; \
+	if [ -n "$(KG_DRACUT)" ]; then mkd $(PREFIX)/lib/dracut/modules.d/90kabiguard; fi; \
+	for f in $(KG_DRACUT); do m=644; [ -x $$f ] && m=755; put $$m $$f $(PREFIX)/lib/dracut/modules.d/90kabiguard/$${f##*/}; done; \
+	for f in $(KG_DRACONF); do put 644 $$f $(PREFIX)/lib/dracut/dracut.conf.d/$${f##*/}; done; \
+	conf=$(SYSCONFDIR)/kabiguard/kabiguard.conf; mkd $(SYSCONFDIR)/kabiguard; mkd $(SYSCONFDIR)/kabiguard/required.d; \
+	if [ ! -e "$$D$$conf" ]; then install -m 644 etc/kabiguard.conf "$$D$$conf"; echo "conf $$conf" >>"$$new"; echo "  $$conf"; \
+	elif [ -f "$$M" ] && grep -qx "conf $$conf" "$$M"; then \
+	  if cmp -s "$$D$$conf" "$$D$(KG_DATADIR)/kabiguard.conf"; then install -m 644 etc/kabiguard.conf "$$D$$conf"; echo "  $$conf"; \
+	  else echo "  $$conf: modified, kept (the new default is $(KG_DATADIR)/kabiguard.conf)"; fi; \
+	  echo "conf $$conf" >>"$$new"; \
+	else echo "  $$conf: exists, kept (the default is $(KG_DATADIR)/kabiguard.conf)"; fi; \
+	put 644 etc/kabiguard.conf $(KG_DATADIR)/kabiguard.conf; \
+	if [ -f "$$M" ]; then grep '^dir ' "$$M" | while read -r k p; do grep -qx "dir $$p" "$$new" || echo "dir $$p" >>"$$new"; done; fi; \
+	echo "file $(KG_MANIFEST)" >>"$$new"; install -m 644 "$$new" "$$M"; \
+	echo "installed; 'make uninstall' removes what $(KG_MANIFEST) lists"
+
+uninstall:
+	@set -e; D='$(DESTDIR)'; M='$(DESTDIR)$(KG_MANIFEST)'; \
+	[ -f "$$M" ] || { echo "$$M not found: nothing to uninstall (make install writes it)" >&2; exit 1; }; \
+	list=$$(mktemp); trap 'rm -f "$$list"' EXIT; cp "$$M" "$$list"; M=$$list; \
+	grep '^conf ' "$$M" | while read -r k p; do \
+	  if cmp -s "$$D$$p" "$$D$(KG_DATADIR)/kabiguard.conf"; then rm -f "$$D$$p"; echo "  removed $$p"; \
+	  elif [ -e "$$D$$p" ]; then echo "  kept $$p: modified by the admin"; fi; done; \
+	grep '^file ' "$$M" | while read -r k p; do rm -f "$$D$$p"; echo "  removed $$p"; done; \
+	grep '^dir ' "$$M" | sort -r | while read -r k p; do rmdir "$$D$$p" 2>/dev/null || true; done

@@ -15,7 +15,7 @@ func needTools(t testing.TB, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
+			t.Fatalf("%s not installed (.ci/run installs it)", tool)
 		}
 	}
 }

@@ -77,7 +77,7 @@ func Diff(inv *inventory.Inventory, plan *Plan, pol Policy) []Change {
 					continue // a regular file is in the way: never replaced
 				}
 				out = append(out, Change{Kernel: t.Release, Op: Create, Link: linkPath, Target: target, Why: "compatible build from " + buildKernel(kp, sub)})
-			case l.Resolved != build || l.Target != target:
+			case !sameFile(inv.Root, l.Resolved, build) || l.Target != target:
 				why := "better build from " + buildKernel(kp, sub)
 				if l.Dangling {
 					why = "was dangling; build from " + buildKernel(kp, sub)
@@ -186,7 +186,12 @@ func Apply(root string, changes []Change, opt Options) ([]string, error) {
 	sort.Slice(kernels, func(i, j int) bool { return kabi.CompareReleases(kernels[i], kernels[j]) < 0 })
 	for _, k := range kernels {
 		if _, err := os.Stat(filepath.Join(kabi.ModulesDir(root, k), "kernel")); err != nil || opt.NoDepmod[k] {
-			continue // not an installed kernel, or being removed: nothing to index
+			// Not an installed kernel, or being removed: nothing to index, and no marker may
+			// keep its directory from being emptied.
+			if !opt.DryRun {
+				os.Remove(depmodMarker(root, k))
+			}
+			continue
 		}
 		if opt.DryRun {
 			log(fmt.Sprintf("%s: would run depmod", k))

@@ -147,9 +147,11 @@ func Status(res *Result, c *config.Config) ([]Row, []error) {
 			switch {
 			case d != nil && d.State == Native:
 				r.State, r.Path = string(Native), d.Build.Path
+			case d == nil && t.Native[n] != "":
+				r.State, r.Path = string(Native), t.Native[n] // in-tree (kernel/), e.g. a required xfs
 			case l != nil && l.Dangling:
 				r.State, r.Path, r.Reason = "dangling", l.Path, "points at "+l.Target
-			case l != nil && d != nil && d.State == Weak && l.Resolved == d.Build.Path:
+			case l != nil && d != nil && d.State == Weak && sameFile(res.Inventory.Root, l.Resolved, d.Build.Path):
 				r.State, r.From, r.Path = string(Weak), d.From, l.Resolved
 			case l != nil:
 				r.State, r.Path, r.Reason = "stale", l.Path, "links "+l.Target+"; run kabiguard link"

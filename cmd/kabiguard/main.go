@@ -28,6 +28,7 @@ type cli struct {
 	Link      linkCmd      `cmd:"" help:"Create, re-point and remove weak-updates links so every kernel has the best compatible builds."`
 	Gate      gateCmd      `cmd:"" help:"Refuse a kernel that would boot without a required module (kernel-install and Debian hooks call this)."`
 	Initramfs initramfsCmd `cmd:"" help:"Read, verify and refresh initramfs images."`
+	Hook      hookCmd      `cmd:"" help:"What kernel-install and the Debian kernel hooks run when a kernel is added or removed."`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`
 }

@@ -396,3 +396,44 @@ func TestGroupLinkedWholeWithLeftoverFiles(t *testing.T) {
 		t.Fatalf("the pair is not linked whole from one kernel into %s: %v", C, from)
 	}
 }
+
+// TestConcurrentRunsSerialize starts several `kabiguard link` and `weak-modules --add-kernel`
+// processes on one root at once: the lock serializes them, none fails, and the tree ends as
+// one run leaves it.
+func TestConcurrentRunsSerialize(t *testing.T) {
+	ref := setupEquivalence(t)
+	var out bytes.Buffer
+	if code := runKabiguard(t, &out, "link", "--root", ref.root); code != 0 {
+		t.Fatalf("reference run: exit %d\n%s", code, out.String())
+	}
+	want := strings.ReplaceAll(treeState(t, ref.root), ref.root, "ROOT")
+
+	s := setupEquivalence(t)
+	var cmds []*exec.Cmd
+	outs := make([]bytes.Buffer, 4)
+	for i := range outs {
+		cmd := exec.Command(kabiguardBinary(t), "link", "--root", s.root)
+		cmd.Stdout, cmd.Stderr = &outs[i], &outs[i]
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("run %d: %v\n%s", i, err, outs[i].String())
+		}
+	}
+	if got := strings.ReplaceAll(treeState(t, s.root), s.root, "ROOT"); got != want {
+		t.Fatalf("concurrent runs left a different tree:\n--- got\n%s\n--- want\n%s", got, want)
+	}
+	made := 0
+	for i := range outs {
+		if strings.Contains(outs[i].String(), ": create ") {
+			made++
+		}
+	}
+	if made != 1 {
+		t.Fatalf("%d runs created links; with the lock exactly one does the work", made)
+	}
+}

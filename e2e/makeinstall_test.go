@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+)
+
+func makeTarget(t *testing.T, bin, destdir string, targets ...string) string {
+	t.Helper()
+	args := append([]string{"-s", "-C", repoDir()}, targets...)
+	args = append(args, "DESTDIR="+destdir, "BIN="+bin, "GO="+filepath.Join(runtime.GOROOT(), "bin", "go"))
+	out, err := exec.Command("make", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("make %v: %v\n%s", targets, err, out)
+	}
+	return string(out)
+}
+
+func files(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			out = append(out, "/"+rel)
+		}
+		return err
+	})
+	sort.Strings(out)
+	return out
+}
+
+// TestMakeInstallUninstall: make install puts every file where it belongs (the hooks with the
+// binary's installed path filled in, Debian hook names run-parts accepts), never overwrites an
+// admin's configuration, and make uninstall removes exactly what install put, keeping a
+// modified configuration.
+func TestMakeInstallUninstall(t *testing.T) {
+	bin, d := t.TempDir(), t.TempDir()
+	makeTarget(t, bin, d, "install")
+	got := files(t, d)
+	want := []string{
+		"/etc/kabiguard/kabiguard.conf",
+		"/etc/kernel/postinst.d/dkms-kabiguard",
+		"/etc/kernel/postinst.d/zx-kabiguard-initrd",
+		"/etc/kernel/postrm.d/dkms-kabiguard",
+		"/usr/lib/depmod.d/kabiguard.conf",
+		"/usr/lib/kernel/install.d/45-kabiguard.install",
+		"/usr/lib/kernel/install.d/86-kabiguard-gate.install",
+		"/usr/sbin/kabiguard",
+		"/usr/sbin/kabiguard-gate",
+		"/usr/sbin/weak-modules",
+		"/usr/share/kabiguard/installed-files",
+		"/usr/share/kabiguard/kabiguard.conf",
+	}
+	if extra, _ := filepath.Glob(filepath.Join(repoDir(), "dracut", "90kabiguard", "*")); len(extra) > 0 {
+		for _, p := range extra {
+			want = append(want, "/usr/lib/dracut/modules.d/90kabiguard/"+filepath.Base(p))
+		}
+		if _, err := os.Stat(filepath.Join(repoDir(), "dracut", "dracut.conf.d", "90-kabiguard.conf")); err == nil {
+			want = append(want, "/usr/lib/dracut/dracut.conf.d/90-kabiguard.conf")
+		}
+		sort.Strings(want)
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("installed:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if fi, err := os.Stat(filepath.Join(d, "etc", "kabiguard", "required.d")); err != nil || !fi.IsDir() {
+		t.Fatalf("no required.d: %v", err)
+	}
+	for _, h := range []string{"usr/lib/kernel/install.d/45-kabiguard.install", "usr/lib/kernel/install.d/86-kabiguard-gate.install",
+		"etc/kernel/postinst.d/dkms-kabiguard", "etc/kernel/postinst.d/zx-kabiguard-initrd", "etc/kernel/postrm.d/dkms-kabiguard"} {
+		data, err := os.ReadFile(filepath.Join(d, h))
+		must(t, err)
+		if !strings.Contains(string(data), `: "${KABIGUARD:=/usr/sbin/kabiguard}"`) {
+			t.Errorf("%s does not default to the installed binary", h)
+		}
+		if fi, _ := os.Stat(filepath.Join(d, h)); fi.Mode().Perm() != 0o755 {
+			t.Errorf("%s: mode %v", h, fi.Mode())
+		}
+	}
+	// run-parts skips names it does not accept (a dot, for one): it must list every hook.
+	for _, dir := range []string{"postinst.d", "postrm.d"} {
+		p := filepath.Join(d, "etc", "kernel", dir)
+		out, err := exec.Command("run-parts", "--test", p).Output()
+		must(t, err)
+		entries, _ := os.ReadDir(p)
+		if n := len(strings.Fields(string(out))); n != len(entries) {
+			t.Errorf("run-parts --test %s lists %d of %d hooks:\n%s", p, n, len(entries), out)
+		}
+	}
+	// The shipped configuration loads and says the defaults.
+	out, err := exec.Command(filepath.Join(d, "usr", "sbin", "kabiguard"), "gate", "-k", "x", "--root", d, "-v").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "no module is required") {
+		t.Fatalf("kabiguard gate on the installed configuration: %v\n%s", err, out)
+	}
+
+	makeTarget(t, bin, d, "uninstall")
+	if left := files(t, d); len(left) != 0 {
+		t.Fatalf("left after uninstall: %v", left)
+	}
+	if _, err := os.Stat(filepath.Join(d, "etc", "kabiguard")); err == nil {
+		t.Fatalf("/etc/kabiguard left behind")
+	}
+
+	// The admin's configuration: kept by install, kept by uninstall once modified.
+	conf := filepath.Join(d, "etc", "kabiguard", "kabiguard.conf")
+	makeTarget(t, bin, d, "install")
+	must(t, os.WriteFile(conf, []byte("on_missing_required = warn\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(d, "etc", "kabiguard", "required.d", "drbd.conf"), []byte("drbd early\n"), 0o644))
+	makeTarget(t, bin, d, "install")
+	if data, _ := os.ReadFile(conf); string(data) != "on_missing_required = warn\n" {
+		t.Fatalf("install overwrote the configuration: %q", data)
+	}
+	out2 := makeTarget(t, bin, d, "uninstall")
+	left := files(t, d)
+	if strings.Join(left, " ") != "/etc/kabiguard/kabiguard.conf /etc/kabiguard/required.d/drbd.conf" {
+		t.Fatalf("after uninstall: %v\n%s", left, out2)
+	}
+}

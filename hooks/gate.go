@@ -1,0 +1,369 @@
+package hooks
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/kabiguard/kabiguard/config"
+	"github.com/kabiguard/kabiguard/initramfs"
+	"github.com/kabiguard/kabiguard/kabi"
+	"github.com/kabiguard/kabiguard/kabi/inventory"
+	"github.com/kabiguard/kabiguard/weakupdates"
+)
+
+// The install-time gate: before a kernel gets a boot entry (kernel-install's 86- plugin, the
+// Debian postinst.d hooks), every required module (config.Required) must resolve for it —
+// native or through a weak-updates link, indexed by depmod with every dependency present — and
+// every required early module must also be inside the initramfs the kernel will boot with.
+
+// GateOptions says what to check.
+type GateOptions struct {
+	Root   string
+	Kernel string
+	Config *config.Config
+	// Initrds are the images the kernel will boot with (kernel-install's INITRD arguments).
+	Initrds []string
+	// StagingArea is kernel-install's $KERNEL_INSTALL_STAGING_AREA: its initrd* files are
+	// images too (85-initrd links Debian's /boot/initrd.img-K there, 50-dracut writes one).
+	StagingArea string
+	// NoInitrd skips the initramfs check: the Debian hook that runs before the generator.
+	NoInitrd bool
+}
+
+// GateModule is the verdict for one required module.
+type GateModule struct {
+	Name     string         `json:"name"`
+	Early    bool           `json:"early"`
+	Source   string         `json:"source"`         // where it was declared required (file:line)
+	State    string         `json:"state"`          // as in `kabiguard status`
+	From     string         `json:"from,omitempty"` // release whose build a weak link uses
+	Path     string         `json:"path,omitempty"` // the file modprobe would load
+	Depends  []string       `json:"depends,omitempty"`
+	Initrd   string         `json:"initrd"` // "yes", "no", "not checked", "not required"
+	OK       bool           `json:"ok"`
+	Reason   string         `json:"reason,omitempty"`   // one line, when not OK
+	Problems []kabi.Problem `json:"problems,omitempty"` // of the best refused build
+}
+
+// Gate actions.
+const (
+	GatePass   = "pass"   // every required module resolves
+	GateRefuse = "refuse" // something does not, and the configuration says refuse
+	GateWarn   = "warn"   // something does not, and on_missing_required = warn
+)
+
+// GateResult is the gate's answer.
+type GateResult struct {
+	Kernel  string       `json:"kernel"`
+	OK      bool         `json:"ok"`
+	Action  string       `json:"action"`
+	Initrds []string     `json:"initrds"` // images looked into for early modules
+	Modules []GateModule `json:"modules"`
+}
+
+// Failed returns the modules that did not pass.
+func (r *GateResult) Failed() []GateModule {
+	var out []GateModule
+	for _, m := range r.Modules {
+		if !m.OK {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Gate decides whether opt.Kernel may become bootable. An error means the gate could not
+// decide at all (unreadable configuration or module trees); callers treat it as a refusal.
+func Gate(opt GateOptions) (*GateResult, error) {
+	cfg := opt.Config
+	res := &GateResult{Kernel: opt.Kernel, OK: true, Action: GatePass, Initrds: []string{}, Modules: []GateModule{}}
+	if len(cfg.Required) == 0 {
+		return res, nil
+	}
+	prev, err := weakupdates.Preview(cfg, opt.Root, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	rows, _ := weakupdates.Status(prev, cfg)
+	byName := map[string]weakupdates.Row{}
+	for _, r := range rows {
+		if r.Kernel == opt.Kernel {
+			byName[r.Module] = r
+		}
+	}
+	kp := prev.Plan.Kernel(opt.Kernel)
+	dep, depErr := readModulesDep(kabi.ModulesDir(opt.Root, opt.Kernel))
+	depPath := map[string]string{} // module name -> its modules.dep key
+	for p := range dep {
+		depPath[inventory.ModuleName(p)] = p
+	}
+
+	for _, req := range cfg.Required {
+		m := GateModule{Name: req.Name, Early: req.Early, Source: req.Source, Initrd: "not required"}
+		if req.Early {
+			m.Initrd = "not checked"
+		}
+		row, ok := byName[req.Name]
+		tree := prev.Inventory.Tree(opt.Kernel)
+		switch {
+		case tree != nil && tree.Native[req.Name] != "":
+			// The kernel's own module: in-tree (kernel/) or built for it (extra/, updates/).
+			m.State, m.Path = string(weakupdates.Native), tree.Native[req.Name]
+		case kp == nil:
+			m.State = "missing"
+			m.Reason = fmt.Sprintf("%s: %s is not an installed kernel under %s (no module tree)", req.Name, opt.Kernel, filepath.Join(opt.Root, "lib", "modules"))
+		case !ok:
+			m.State = "missing"
+			m.Reason = noBuild(req.Name, opt.Kernel)
+		default:
+			m.State, m.From, m.Path = row.State, row.From, row.Path
+			m.Reason, m.Problems = explain(req.Name, opt.Kernel, row, kp, prev.Inventory)
+		}
+		if m.Reason == "" {
+			m.Reason, m.Path, m.Depends = checkIndexed(opt.Root, opt.Kernel, req.Name, dep, depErr, depPath)
+		}
+		m.OK = m.Reason == ""
+		res.Modules = append(res.Modules, m)
+	}
+
+	if !opt.NoInitrd && anyEarly(res.Modules) {
+		checkInitrds(opt, res)
+	}
+	for _, m := range res.Modules {
+		if !m.OK {
+			res.OK = false
+		}
+	}
+	if !res.OK {
+		res.Action = GateRefuse
+		if cfg.OnMissingRequired == "warn" {
+			res.Action = GateWarn
+		}
+	}
+	return res, nil
+}
+
+func anyEarly(mods []GateModule) bool {
+	for _, m := range mods {
+		if m.Early {
+			return true
+		}
+	}
+	return false
+}
+
+func noBuild(name, kernel string) string {
+	return fmt.Sprintf("no build of %s is compatible with any installed kernel: none is installed, and %s has none of its own", name, kernel)
+}
+
+// maxProblems bounds the symbols named in one reason line; --json has them all.
+const maxProblems = 3
+
+// explain returns why a module's row is not usable, "" when it is (native or weak).
+func explain(name, kernel string, row weakupdates.Row, kp *weakupdates.KernelPlan, inv *inventory.Inventory) (string, []kabi.Problem) {
+	switch row.State {
+	case string(weakupdates.Native), string(weakupdates.Weak):
+		return "", nil
+	case string(weakupdates.Incompatible):
+		if kp.Kernel == nil {
+			return fmt.Sprintf("%s: cannot tell whether any build loads into %s: %v", name, kernel, kp.Err), nil
+		}
+		d := kp.Decisions[name]
+		if d == nil || len(d.Rejected) == 0 {
+			return fmt.Sprintf("no build of %s loads into %s: %s", name, kernel, row.Reason), nil
+		}
+		rej := d.Rejected[0] // the best-ranked build: newest source kernel
+		var parts []string
+		for i, p := range rej.Problems {
+			if i == maxProblems {
+				parts = append(parts, fmt.Sprintf("and %d more", len(rej.Problems)-maxProblems))
+				break
+			}
+			parts = append(parts, p.String())
+		}
+		more := ""
+		if n := len(d.Rejected) - 1; n > 0 {
+			more = fmt.Sprintf(" (%d older build(s) refused as well)", n)
+		}
+		return fmt.Sprintf("%s does not load into %s: the build from %s (%s) is refused: %s%s",
+			name, kernel, rej.From, rej.Build, strings.Join(parts, "; "), more), rej.Problems
+	case "pending":
+		return fmt.Sprintf("%s: a compatible build from %s is not linked into %s/weak-updates yet: run 'kabiguard link'", name, row.From, kernel), nil
+	case "dangling":
+		return fmt.Sprintf("%s: its weak-updates link %s %s: run 'kabiguard link'", name, row.Path, row.Reason), nil
+	case "stale":
+		return fmt.Sprintf("%s: %s", name, row.Reason), nil
+	case string(weakupdates.Excluded):
+		return fmt.Sprintf("%s: %s has no build of its own and never_weak (%s) forbids a weak link", name, kernel, config.MainFile), nil
+	}
+	// missing
+	for _, t := range inv.Trees {
+		for _, b := range t.Builds {
+			if b.Name == name {
+				return fmt.Sprintf("%s: no build usable by %s: %s", name, kernel, row.Reason), nil
+			}
+		}
+	}
+	if strings.HasPrefix(row.Reason, "cannot decide") {
+		return fmt.Sprintf("%s: %s", name, row.Reason), nil
+	}
+	return noBuild(name, kernel), nil
+}
+
+// checkIndexed makes sure depmod indexed the module for the kernel (modprobe finds it) and every
+// module it depends on exists. It returns a reason or "", the file and the dependencies.
+func checkIndexed(root, kernel, name string, dep map[string][]string, depErr error, depPath map[string]string) (string, string, []string) {
+	dir := kabi.ModulesDir(root, kernel)
+	if depErr != nil {
+		return fmt.Sprintf("%s: cannot read %s/modules.dep (%v): run 'depmod -a %s'", name, dir, depErr, kernel), "", nil
+	}
+	key, ok := depPath[name]
+	if !ok {
+		return fmt.Sprintf("%s: not in %s/modules.dep, so modprobe cannot find it: run 'depmod -a %s'", name, dir, kernel), "", nil
+	}
+	path := filepath.Join(dir, key)
+	if filepath.IsAbs(key) {
+		path = filepath.Join(root, key)
+	}
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Sprintf("%s: %s is in modules.dep but cannot be opened: %v", name, path, err), path, nil
+	}
+	var deps []string
+	for _, d := range dep[key] {
+		dp := filepath.Join(dir, d)
+		if filepath.IsAbs(d) {
+			dp = filepath.Join(root, d)
+		}
+		deps = append(deps, inventory.ModuleName(d))
+		if _, err := os.Stat(dp); err != nil {
+			return fmt.Sprintf("%s: depends on %s, which cannot be opened: %v", name, dp, err), path, deps
+		}
+	}
+	return "", path, deps
+}
+
+func readModulesDep(dir string) (map[string][]string, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "modules.dep"))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, errors.New("missing")
+		}
+		return nil, err
+	}
+	return initramfs.ParseModulesDep(data)
+}
+
+// GateImages lists the initramfs images the kernel will boot with: the explicit ones, the
+// initrd* files of the staging area, else the distribution's usual path under the root.
+func GateImages(opt GateOptions) []string {
+	imgs := append([]string(nil), opt.Initrds...)
+	if opt.StagingArea != "" {
+		staged, _ := filepath.Glob(filepath.Join(opt.StagingArea, "initrd*"))
+		sort.Strings(staged)
+		imgs = append(imgs, staged...)
+	}
+	if len(imgs) == 0 {
+		if img := FindImage(opt.Root, opt.Kernel); img != "" {
+			imgs = append(imgs, img)
+		}
+	}
+	return imgs
+}
+
+// checkInitrds marks every early module that is not (with its dependencies) in one of the
+// kernel's images.
+func checkInitrds(opt GateOptions, res *GateResult) {
+	imgs := GateImages(opt)
+	res.Initrds = append(res.Initrds, imgs...)
+	have := map[string]bool{}
+	var readErrs []string
+	for _, p := range imgs {
+		names, err := imageModules(p, opt.Kernel)
+		if err != nil {
+			readErrs = append(readErrs, fmt.Sprintf("%s: %v", p, err))
+			continue
+		}
+		for n := range names {
+			have[n] = true
+		}
+	}
+	where := strings.Join(imgs, ", ")
+	for i := range res.Modules {
+		m := &res.Modules[i]
+		if !m.Early {
+			continue
+		}
+		switch {
+		case len(imgs) == 0:
+			m.Initrd = "no"
+			if m.OK {
+				m.Reason = fmt.Sprintf("%s is required early, but %s has no initramfs to look in (none given, none in the staging area, none of /%s)",
+					m.Name, opt.Kernel, strings.Join(ImagePaths(opt.Kernel), ", /"))
+			}
+		case len(readErrs) > 0:
+			m.Initrd = "no"
+			if m.OK {
+				m.Reason = fmt.Sprintf("%s is required early, but the initramfs cannot be read: %s", m.Name, strings.Join(readErrs, "; "))
+			}
+		case !have[m.Name]:
+			m.Initrd = "no"
+			if m.OK {
+				m.Reason = fmt.Sprintf("%s is required early, but the initramfs (%s) does not contain it: rebuild the image (dracut with the kabiguard module adds it)", m.Name, where)
+			}
+		default:
+			m.Initrd = "yes"
+			for _, d := range m.Depends {
+				if !have[d] && m.OK {
+					m.Initrd = "no"
+					m.Reason = fmt.Sprintf("%s is required early and is in the initramfs (%s), but its dependency %s is not", m.Name, where, d)
+				}
+			}
+		}
+		m.OK = m.Reason == ""
+	}
+}
+
+// imageModules returns the names of the modules of release inside the image at path.
+func imageModules(path, release string) (map[string]bool, error) {
+	im, err := initramfs.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer im.Close()
+	kms, err := im.Modules()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, km := range kms {
+		if km.Release != release {
+			continue
+		}
+		for _, m := range km.Modules {
+			out[m.Name] = true
+		}
+	}
+	return out, nil
+}
+
+// GateAdvice is what the admin can do when the gate refuses a kernel.
+func GateAdvice(res *GateResult, mainFile string) []string {
+	k := res.Kernel
+	out := []string{
+		fmt.Sprintf("rebuild the module for %s: 'dkms autoinstall -k %s' (DKMS) or 'akmods --kernels %s' (akmods)", k, k, k),
+		fmt.Sprintf("or install a kmod package built for %s", k),
+	}
+	for _, m := range res.Failed() {
+		if m.Source != "" {
+			out = append(out, fmt.Sprintf("or drop the requirement: the line %q at %s", m.Name, m.Source))
+		}
+	}
+	out = append(out, fmt.Sprintf("or accept the risk: on_missing_required = warn in %s", mainFile))
+	out = append(out, "then install the kernel again (kernel-install add, or 'dpkg --configure -a' on Debian)")
+	return out
+}
