@@ -15,7 +15,8 @@ package kabi
 
 import (
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
 
 	"github.com/kabiguard/kabiguard/kabi/module"
 )
@@ -78,7 +79,15 @@ type Verdict struct {
 }
 
 // FormatCRC prints a CRC the way modprobe --dump-modversions and Module.symvers do.
-func FormatCRC(c uint32) string { return fmt.Sprintf("0x%08x", c) }
+func FormatCRC(c uint32) string {
+	const digits = "0123456789abcdef"
+	b := [10]byte{'0', 'x'}
+	for i := 9; i >= 2; i-- {
+		b[i] = digits[c&0xf]
+		c >>= 4
+	}
+	return string(b[:])
+}
 
 // provided is an export offered by a module supplied alongside the checked ones.
 type provided struct {
@@ -101,19 +110,48 @@ func Check(k *Kernel, mods, with []*module.Module) []Verdict {
 	}
 	refused := map[*module.Module]bool{}
 	verdicts := make([]Verdict, len(mods))
+	recheck := make([]bool, len(mods))
+	for i := range recheck {
+		recheck[i] = true
+	}
+	// Fixpoint: a refused module refuses the modules that use its exports. After the first
+	// round only those users are checked again.
 	for {
-		changed := false
+		newly := map[*module.Module]bool{}
 		for i, m := range mods {
+			if !recheck[i] {
+				continue
+			}
 			verdicts[i] = checkOne(k, m, offers, refused)
 			if !verdicts[i].Compatible && !refused[m] {
-				refused[m] = true
-				changed = true
+				newly[m] = true
 			}
 		}
-		if !changed {
+		if len(newly) == 0 {
 			return verdicts
 		}
+		for m := range newly {
+			refused[m] = true
+		}
+		for i, m := range mods {
+			recheck[i] = usesAny(m, offers, newly)
+		}
 	}
+}
+
+// usesAny reports whether m needs a symbol that one of the modules in by offers.
+func usesAny(m *module.Module, offers map[string]provided, by map[*module.Module]bool) bool {
+	for _, s := range m.Modversions() {
+		if o, ok := offers[s.Name]; ok && o.by != m && by[o.by] {
+			return true
+		}
+	}
+	for _, u := range m.Undefined {
+		if o, ok := offers[u.Name]; ok && o.by != m && by[o.by] {
+			return true
+		}
+	}
+	return false
 }
 
 func checkOne(k *Kernel, m *module.Module, offers map[string]provided, refused map[*module.Module]bool) Verdict {
@@ -213,12 +251,14 @@ func checkOne(k *Kernel, m *module.Module, offers map[string]provided, refused m
 	}
 	// module_layout is checked before any other symbol and, when it differs, is the real
 	// reason; the rest the kernel reports as a set, so sort by name for stable output.
-	sort.SliceStable(symProblems, func(i, j int) bool {
-		a, b := symProblems[i], symProblems[j]
+	slices.SortStableFunc(symProblems, func(a, b Problem) int {
 		if (a.Symbol == "module_layout") != (b.Symbol == "module_layout") {
-			return a.Symbol == "module_layout"
+			if a.Symbol == "module_layout" {
+				return -1
+			}
+			return 1
 		}
-		return a.Symbol < b.Symbol
+		return strings.Compare(a.Symbol, b.Symbol)
 	})
 	v.Problems = append(v.Problems, symProblems...)
 	v.Compatible = len(v.Problems) == 0

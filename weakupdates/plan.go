@@ -86,13 +86,16 @@ func (p *Plan) Kernel(release string) *KernelPlan {
 // LoadKernels loads the kabi view (symvers, reference module) of every installed kernel of
 // inv that is not being removed. A kernel that cannot be loaded is kept with its error.
 func LoadKernels(inv *inventory.Inventory, pol Policy) map[string]*KernelPlan {
-	out := map[string]*KernelPlan{}
+	var targets []kabi.Target
 	for _, t := range inv.Trees {
-		if !t.Installed || pol.Removing[t.Release] {
-			continue
+		if t.Installed && !pol.Removing[t.Release] {
+			targets = append(targets, kabi.Target{Root: inv.Root, Release: t.Release})
 		}
-		k, err := kabi.LoadKernel(inv.Root, t.Release)
-		out[t.Release] = &KernelPlan{Release: t.Release, Kernel: k, Err: err}
+	}
+	kernels, errs := kabi.LoadAll(targets)
+	out := map[string]*KernelPlan{}
+	for i, t := range targets {
+		out[t.Release] = &KernelPlan{Release: t.Release, Kernel: kernels[i], Err: errs[i]}
 	}
 	return out
 }

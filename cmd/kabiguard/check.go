@@ -51,20 +51,18 @@ func (c *checkCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	var kernels []*kabi.Kernel
+	var targets []kabi.Target
 	for _, rel := range c.Kernel {
-		k, err := kabi.LoadKernel(c.Root, rel)
-		if err != nil {
-			return err
-		}
-		kernels = append(kernels, k)
+		targets = append(targets, kabi.Target{Root: c.Root, Release: rel})
 	}
 	for _, p := range c.Symvers {
-		k, err := kabi.KernelFromSymvers(p)
+		targets = append(targets, kabi.Target{Symvers: p})
+	}
+	kernels, errs := kabi.LoadAll(targets)
+	for _, err := range errs {
 		if err != nil {
 			return err
 		}
-		kernels = append(kernels, k)
 	}
 
 	var all []kabi.Verdict

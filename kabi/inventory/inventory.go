@@ -9,8 +9,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi"
@@ -93,15 +95,32 @@ func Scan(root string) (*Inventory, error) {
 		}
 		return nil, err
 	}
+	// Trees are independent: scan them one per CPU at a time.
+	var names []string
 	for _, e := range entries {
-		if !e.IsDir() {
-			continue
+		if e.IsDir() {
+			names = append(names, e.Name())
 		}
-		t, err := scanTree(root, e.Name())
-		if err != nil {
-			return nil, err
+	}
+	trees := make([]*Tree, len(names))
+	errs := make([]error, len(names))
+	slots := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			trees[i], errs[i] = scanTree(root, name)
+		}()
+	}
+	wg.Wait()
+	for i := range names {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
-		inv.Trees = append(inv.Trees, t)
+		inv.Trees = append(inv.Trees, trees[i])
 	}
 	sort.Slice(inv.Trees, func(i, j int) bool { return kabi.CompareReleases(inv.Trees[i].Release, inv.Trees[j].Release) < 0 })
 	return inv, nil
@@ -138,6 +157,9 @@ func scanTree(root, release string) (*Tree, error) {
 		}
 		external := !notExternal[name]
 		topDir := filepath.Join(dir, name)
+		if name == "kernel" && t.nativeFromIndex(dir) {
+			continue
+		}
 		err := filepath.WalkDir(topDir, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
@@ -167,6 +189,35 @@ func scanTree(root, release string) (*Tree, error) {
 		t.Native[b.Name] = b.Path
 	}
 	return t, nil
+}
+
+// nativeFromIndex fills Native with the in-tree modules (kernel/) listed in depmod's
+// modules.dep, which the kernel package's depmod run wrote: one file read instead of a walk
+// over ~700 directories per kernel. It reports false, and the caller walks, when there is no
+// index or it is older than kernel/ itself.
+func (t *Tree) nativeFromIndex(dir string) bool {
+	dep := filepath.Join(dir, "modules.dep")
+	di, err := os.Stat(dep)
+	if err != nil {
+		return false
+	}
+	if ki, err := os.Stat(filepath.Join(dir, "kernel")); err != nil || ki.ModTime().After(di.ModTime()) {
+		return false
+	}
+	data, err := os.ReadFile(dep)
+	if err != nil {
+		return false
+	}
+	found := false
+	for line := range strings.SplitSeq(string(data), "\n") {
+		p, _, ok := strings.Cut(line, ":")
+		if !ok || !strings.HasPrefix(p, "kernel/") {
+			continue
+		}
+		t.Native[ModuleName(p)] = dir + "/" + p // modules.dep paths are clean and relative
+		found = true
+	}
+	return found
 }
 
 // dedupe keeps one build per module name, the one depmod ranks first: updates/ before extra/
