@@ -185,6 +185,9 @@ func parse(raw []byte) (*Module, error) {
 	raw, m.Signed = stripSignature(raw)
 
 	f, err := safeelf.NewFile(bytes.NewReader(raw))
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, fmt.Errorf("%w: truncated ELF file: a header or table lies past the end of its %d bytes", ErrNotModule, len(raw))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotModule, err)
 	}
