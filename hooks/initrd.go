@@ -74,6 +74,9 @@ func (g GeneratorUpdater) Update(release string) error {
 	}
 	gen := g.Generator
 	if gen == "" {
+		gen = os.Getenv("KERNEL_INSTALL_INITRD_GENERATOR") // kernel-install's choice, if any
+	}
+	if gen == "" {
 		gen = "dracut"
 	}
 	tmp := img + ".kabiguard-new"

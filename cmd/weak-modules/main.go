@@ -134,8 +134,14 @@ func (c *cli) run(stdin io.Reader, stdout io.Writer) error {
 		return err
 	}
 	var upd hooks.InitramfsUpdater = hooks.NoInitramfs{}
-	if !c.NoInitramfs {
-		upd = hooks.GeneratorUpdater{Root: c.Basedir, Generator: c.Dracut, CheckProg: c.CheckInitramfsProg, DryRun: c.DryRun, Log: log}
+	gen := hooks.GeneratorUpdater{Root: c.Basedir, Generator: c.Dracut, CheckProg: c.CheckInitramfsProg, DryRun: c.DryRun, Log: log}
+	switch {
+	case c.NoInitramfs:
+	case c.CheckInitramfsProg != "":
+		upd = gen // the caller's program replaces the whole initramfs step
+	default:
+		// Refresh existing images in place; the generator only when that cannot do.
+		upd = &hooks.RefreshUpdater{Root: c.Basedir, Config: cfg, Generator: gen, DryRun: c.DryRun, Log: progress(w), Total: len(res.Changed)}
 	}
 	var errs []string
 	for _, k := range res.Changed {
@@ -150,6 +156,12 @@ func (c *cli) run(stdin io.Reader, stdout io.Writer) error {
 		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// progress prints initramfs progress whatever the verbosity: a rebuild takes a minute and the
+// admin should see why the command is slow.
+func progress(w io.Writer) func(string) {
+	return func(s string) { fmt.Fprintln(w, s) }
 }
 
 // readModuleList reads module paths from stdin. Every path must lie in a release directory

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kabiguard/kabiguard/initramfs"
+	"github.com/kabiguard/kabiguard/internal/compression"
 	"github.com/kabiguard/kabiguard/internal/testkit"
 )
 
@@ -165,7 +167,8 @@ func TestR6DryRunRunsNothing(t *testing.T) {
 	s := newScenario(t, abiA, abiB)
 	A, B := rel(abiA), rel(abiB)
 	s.install(A, "kabidemo", "")
-	os.WriteFile(filepath.Join(s.root, "boot", "initrd.img-"+B), []byte("image"), 0o644)
+	img := s.staleImage(t, B)
+	imgBefore, _ := os.ReadFile(img)
 	_, log := spyDir(t, false, "depmod", "dracut")
 	before := treeState(t, s.root)
 	code, out := s.weakModulesRaw("", "--add-kernel", B, "--dry-run", "--dracut", "dracut")
@@ -177,6 +180,9 @@ func TestR6DryRunRunsNothing(t *testing.T) {
 	}
 	if treeState(t, s.root) != before {
 		t.Fatal("--dry-run changed the tree")
+	}
+	if imgAfter, _ := os.ReadFile(img); !bytes.Equal(imgBefore, imgAfter) {
+		t.Fatal("--dry-run changed the initramfs")
 	}
 }
 
@@ -288,4 +294,59 @@ func copyFile(t *testing.T, src, dst string) {
 	if err := os.WriteFile(dst, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// R2: RHEL's weak-modules silently throws away a zstd initramfs it cannot read. kabiguard's
+// refreshes it in place: still zstd, now holding the build the new link resolves to (dracut's
+// lsinitrd reads it back).
+func TestR2ZstdInitramfs(t *testing.T) {
+	s := newScenario(t, abiA, abiB)
+	A, B := rel(abiA), rel(abiB)
+	s.install(A, "kabidemo", "")
+	img := s.staleImage(t, B)
+	dir := "usr/lib/modules/" + B + "/"
+	_, log := spyDir(t, false, "dracut")
+	code, out := s.weakModulesRaw("", "--add-kernel", B)
+	if code != 0 || !strings.Contains(out, "refreshed") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	if n := calls(t, log, "dracut"); n != 0 {
+		t.Fatalf("dracut ran %d times; a refresh was enough", n)
+	}
+	im, err := initramfs.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Close()
+	if c := im.Segments[len(im.Segments)-1].Compression; c != compression.Zstd {
+		t.Fatalf("image is now %s", c)
+	}
+	got, err := exec.Command("lsinitrd", "-f", dir+"weak-updates/kabidemo/kabidemo.ko", img).Output()
+	want, _ := os.ReadFile(s.builds[A]["kabidemo"])
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("lsinitrd: %v; the image does not hold %s's build", err, A)
+	}
+}
+
+// staleImage writes release's initramfs (zstd) holding release's own old kabidemo build at
+// the path its weak link will take, as an image made before the link existed.
+func (s *scenario) staleImage(t *testing.T, release string) string {
+	t.Helper()
+	dir := "usr/lib/modules/" + release + "/"
+	old, _ := os.ReadFile(s.builds[release]["kabidemo"])
+	crc, err := os.ReadFile(filepath.Join(s.root, "lib/modules", release, "kernel/lib/crc-itu-t.ko"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(s.root, "boot", "initrd.img-"+release)
+	w := initramfs.Writer{Compression: compression.Zstd, MTime: 1700000000}
+	if err := w.WriteFile(img, []initramfs.File{
+		initramfs.Symlink("lib", "usr/lib"),
+		initramfs.Regular(dir+"weak-updates/kabidemo/kabidemo.ko", 0o644, old),
+		initramfs.Regular(dir+"kernel/lib/crc-itu-t.ko", 0o644, crc),
+		initramfs.Regular(dir+"modules.dep", 0o644, []byte("weak-updates/kabidemo/kabidemo.ko:\nkernel/lib/crc-itu-t.ko:\n")),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return img
 }

@@ -1,0 +1,170 @@
+package hooks
+
+// Refresh on real kernels (root, the Debian archive on first use, kmod, dracut-core for
+// lsinitrd: .ci/run installs them). The images are made by the project's writer in every
+// compression the kernel accepts; dracut's lsinitrd reads the refreshed image back as the
+// independent oracle.
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kabiguard/kabiguard/config"
+	"github.com/kabiguard/kabiguard/initramfs"
+	"github.com/kabiguard/kabiguard/internal/compression"
+	"github.com/kabiguard/kabiguard/internal/testkit"
+	"github.com/kabiguard/kabiguard/weakupdates"
+)
+
+type refreshFixture struct {
+	root           string
+	k53            string
+	build50, own53 string // kabidemo built for 6.1.0-50 and for 6.1.0-53
+}
+
+// newRefreshFixture: kabidemo (the 6.1.0-50 build) in 50's extra/, linked into 53 by the real
+// planner and depmod.
+func newRefreshFixture(t *testing.T) *refreshFixture {
+	k50 := testkit.FetchKernel(t, "6.1.0-50")
+	k53 := testkit.FetchKernel(t, "6.1.0-53")
+	f := &refreshFixture{root: testkit.NewRoot(t, k50, k53), k53: k53.Release}
+	f.build50 = testkit.BuildModules(t, k50, filepath.Join(testkit.RepoDir(), "testdata", "src", "kabidemo"))["kabidemo"]
+	f.own53 = testkit.BuildModules(t, k53, filepath.Join(testkit.RepoDir(), "testdata", "src", "kabidemo"))["kabidemo"]
+	testkit.Install(t, f.root, k50.Release, "extra/kabidemo/kabidemo.ko", f.build50)
+	if _, err := weakupdates.Sync(config.Default(), weakupdates.SyncOptions{Root: f.root}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(f.root, "lib/modules", f.k53, "weak-updates/kabidemo/kabidemo.ko")); err != nil {
+		t.Fatalf("the planner did not link kabidemo into %s: %v", f.k53, err)
+	}
+	return f
+}
+
+// image writes an initramfs for 6.1.0-53 holding a stale kabidemo (53's own old build, xz)
+// at the weak-updates path, one in-tree module and depmod's files, plus an init.
+func (f *refreshFixture) image(t *testing.T, format compression.Format, early bool) string {
+	t.Helper()
+	dir := "usr/lib/modules/" + f.k53 + "/"
+	stale, err := os.ReadFile(f.own53)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var xzStale bytes.Buffer
+	zw, _ := compression.NewWriter(&xzStale, compression.XZ)
+	zw.Write(stale)
+	zw.Close()
+	crc, err := os.ReadFile(filepath.Join(f.root, "lib/modules", f.k53, "kernel/lib/crc-itu-t.ko"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := []initramfs.File{
+		initramfs.Symlink("lib", "usr/lib"),
+		initramfs.Regular("init", 0o755, []byte("#!/bin/sh\necho hello\n")),
+		initramfs.Regular(dir+"weak-updates/kabidemo/kabidemo.ko.xz", 0o644, xzStale.Bytes()),
+		initramfs.Regular(dir+"kernel/lib/crc-itu-t.ko", 0o644, crc),
+		initramfs.Regular(dir+"modules.dep", 0o644, []byte("weak-updates/kabidemo/kabidemo.ko.xz:\nkernel/lib/crc-itu-t.ko:\n")),
+		initramfs.Regular(dir+"modules.order", 0o644, []byte("kernel/lib/crc-itu-t.ko\n")),
+	}
+	w := initramfs.Writer{Compression: format, MTime: 1700000000}
+	if early {
+		w.Early = []initramfs.File{
+			initramfs.Regular("early_cpio", 0o644, []byte("1\n")),
+			initramfs.Regular("kernel/x86/microcode/GenuineIntel.bin", 0o644, []byte("microcode\n")),
+		}
+	}
+	img := filepath.Join(f.root, "boot", "initrd.img-"+f.k53)
+	if err := w.WriteFile(img, files); err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// lsinitrdFile is dracut's reading of one file of an image, decompressed.
+func lsinitrdFile(t *testing.T, img, name string) []byte {
+	t.Helper()
+	out, err := exec.Command("lsinitrd", "-f", name, img).Output()
+	if err != nil {
+		t.Fatalf("lsinitrd -f %s: %v", name, err)
+	}
+	plain, _, err := compression.Decode(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plain
+}
+
+func TestRefreshEveryCompression(t *testing.T) {
+	f := newRefreshFixture(t)
+	want, _ := os.ReadFile(f.build50)
+	for _, c := range []struct {
+		format compression.Format
+		early  bool
+	}{
+		{compression.Gzip, false}, {compression.Zstd, true}, {compression.XZ, false},
+		{compression.LZ4, false}, {compression.None, true},
+	} {
+		t.Run(string(c.format), func(t *testing.T) {
+			img := f.image(t, c.format, c.early)
+			rep, err := Verify(f.root, f.k53, img, config.Default())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.OK() || len(rep.Modules) != 2 {
+				t.Fatalf("a stale image verified: %+v", rep)
+			}
+			res, err := Refresh(f.root, f.k53, img, config.Default(), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Replaced) != 1 || !strings.HasSuffix(res.Replaced[0], "kabidemo.ko.xz") {
+				t.Fatalf("replaced %v", res.Replaced)
+			}
+			if rep, err = Verify(f.root, f.k53, img, config.Default()); err != nil || !rep.OK() {
+				t.Fatalf("after refresh: %+v %v", rep, err)
+			}
+			im, err := initramfs.Open(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer im.Close()
+			segs := len(im.Segments)
+			if got := im.Segments[segs-1].Compression; got != c.format || (segs == 2) != c.early {
+				t.Fatalf("compression %s with %d segments; want %s, early %v", got, segs, c.format, c.early)
+			}
+			// dracut's reader sees the linked build and the modules.dep the real depmod wrote.
+			dir := "usr/lib/modules/" + f.k53 + "/"
+			if got := lsinitrdFile(t, img, dir+"weak-updates/kabidemo/kabidemo.ko.xz"); !bytes.Equal(got, want) {
+				t.Fatal("the refreshed image does not hold the 6.1.0-50 build")
+			}
+			dep := string(lsinitrdFile(t, img, dir+"modules.dep"))
+			if !strings.Contains(dep, "weak-updates/kabidemo/kabidemo.ko.xz:") || !strings.Contains(dep, "kernel/lib/crc-itu-t.ko:") {
+				t.Fatalf("modules.dep in the image:\n%s", dep)
+			}
+			if left, _ := filepath.Glob(filepath.Join(filepath.Dir(img), ".*")); len(left) > 0 {
+				t.Fatalf("temporary files left behind: %v", left)
+			}
+		})
+	}
+}
+
+// A required early module the image lacks cannot be fixed by replacing files.
+func TestRefreshNeedsRebuild(t *testing.T) {
+	f := newRefreshFixture(t)
+	img := f.image(t, compression.Zstd, false)
+	cfg := config.Default()
+	cfg.Required = []config.Required{{Name: "xfs", Early: true}}
+	before, _ := os.ReadFile(img)
+	_, err := Refresh(f.root, f.k53, img, cfg, false)
+	if !errors.Is(err, ErrNeedsRebuild) || !strings.Contains(err.Error(), "xfs") {
+		t.Fatalf("err %v; want ErrNeedsRebuild naming xfs", err)
+	}
+	after, _ := os.ReadFile(img)
+	if !bytes.Equal(before, after) {
+		t.Fatal("the image changed although refresh refused")
+	}
+}
