@@ -75,12 +75,22 @@ func baseFiles(t *testing.T, gate string) []initramfs.File {
 // boot runs the kernel with the image and returns the console lines up to "boot-test: done".
 func boot(t *testing.T, vmlinuz, image string) []string {
 	t.Helper()
+	lines := bootUntil(t, vmlinuz, image, "console=ttyS0 rdinit=/init panic=-1 quiet loglevel=3", `^boot-test: done$`)
+	if lines[len(lines)-1] != "boot-test: done" {
+		t.Fatalf("the boot did not finish:\n%s", strings.Join(lines, "\n"))
+	}
+	return lines
+}
+
+// bootUntil boots vmlinuz with image under QEMU (TCG) and returns the serial console lines up
+// to the first matching last, or all of them when QEMU exits or 4 minutes pass.
+func bootUntil(t *testing.T, vmlinuz, image, cmdline, last string) []string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-m", "512",
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-m", "768",
 		"-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
-		"-kernel", vmlinuz, "-initrd", image,
-		"-append", "console=ttyS0 rdinit=/init panic=-1 quiet loglevel=3")
+		"-kernel", vmlinuz, "-initrd", image, "-append", cmdline)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -90,20 +100,21 @@ func boot(t *testing.T, vmlinuz, image string) []string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	stop := regexp.MustCompile(last)
 	var lines []string
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
 		line := strings.TrimRight(sc.Text(), "\r")
 		lines = append(lines, line)
-		if line == "boot-test: done" {
+		if stop.MatchString(line) {
 			break
 		}
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
 	t.Logf("booted %s in %v", filepath.Base(vmlinuz), time.Since(start).Round(time.Second))
-	if len(lines) == 0 || lines[len(lines)-1] != "boot-test: done" {
-		t.Fatalf("the boot did not finish:\n%s", strings.Join(lines, "\n"))
+	if len(lines) == 0 {
+		t.Fatal("no console output")
 	}
 	return lines
 }
