@@ -189,33 +189,53 @@ var ErrNeedsRebuild = errors.New("needs a full rebuild")
 
 // RefreshResult says what Refresh changed.
 type RefreshResult struct {
-	Replaced []string // image paths whose content was replaced
+	Replaced    []string // image paths whose content was replaced
+	Removed     []string // image paths of modules the kernel's tree no longer has, dropped
+	Unavailable []string // required early modules no build of exists for the kernel
 }
 
 // Refresh brings image up to date with kernel's tree under root: stale module copies are
-// replaced by the tree's builds (compressed as the copy was), the real depmod regenerates
-// the image's modules.* files, and the image is rewritten in its own compression with its
-// uncompressed early segment kept, atomically. With dryRun it only reports.
+// replaced by the tree's builds (compressed as the copy was), copies of modules the tree no
+// longer has are dropped, the real depmod regenerates the image's modules.* files, and the
+// image is rewritten in its own compression with its uncompressed early segment kept,
+// atomically. A required early module the tree has but the image lacks needs the generator
+// (ErrNeedsRebuild); one the tree lacks too is listed in Unavailable. With dryRun it only
+// reports.
 func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*RefreshResult, error) {
 	rep, err := Verify(root, kernel, image, cfg)
 	if err != nil {
 		return nil, err
 	}
-	if len(rep.MissingEarly) > 0 {
-		return nil, fmt.Errorf("%s: required early module %s is not in the image: %w", image, strings.Join(rep.MissingEarly, ", "), ErrNeedsRebuild)
+	index, err := treeIndex(root, kernel)
+	if err != nil {
+		return nil, err
 	}
 	res := &RefreshResult{}
+	for _, name := range rep.MissingEarly {
+		if index[name] != "" { // the tree has it: only the generator can add it and its deps
+			return nil, fmt.Errorf("%s: required early module %s is not in the image: %w", image, name, ErrNeedsRebuild)
+		}
+		// No build for this kernel at all: no image can carry it (the gate reports it).
+		res.Unavailable = append(res.Unavailable, name)
+	}
 	stale := map[string]ImageModule{}
+	drop := map[string]bool{}
 	for _, m := range rep.Modules {
 		switch m.State {
 		case ModStale:
 			stale[m.InImage] = m
 			res.Replaced = append(res.Replaced, m.InImage)
 		case ModNotInTree:
-			return nil, fmt.Errorf("%s: %s: module %s is no longer in kernel %s's tree: %w", image, m.InImage, m.Name, kernel, ErrNeedsRebuild)
+			// The tree no longer has it (its build went with a removed kernel): neither may the
+			// image, or the kernel would boot with a build nothing vouches for.
+			drop[m.InImage] = true
+			res.Removed = append(res.Removed, m.InImage)
+			if cfg != nil && cfg.RequiredNames()[m.Name].Early {
+				res.Unavailable = append(res.Unavailable, m.Name)
+			}
 		}
 	}
-	if len(stale) == 0 || dryRun {
+	if len(stale)+len(drop) == 0 || dryRun {
 		return res, nil
 	}
 
@@ -238,6 +258,7 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 	if err != nil {
 		return nil, err
 	}
+	main = dropFiles(main, drop)
 	for i := range main {
 		m, ok := stale[main[i].Name]
 		if !ok {
@@ -292,6 +313,34 @@ func imageFiles(im *initramfs.Image, last int) (early, main []initramfs.File, er
 		return nil
 	})
 	return early, main, err
+}
+
+// dropFiles removes the named files, and the directories that held only them.
+func dropFiles(files []initramfs.File, drop map[string]bool) []initramfs.File {
+	if len(drop) == 0 {
+		return files
+	}
+	emptied := map[string]bool{}
+	for name := range drop {
+		for d := path.Dir(name); d != "." && d != "/"; d = path.Dir(d) {
+			emptied[d] = true
+		}
+	}
+	for _, f := range files {
+		if drop[f.Name] {
+			continue
+		}
+		for d := path.Dir(f.Name); d != "." && d != "/"; d = path.Dir(d) {
+			delete(emptied, d) // still holds something
+		}
+	}
+	kept := files[:0]
+	for _, f := range files {
+		if !drop[f.Name] && !emptied[f.Name] {
+			kept = append(kept, f)
+		}
+	}
+	return kept
 }
 
 // moduleAs returns the tree's build at hostPath compressed the way the image's copy is named.
@@ -398,7 +447,8 @@ type RefreshUpdater struct {
 	done  int
 }
 
-// Update refreshes release's image, or rebuilds it with the generator when needed.
+// Update refreshes release's image, or rebuilds it with the generator when needed. It logs
+// only what it does: a kernel without an image, or with one up to date, is silent.
 func (u *RefreshUpdater) Update(release string) error {
 	log := u.Log
 	if log == nil {
@@ -408,20 +458,22 @@ func (u *RefreshUpdater) Update(release string) error {
 	progress := fmt.Sprintf("%s (kernel %d of %d)", release, u.done, max(u.Total, u.done))
 	img := FindImage(u.Root, release)
 	if img == "" {
-		log(progress + ": no initramfs image; the kernel's installation will build it")
-		return nil
+		return nil // no image yet: the kernel's installation builds it
 	}
 	start := time.Now()
 	res, err := Refresh(u.Root, release, img, u.Config, u.DryRun)
 	switch {
 	case err == nil:
-		if len(res.Replaced) == 0 {
-			log(fmt.Sprintf("%s: %s is up to date", progress, img))
-			return nil
+		for _, n := range res.Unavailable {
+			log(fmt.Sprintf("%s: warning: required module %s has no build for this kernel; its image cannot carry it", progress, n))
 		}
-		sort.Strings(res.Replaced)
+		if len(res.Replaced)+len(res.Removed) == 0 {
+			return nil // up to date: nothing to say
+		}
+		changed := append(append([]string(nil), res.Replaced...), res.Removed...)
+		sort.Strings(changed)
 		verb := map[bool]string{true: "would refresh", false: "refreshed"}[u.DryRun]
-		log(fmt.Sprintf("%s: %s %s (%s) in %v", progress, verb, img, strings.Join(res.Replaced, ", "), time.Since(start).Round(time.Millisecond)))
+		log(fmt.Sprintf("%s: %s %s (%s) in %v", progress, verb, img, strings.Join(changed, ", "), time.Since(start).Round(time.Millisecond)))
 		return nil
 	case errors.Is(err, ErrNeedsRebuild):
 		log(fmt.Sprintf("%s: %v; rebuilding with the generator (this takes a minute)", progress, err))

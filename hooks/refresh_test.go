@@ -168,3 +168,30 @@ func TestRefreshNeedsRebuild(t *testing.T) {
 		t.Fatal("the image changed although refresh refused")
 	}
 }
+
+// When the build a weak link used goes (its kernel removed), the tree no longer has the
+// module: refresh drops the image's copy instead of booting a build nothing vouches for, and
+// a required early module with no build anywhere is reported, not rebuilt for.
+func TestRefreshDropsModulesGoneFromTree(t *testing.T) {
+	f := newRefreshFixture(t)
+	img := f.image(t, compression.Zstd, false)
+	if err := os.RemoveAll(filepath.Join(f.root, "lib/modules/6.1.0-50-amd64")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := weakupdates.Sync(config.Default(), weakupdates.SyncOptions{Root: f.root}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Required = []config.Required{{Name: "kabidemo", Early: true}}
+	res, err := Refresh(f.root, f.k53, img, cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Removed) != 1 || len(res.Unavailable) != 1 || res.Unavailable[0] != "kabidemo" {
+		t.Fatalf("%+v", res)
+	}
+	out, err := exec.Command("lsinitrd", img).Output()
+	if err != nil || strings.Contains(string(out), "kabidemo") || !strings.Contains(string(out), "crc-itu-t.ko") {
+		t.Fatalf("lsinitrd after refresh: %v\n%s", err, out)
+	}
+}

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/kabiguard/kabiguard/config"
+	"github.com/kabiguard/kabiguard/hooks"
 	"github.com/kabiguard/kabiguard/kabi"
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
@@ -29,11 +31,12 @@ Examples:
 }
 
 type hookArgs struct {
-	Root    string   `default:"/" placeholder:"DIR" help:"Root directory holding lib/modules, boot, etc and usr/src." type:"path"`
-	Verbose bool     `short:"v" help:"Print every change (also when $$KERNEL_INSTALL_VERBOSE is 1)."`
-	DryRun  bool     `help:"Print what would change; change nothing, run nothing."`
-	Kernel  string   `arg:"" placeholder:"RELEASE" help:"The kernel being installed or removed."`
-	Rest    []string `arg:"" optional:"" placeholder:"ARG" help:"Further hook arguments (ignored)."`
+	Root        string   `default:"/" placeholder:"DIR" help:"Root directory holding lib/modules, boot, etc and usr/src." type:"path"`
+	Verbose     bool     `short:"v" help:"Print every change (also when $$KERNEL_INSTALL_VERBOSE is 1)."`
+	DryRun      bool     `help:"Print what would change; change nothing, run nothing."`
+	NoInitramfs bool     `name:"no-initramfs" help:"Do not refresh the initramfs of other kernels whose links changed."`
+	Kernel      string   `arg:"" placeholder:"RELEASE" help:"The kernel being installed or removed."`
+	Rest        []string `arg:"" optional:"" placeholder:"ARG" help:"Further hook arguments (ignored)."`
 }
 
 type hookAddCmd struct{ hookArgs }
@@ -64,7 +67,13 @@ func (c *hookAddCmd) Run(e *env) error { return c.sync(e, nil) }
 
 func (c *hookRemoveCmd) Run(e *env) error {
 	if err := c.sync(e, []string{c.Kernel}); err != nil {
-		return err
+		var ie initramfsError
+		if !errors.As(err, &ie) {
+			return err
+		}
+		// The links are right; an image that could not be refreshed must not make the
+		// package manager fail the kernel's removal. Say so and go on.
+		fmt.Fprintf(e.stderr, "kabiguard: warning: %v\n", ie.err)
 	}
 	if c.DryRun {
 		return nil
@@ -99,5 +108,37 @@ func (c *hookArgs) sync(e *env, removing []string) error {
 	if verbose && len(res.Changes) == 0 {
 		fmt.Fprintln(w, "kabiguard: weak-updates links are up to date")
 	}
+	if c.NoInitramfs {
+		return nil
+	}
+	// The kernel being installed gets its image from the generator right after this plugin;
+	// the one being removed needs none. Other kernels whose links changed are refreshed.
+	var others []string
+	for _, k := range res.Changed {
+		if k != c.Kernel {
+			others = append(others, k)
+		}
+	}
+	if err := refreshImages(c.Root, cfg, others, c.DryRun, func(s string) { fmt.Fprintln(w, "kabiguard: "+s) }); err != nil {
+		return initramfsError{err}
+	}
 	return nil
+}
+
+// initramfsError marks a failure of the initramfs step, after the links were made.
+type initramfsError struct{ err error }
+
+func (e initramfsError) Error() string { return e.err.Error() }
+
+// refreshImages brings the existing initramfs images of kernels up to date with their trees:
+// stale module copies replaced in place, a generator run only when that cannot do.
+func refreshImages(root string, cfg *config.Config, kernels []string, dryRun bool, log func(string)) error {
+	u := &hooks.RefreshUpdater{Root: root, Config: cfg, DryRun: dryRun, Log: log, Total: len(kernels)}
+	var errs []error
+	for _, k := range kernels {
+		if err := u.Update(k); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

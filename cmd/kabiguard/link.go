@@ -10,10 +10,11 @@ import (
 )
 
 type linkCmd struct {
-	Root   string   `default:"/" placeholder:"DIR" help:"Root directory holding lib/modules, boot, etc and usr/src." type:"path"`
-	Kernel []string `short:"k" placeholder:"RELEASE" help:"Change links only in these kernels (repeatable); dangling links are removed everywhere regardless."`
-	DryRun bool     `help:"Print what would change; change nothing, run nothing."`
-	JSON   bool     `help:"Print the changes as JSON: [{kernel, op, link, old, target, why}]."`
+	Root        string   `default:"/" placeholder:"DIR" help:"Root directory holding lib/modules, boot, etc and usr/src." type:"path"`
+	Kernel      []string `short:"k" placeholder:"RELEASE" help:"Change links only in these kernels (repeatable); dangling links are removed everywhere regardless."`
+	DryRun      bool     `help:"Print what would change; change nothing, run nothing."`
+	JSON        bool     `help:"Print the changes as JSON: [{kernel, op, link, old, target, why}]."`
+	NoInitramfs bool     `name:"no-initramfs" help:"Do not refresh the initramfs images of kernels whose links changed."`
 }
 
 func (linkCmd) Help() string {
@@ -21,7 +22,9 @@ func (linkCmd) Help() string {
 links the best kABI-compatible build of another kernel into its weak-updates/ (newest
 source kernel first); re-points links that dangle or point at a build that is no longer
 the right one; removes links nothing justifies. Modules that use each other's symbols are
-linked together or not at all. The real depmod then runs once per changed kernel.
+linked together or not at all. The real depmod then runs once per changed kernel, and
+each changed kernel's initramfs is refreshed in place (a full generator run only when a
+required early module or a dependency is missing from it).
 Builds are offered only to kernels of the same series and flavour unless share_builds =
 any in /etc/kabiguard/kabiguard.conf; never_weak there excludes modules.
 
@@ -59,7 +62,10 @@ func (c *linkCmd) Run(e *env) error {
 	if !c.JSON && len(res.Changes) == 0 {
 		fmt.Fprintln(w, "weak-updates links are up to date")
 	}
-	return nil
+	if c.NoInitramfs {
+		return nil
+	}
+	return refreshImages(c.Root, cfg, res.Changed, c.DryRun, log)
 }
 
 type statusCmd struct {
