@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"bytes"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/kabiguard/kabiguard/initramfs"
 	"github.com/kabiguard/kabiguard/internal/compression"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
+	"github.com/kabiguard/kabiguard/internal/safeelf"
 )
 
 // An initramfs carries copies of module files. After weak-updates links change, those copies
@@ -122,11 +124,6 @@ func Verify(root, kernel, image string, cfg *config.Config) (*VerifyReport, erro
 	if err != nil {
 		return nil, err
 	}
-	index, err := treeIndex(root, kernel)
-	if err != nil {
-		return nil, err
-	}
-	rep := &VerifyReport{Image: image, Kernel: kernel, Compression: string(mainCompression(im)), Modules: []ImageModule{}, MissingEarly: []string{}}
 	var names []string
 	for _, m := range km.Modules {
 		names = append(names, m.Path)
@@ -135,6 +132,17 @@ func Verify(root, kernel, image string, cfg *config.Config) (*VerifyReport, erro
 	if err != nil {
 		return nil, err
 	}
+	return verifyImage(root, kernel, image, mainCompression(im), km, contents, cfg)
+}
+
+// verifyImage is Verify on an image already read: km its modules of kernel, contents their
+// bytes by image path.
+func verifyImage(root, kernel, image string, comp compression.Format, km *initramfs.KernelModules, contents map[string][]byte, cfg *config.Config) (*VerifyReport, error) {
+	index, err := treeIndex(root, kernel)
+	if err != nil {
+		return nil, err
+	}
+	rep := &VerifyReport{Image: image, Kernel: kernel, Compression: string(comp), Modules: []ImageModule{}, MissingEarly: []string{}}
 	have := map[string]bool{}
 	for _, m := range km.Modules {
 		have[m.Name] = true
@@ -171,7 +179,50 @@ func sameModule(inImage []byte, hostPath string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return bytes.Equal(a, b), nil
+	if bytes.Equal(a, b) {
+		return true, nil
+	}
+	// dracut strips unsigned modules (strip -g) when it copies them: the same build then
+	// differs only in debug sections and symbols.
+	return sameLoadedContent(a, b), nil
+}
+
+// sameLoadedContent reports whether two module files give the kernel the same module: equal
+// contents of every section loaded into memory (SHF_ALLOC) and of .modinfo (whose srcversion
+// hashes the sources) and __versions, whatever debug information either carries. Relocation
+// sections are left out: stripping renumbers the symbols they refer to. An unparsable file
+// is never the same.
+func sameLoadedContent(a, b []byte) bool {
+	sa, errA := loadedSections(a)
+	sb, errB := loadedSections(b)
+	if errA != nil || errB != nil || len(sa) != len(sb) {
+		return false
+	}
+	for name, data := range sa {
+		if other, ok := sb[name]; !ok || !bytes.Equal(data, other) {
+			return false
+		}
+	}
+	return true
+}
+
+func loadedSections(raw []byte) (map[string][]byte, error) {
+	f, err := safeelf.NewFile(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for _, s := range f.Sections {
+		if s.Flags&elf.SHF_ALLOC == 0 && s.Name != ".modinfo" && s.Name != "__versions" {
+			continue
+		}
+		data, err := f.SectionData(s)
+		if err != nil {
+			return nil, err
+		}
+		out[s.Name] = data
+	}
+	return out, nil
 }
 
 // mainCompression is the compression of the image's last segment, the one holding the rootfs.
@@ -202,7 +253,23 @@ type RefreshResult struct {
 // (ErrNeedsRebuild); one the tree lacks too is listed in Unavailable. With dryRun it only
 // reports.
 func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*RefreshResult, error) {
-	rep, err := Verify(root, kernel, image, cfg)
+	im, err := initramfs.Open(image)
+	if err != nil {
+		return nil, err
+	}
+	defer im.Close()
+	km, err := imageKernel(im, kernel)
+	if err != nil {
+		return nil, err
+	}
+	// One pass over the image: its files are both what is compared and what is rewritten.
+	last := len(im.Segments) - 1
+	early, main, err := imageFiles(im, last)
+	if err != nil {
+		return nil, err
+	}
+	contents := fileContents(main)
+	rep, err := verifyImage(root, kernel, image, mainCompression(im), km, contents, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -239,24 +306,10 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 		return res, nil
 	}
 
-	im, err := initramfs.Open(image)
-	if err != nil {
-		return nil, err
-	}
-	defer im.Close()
-	last := len(im.Segments) - 1
 	for i := 0; i < last; i++ {
 		if im.Segments[i].Compression != compression.None {
 			return nil, fmt.Errorf("%s: segment %d is compressed and not the last: %w", image, i+1, ErrNeedsRebuild)
 		}
-	}
-	km, err := imageKernel(im, kernel)
-	if err != nil {
-		return nil, err
-	}
-	early, main, err := imageFiles(im, last)
-	if err != nil {
-		return nil, err
 	}
 	main = dropFiles(main, drop)
 	for i := range main {
@@ -270,7 +323,15 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 		}
 		main[i].Data = data
 	}
-	if main, err = redepmod(main, km, kernel); err != nil {
+	// depmod reads only symbols and .modinfo: modules whose copy is current are given to it as
+	// links to the tree's file rather than written out again.
+	same := map[string]string{}
+	for _, m := range rep.Modules {
+		if m.State == ModCurrent {
+			same[m.InImage] = m.Tree
+		}
+	}
+	if main, err = redepmod(main, km, kernel, same); err != nil {
 		return nil, fmt.Errorf("%s: %w", image, err)
 	}
 	w := initramfs.Writer{Compression: mainCompression(im), Early: early, MTime: newestMTime(im)}
@@ -278,6 +339,22 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 		return nil, err
 	}
 	return res, nil
+}
+
+// fileContents maps the regular files' names to their bytes, hard links included.
+func fileContents(files []initramfs.File) map[string][]byte {
+	out := map[string][]byte{}
+	for _, f := range files {
+		if f.Data != nil {
+			out[f.Name] = f.Data
+		}
+	}
+	for _, f := range files {
+		if f.HardlinkTo != "" {
+			out[f.Name] = out[f.HardlinkTo]
+		}
+	}
+	return out
 }
 
 // imageFiles returns the image's files as writer input: those of the uncompressed segments
@@ -369,8 +446,13 @@ func moduleAs(hostPath, imageName string) ([]byte, error) {
 
 // redepmod unpacks the image's module tree of kernel into a scratch root, runs the real
 // depmod there, and puts the modules.* files it writes back into files.
-func redepmod(files []initramfs.File, km *initramfs.KernelModules, kernel string) ([]initramfs.File, error) {
-	tmp, err := os.MkdirTemp("", "kabiguard-depmod-")
+func redepmod(files []initramfs.File, km *initramfs.KernelModules, kernel string, same map[string]string) ([]initramfs.File, error) {
+	// The scratch tree is thousands of small entries: a memory filesystem makes it cheap.
+	scratch := ""
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		scratch = "/dev/shm"
+	}
+	tmp, err := os.MkdirTemp(scratch, "kabiguard-depmod-")
 	if err != nil {
 		return nil, err
 	}
@@ -388,6 +470,12 @@ func redepmod(files []initramfs.File, km *initramfs.KernelModules, kernel string
 		p := filepath.Join(dir, rel)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return nil, err
+		}
+		if host := same[f.Name]; host != "" && sameSuffix(host, rel) {
+			if err := os.Symlink(host, p); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		if err := os.WriteFile(p, f.Data, 0o644); err != nil {
 			return nil, err
@@ -422,6 +510,14 @@ func redepmod(files []initramfs.File, km *initramfs.KernelModules, kernel string
 		}
 	}
 	return files, nil
+}
+
+// sameSuffix: a link may stand in for the image's file only when both are compressed alike
+// (depmod picks the decompressor by the name it is given).
+func sameSuffix(a, b string) bool {
+	_, fa, _ := initramfs.ModuleName(a)
+	_, fb, _ := initramfs.ModuleName(b)
+	return fa == fb
 }
 
 // newestMTime is the latest mtime in the image: the rewritten image carries it on every entry.

@@ -15,6 +15,7 @@ bench ./kabi/module 'ParseTree' 1x
 bench ./kabi 'Check50x6' 20x
 bench ./weakupdates 'Plan|AddKernel' 5x
 bench ./initramfs 'List' 3x
+bench ./hooks 'RefreshVsDracut' 1x
 
 # Lines look like "BenchmarkX/sub-2   N   123 ns/op ..."; pairs are .../kabiguard (or
 # .../weak-modules) against .../<real tool>.
@@ -44,5 +45,5 @@ END {
 	pair("initramfs ls vs lsinitrd (gzip)", "List/gzip/kabiguard", "List/gzip/lsinitrd", 10)
 	pair("initramfs ls vs lsinitrd (zstd)", "List/zstd/kabiguard", "List/zstd/lsinitrd", 10)
 	pair("initramfs ls vs lsinitrd (xz)", "List/xz/kabiguard", "List/xz/lsinitrd", 10)
-	printf "%-48s not measured yet (initramfs refresh is not implemented)\n", "initramfs refresh vs dracut --force"
+	pair("initramfs refresh vs dracut --force (zstd)", "RefreshVsDracut/kabiguard", "RefreshVsDracut/dracut", 20)
 }' "$out"
