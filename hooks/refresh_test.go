@@ -195,3 +195,24 @@ func TestRefreshDropsModulesGoneFromTree(t *testing.T) {
 		t.Fatalf("lsinitrd after refresh: %v\n%s", err, out)
 	}
 }
+
+// dracut strips unsigned modules as it copies them: such a copy is the same build; another
+// build of the same module is not.
+func TestStrippedCopyIsSameBuild(t *testing.T) {
+	f := newRefreshFixture(t)
+	stripped := filepath.Join(t.TempDir(), "kabidemo.ko")
+	if out, err := exec.Command("strip", "--strip-debug", "-o", stripped, f.build50).CombinedOutput(); err != nil {
+		t.Fatalf("strip: %v %s", err, out)
+	}
+	a, _ := os.ReadFile(stripped)
+	orig, _ := os.ReadFile(f.build50)
+	if bytes.Equal(a, orig) {
+		t.Fatal("strip changed nothing: the test proves nothing")
+	}
+	if same, err := sameModule(a, f.build50); err != nil || !same {
+		t.Fatalf("stripped copy not recognised: %v", err)
+	}
+	if same, err := sameModule(a, f.own53); err != nil || same {
+		t.Fatalf("another build taken for the same: %v", err)
+	}
+}

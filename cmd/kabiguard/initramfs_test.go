@@ -42,6 +42,8 @@ func TestInitramfsVerifyRefreshCLI(t *testing.T) {
 	}
 	if code, s := cli("initramfs", "verify"); code != 1 || !strings.Contains(s, "kabidemo  stale") {
 		t.Fatalf("verify of a stale image: exit %d\n%s", code, s)
+	} else {
+		t.Logf("verify (stale):\n%s", strings.ReplaceAll(s, root, ""))
 	}
 	if code, s := cli("initramfs", "refresh", "--dry-run"); code != 0 || !strings.Contains(s, "would replace") {
 		t.Fatalf("refresh --dry-run: exit %d\n%s", code, s)
@@ -51,9 +53,13 @@ func TestInitramfsVerifyRefreshCLI(t *testing.T) {
 	}
 	if code, s := cli("initramfs", "refresh"); code != 0 || !strings.Contains(s, "replaced") {
 		t.Fatalf("refresh: exit %d\n%s", code, s)
+	} else {
+		t.Logf("refresh:\n%s", strings.ReplaceAll(s, root, ""))
 	}
 	if code, s := cli("initramfs", "verify"); code != 0 || !strings.Contains(s, "all current") {
 		t.Fatalf("verify after refresh: exit %d\n%s", code, s)
+	} else {
+		t.Logf("verify (refreshed):\n%s", strings.ReplaceAll(s, root, ""))
 	}
 	if code, s := cli("initramfs", "ls"); code != 0 || !strings.Contains(s, "kabidemo.ko  [current]") {
 		t.Fatalf("ls: exit %d\n%s", code, s)
