@@ -63,9 +63,15 @@ func (r *VerifyReport) OK() bool {
 	return true
 }
 
-// treeIndex maps module names to their files (host paths, symlinks in the path resolved
-// inside root) as the kernel's modules.dep — what modprobe loads — lists them.
-func treeIndex(root, kernel string) (map[string]string, error) {
+// kernelTree is what a kernel's tree resolves module names to, as its modules.dep — what
+// modprobe loads — lists them.
+type kernelTree struct {
+	root string
+	rel  map[string]string   // module name → path relative to root, as modules.dep names it
+	deps map[string][]string // module name → names of the modules it needs
+}
+
+func loadTree(root, kernel string) (*kernelTree, error) {
 	dir := filepath.Join("lib", "modules", kernel)
 	depPath := filepath.Join(root, dir, "modules.dep")
 	data, err := os.ReadFile(depPath)
@@ -76,19 +82,34 @@ func treeIndex(root, kernel string) (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", depPath, err)
 	}
-	out := map[string]string{}
-	for rel := range dep {
+	t := &kernelTree{root: root, rel: map[string]string{}, deps: map[string][]string{}}
+	for rel, needs := range dep {
 		name, _, ok := initramfs.ModuleName(rel)
 		if !ok {
 			continue
 		}
-		p, err := rootfs.Resolve(root, path.Join(dir, rel))
-		if err != nil {
-			return nil, err
+		t.rel[name] = path.Join(dir, rel)
+		for _, d := range needs {
+			if n, _, ok := initramfs.ModuleName(d); ok {
+				t.deps[name] = append(t.deps[name], n)
+			}
 		}
-		out[name] = p
 	}
-	return out, nil
+	return t, nil
+}
+
+// has reports whether the tree has a module of that name.
+func (t *kernelTree) has(name string) bool { return t.rel[name] != "" }
+
+// file returns the host path of the tree's file of module name, symlinks on its path (the
+// weak-updates link) followed inside root; "" when the tree has no such module. Only the
+// modules an image holds are resolved: a tree has thousands.
+func (t *kernelTree) file(name string) (string, error) {
+	rel := t.rel[name]
+	if rel == "" {
+		return "", nil
+	}
+	return rootfs.Resolve(t.root, rel)
 }
 
 // plainContent returns a module file's content decompressed.
@@ -97,18 +118,25 @@ func plainContent(data []byte) ([]byte, error) {
 	return out, err
 }
 
-// imageKernel returns the image's module set of kernel, or an error naming the image.
+// imageKernel returns the image's module set of kernel: empty when the image holds no
+// kernel modules at all (dracut --no-kernel), an error naming the kernels it holds when they
+// are others.
 func imageKernel(im *initramfs.Image, kernel string) (*initramfs.KernelModules, error) {
 	all, err := im.Modules()
 	if err != nil {
 		return nil, err
 	}
+	var others []string
 	for i := range all {
 		if all[i].Release == kernel {
 			return &all[i], nil
 		}
+		others = append(others, all[i].Release)
 	}
-	return nil, fmt.Errorf("%s: holds no modules of kernel %s", im.Name, kernel)
+	if len(others) > 0 {
+		return nil, fmt.Errorf("%s: holds no modules of kernel %s, only of %s", im.Name, kernel, strings.Join(others, ", "))
+	}
+	return &initramfs.KernelModules{Release: kernel, Dir: "usr/lib/modules/" + kernel}, nil
 }
 
 // Verify compares every module file of kernel in the image with the file kernel's tree under
@@ -132,21 +160,25 @@ func Verify(root, kernel, image string, cfg *config.Config) (*VerifyReport, erro
 	if err != nil {
 		return nil, err
 	}
-	return verifyImage(root, kernel, image, mainCompression(im), km, contents, cfg)
-}
-
-// verifyImage is Verify on an image already read: km its modules of kernel, contents their
-// bytes by image path.
-func verifyImage(root, kernel, image string, comp compression.Format, km *initramfs.KernelModules, contents map[string][]byte, cfg *config.Config) (*VerifyReport, error) {
-	index, err := treeIndex(root, kernel)
+	tree, err := loadTree(root, kernel)
 	if err != nil {
 		return nil, err
 	}
+	return verifyImage(tree, kernel, image, mainCompression(im), km, contents, cfg)
+}
+
+// verifyImage is Verify on an image already read: km its modules of kernel, contents their
+// bytes by image path (symlinks followed). A copy that cannot be read as a module is stale.
+func verifyImage(tree *kernelTree, kernel, image string, comp compression.Format, km *initramfs.KernelModules, contents map[string][]byte, cfg *config.Config) (*VerifyReport, error) {
 	rep := &VerifyReport{Image: image, Kernel: kernel, Compression: string(comp), Modules: []ImageModule{}, MissingEarly: []string{}}
 	have := map[string]bool{}
 	for _, m := range km.Modules {
 		have[m.Name] = true
-		r := ImageModule{Name: m.Name, InImage: m.Path, Tree: index[m.Name]}
+		tf, err := tree.file(m.Name)
+		if err != nil {
+			return nil, err
+		}
+		r := ImageModule{Name: m.Name, InImage: m.Path, Tree: tf}
 		switch {
 		case r.Tree == "":
 			r.State = ModNotInTree
@@ -169,15 +201,17 @@ func verifyImage(root, kernel, image string, comp compression.Format, km *initra
 	return rep, nil
 }
 
-// sameModule reports whether an image's copy and a host file hold the same module.
+// sameModule reports whether an image's copy and a host file hold the same module. A copy
+// that does not decompress is not the same (refresh replaces it); a tree file that cannot be
+// read is an error.
 func sameModule(inImage []byte, hostPath string) (bool, error) {
-	a, err := plainContent(inImage)
-	if err != nil {
-		return false, err
-	}
 	b, _, err := compression.ReadFile(hostPath)
 	if err != nil {
 		return false, err
+	}
+	a, err := plainContent(inImage)
+	if err != nil {
+		return false, nil
 	}
 	if bytes.Equal(a, b) {
 		return true, nil
@@ -246,14 +280,16 @@ type RefreshResult struct {
 }
 
 // Refresh brings image up to date with kernel's tree under root: stale module copies are
-// replaced by the tree's builds (compressed as the copy was), copies of modules the tree no
-// longer has are dropped, the real depmod regenerates the image's modules.* files, and the
-// image is rewritten in its own compression with its uncompressed early segment kept,
-// atomically. A required early module the tree has but the image lacks needs the generator
-// (ErrNeedsRebuild); one the tree lacks too is listed in Unavailable. With dryRun it only
-// reports.
+// replaced by the tree's builds (compressed as the copy was; a copy the image held through a
+// symlink, as dracut keeps weak-updates links, becomes a file at the link's path and the old
+// target goes), copies of modules the tree no longer has are dropped, the real depmod
+// regenerates the image's modules.* files, and the image is rewritten in its own compression
+// with its uncompressed early segment kept, atomically. A required early module the tree has
+// but the image lacks, or a dependency a new build needs that the image lacks, needs the
+// generator (ErrNeedsRebuild); a required early module the tree lacks too is listed in
+// Unavailable. With dryRun it only reports.
 func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*RefreshResult, error) {
-	im, err := initramfs.Open(image)
+	im, err := initramfs.Load(image)
 	if err != nil {
 		return nil, err
 	}
@@ -268,28 +304,51 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 	if err != nil {
 		return nil, err
 	}
-	contents := fileContents(main)
-	rep, err := verifyImage(root, kernel, image, mainCompression(im), km, contents, cfg)
+	all := fileContents(append(append([]initramfs.File(nil), early...), main...))
+	contents := map[string][]byte{} // module path in the image → the bytes it leads to
+	target := map[string]string{}   // module path → the regular file it resolves to
+	for _, m := range km.Modules {
+		t, err := im.Resolve(m.Path)
+		if err != nil {
+			return nil, err
+		}
+		data, ok := all[t]
+		if !ok {
+			return nil, fmt.Errorf("%s: %s leads to %s, which is not a regular file", image, m.Path, t)
+		}
+		contents[m.Path], target[m.Path] = data, t
+	}
+	tree, err := loadTree(root, kernel)
 	if err != nil {
 		return nil, err
 	}
-	index, err := treeIndex(root, kernel)
+	rep, err := verifyImage(tree, kernel, image, mainCompression(im), km, contents, cfg)
 	if err != nil {
 		return nil, err
 	}
 	res := &RefreshResult{}
 	for _, name := range rep.MissingEarly {
-		if index[name] != "" { // the tree has it: only the generator can add it and its deps
+		if tree.has(name) { // the tree has it: only the generator can add it and its deps
 			return nil, fmt.Errorf("%s: required early module %s is not in the image: %w", image, name, ErrNeedsRebuild)
 		}
 		// No build for this kernel at all: no image can carry it (the gate reports it).
 		res.Unavailable = append(res.Unavailable, name)
+	}
+	have := map[string]bool{}
+	for _, m := range rep.Modules {
+		have[m.Name] = true
 	}
 	stale := map[string]ImageModule{}
 	drop := map[string]bool{}
 	for _, m := range rep.Modules {
 		switch m.State {
 		case ModStale:
+			// The build the tree has now may need modules the old one did not.
+			for _, d := range tree.deps[m.Name] {
+				if !have[d] {
+					return nil, fmt.Errorf("%s: the current build of %s needs %s, which the image lacks: %w", image, m.Name, d, ErrNeedsRebuild)
+				}
+			}
 			stale[m.InImage] = m
 			res.Replaced = append(res.Replaced, m.InImage)
 		case ModNotInTree:
@@ -311,18 +370,52 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 			return nil, fmt.Errorf("%s: segment %d is compressed and not the last: %w", image, i+1, ErrNeedsRebuild)
 		}
 	}
-	main = dropFiles(main, drop)
-	for i := range main {
-		m, ok := stale[main[i].Name]
-		if !ok {
+	// The new content of every module of kernel, plain or compressed as its file is named.
+	data := map[string][]byte{}
+	for _, m := range km.Modules {
+		if drop[m.Path] {
 			continue
 		}
-		data, err := moduleAs(m.Tree, m.InImage)
-		if err != nil {
-			return nil, err
+		data[m.Path] = contents[m.Path]
+		if sm, ok := stale[m.Path]; ok {
+			if data[m.Path], err = moduleAs(sm.Tree, m.Path); err != nil {
+				return nil, err
+			}
 		}
-		main[i].Data = data
 	}
+	// A replaced or dropped copy reached through a symlink leaves its old target behind: it
+	// goes too unless something else still leads to it or it is in kernel's own directory.
+	orphans := map[string]bool{}
+	for p := range stale {
+		if target[p] != p {
+			orphans[target[p]] = true
+		}
+	}
+	for p := range drop {
+		if target[p] != p {
+			orphans[target[p]] = true
+		}
+	}
+	for i := range main {
+		f := &main[i]
+		if _, ok := stale[f.Name]; ok {
+			*f = initramfs.File{Name: f.Name, Mode: 0o100644, UID: f.UID, GID: f.GID, Data: data[f.Name]}
+		}
+	}
+	for _, f := range append(append([]initramfs.File(nil), early...), main...) {
+		if f.Mode&0o170000 != 0o120000 || drop[f.Name] {
+			continue
+		}
+		if t, err := im.Resolve(f.Name); err == nil {
+			delete(orphans, t)
+		}
+	}
+	for o := range orphans {
+		if _, _, isMod := initramfs.ModuleName(o); isMod && !strings.HasPrefix(o, km.Dir+"/") {
+			drop[o] = true
+		}
+	}
+	main = dropFiles(main, drop)
 	// depmod reads only symbols and .modinfo: modules whose copy is current are given to it as
 	// links to the tree's file rather than written out again.
 	same := map[string]string{}
@@ -331,7 +424,7 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 			same[m.InImage] = m.Tree
 		}
 	}
-	if main, err = redepmod(main, km, kernel, same); err != nil {
+	if main, err = redepmod(main, km, kernel, data, same); err != nil {
 		return nil, fmt.Errorf("%s: %w", image, err)
 	}
 	w := initramfs.Writer{Compression: mainCompression(im), Early: early, MTime: newestMTime(im)}
@@ -372,13 +465,11 @@ func imageFiles(im *initramfs.Image, last int) (early, main []initramfs.File, er
 		f := initramfs.File{Name: e.Name, Mode: e.Mode, UID: e.UID, GID: e.GID, LinkTarget: e.LinkTarget,
 			Rmajor: e.Rmajor, Rminor: e.Rminor, HardlinkTo: e.HardlinkTo}
 		if e.IsRegular() && e.HardlinkTo == "" {
-			data := []byte{}
+			data := make([]byte, e.Size)
 			if r != nil {
-				b, err := io.ReadAll(r)
-				if err != nil {
+				if _, err := io.ReadFull(r, data); err != nil {
 					return err
 				}
-				data = b
 			}
 			f.Data = data
 		}
@@ -444,9 +535,10 @@ func moduleAs(hostPath, imageName string) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// redepmod unpacks the image's module tree of kernel into a scratch root, runs the real
-// depmod there, and puts the modules.* files it writes back into files.
-func redepmod(files []initramfs.File, km *initramfs.KernelModules, kernel string, same map[string]string) ([]initramfs.File, error) {
+// redepmod unpacks the image's module tree of kernel into a scratch root (modules: their
+// content in data, or a link to the tree's file for those in same), runs the real depmod
+// there, and puts the modules.* files it writes back into files.
+func redepmod(files []initramfs.File, km *initramfs.KernelModules, kernel string, data map[string][]byte, same map[string]string) ([]initramfs.File, error) {
 	// The scratch tree is thousands of small entries: a memory filesystem makes it cheap.
 	scratch := ""
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
@@ -461,10 +553,15 @@ func redepmod(files []initramfs.File, km *initramfs.KernelModules, kernel string
 	prefix := km.Dir + "/"
 	for _, f := range files {
 		rel, ok := strings.CutPrefix(f.Name, prefix)
-		if !ok || f.Data == nil {
+		if !ok {
 			continue
 		}
-		if _, _, isMod := initramfs.ModuleName(rel); !isMod && !strings.HasPrefix(rel, "modules.builtin") && rel != "modules.order" {
+		content := f.Data
+		if _, _, isMod := initramfs.ModuleName(rel); isMod {
+			if content, ok = data[f.Name]; !ok {
+				continue // not a module file of the image (e.g. a directory named x.ko)
+			}
+		} else if f.Data == nil || !strings.HasPrefix(rel, "modules.builtin") && rel != "modules.order" {
 			continue
 		}
 		p := filepath.Join(dir, rel)
@@ -477,7 +574,7 @@ func redepmod(files []initramfs.File, km *initramfs.KernelModules, kernel string
 			}
 			continue
 		}
-		if err := os.WriteFile(p, f.Data, 0o644); err != nil {
+		if err := os.WriteFile(p, content, 0o644); err != nil {
 			return nil, err
 		}
 	}
@@ -582,4 +679,62 @@ func (u *RefreshUpdater) Update(release string) error {
 		return nil
 	}
 	return err
+}
+
+// Generator is the program that builds initramfs images anew: KERNEL_INSTALL_INITRD_GENERATOR
+// (kernel-install's choice) when set, else dracut. "none" means the host builds no images.
+func Generator() string {
+	if g := os.Getenv("KERNEL_INSTALL_INITRD_GENERATOR"); g != "" {
+		return g
+	}
+	return "dracut"
+}
+
+// RebuildCommand is the command line Rebuild runs for kernel's image under root: dracut's
+// conventions (--force --kver K [--kmoddir DIR] OUTPUT), writing out.
+func RebuildCommand(root, kernel, out string) []string {
+	args := []string{Generator(), "--force", "--kver", kernel}
+	if r, _ := filepath.Abs(root); r != "/" {
+		args = append(args, "--kmoddir", filepath.Join(root, "lib", "modules", kernel))
+	}
+	return append(args, out)
+}
+
+// Rebuild builds kernel's image at image anew with the generator (see Generator), into a
+// temporary file next to it that is synced and renamed over it: the old image stays whole
+// until the new one is complete, and a failed build leaves it untouched.
+func Rebuild(root, kernel, image string) error {
+	tmp := image + ".kabiguard-new"
+	argv := RebuildCommand(root, kernel, tmp)
+	if argv[0] == "none" {
+		return fmt.Errorf("%s needs a full rebuild, but the initrd generator is \"none\" (KERNEL_INSTALL_INITRD_GENERATOR)", image)
+	}
+	os.Remove(tmp)
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, lastLine(string(out)))
+	}
+	f, err := os.Open(tmp)
+	if err == nil {
+		err = f.Sync()
+		f.Close()
+	}
+	if err == nil {
+		if st, serr := os.Stat(image); serr == nil {
+			err = os.Chmod(tmp, st.Mode().Perm())
+		}
+	}
+	if err == nil {
+		err = os.Rename(tmp, image)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+	}
+	if d, err := os.Open(filepath.Dir(image)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
 }

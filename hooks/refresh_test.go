@@ -216,3 +216,72 @@ func TestStrippedCopyIsSameBuild(t *testing.T) {
 		t.Fatalf("another build taken for the same: %v", err)
 	}
 }
+
+// A stale copy whose current build needs a module the image does not carry cannot be fixed by
+// replacing files: the image would hold a module that cannot load. kabiuser (6.1.0-50 build,
+// weak-linked into 6.1.0-53) needs kabiprov; the image holds an old kabiuser alone.
+func TestRefreshNewDependencyNeedsRebuild(t *testing.T) {
+	f := newRefreshFixture(t)
+	pair := testkit.BuildModules(t, testkit.FetchKernel(t, "6.1.0-50"), filepath.Join(testkit.RepoDir(), "testdata", "src", "kabipair"))
+	testkit.Install(t, f.root, "6.1.0-50-amd64", "extra/kabipair/kabiprov.ko", pair["kabiprov"])
+	testkit.Install(t, f.root, "6.1.0-50-amd64", "extra/kabipair/kabiuser.ko", pair["kabiuser"])
+	if _, err := weakupdates.Sync(config.Default(), weakupdates.SyncOptions{Root: f.root}); err != nil {
+		t.Fatal(err)
+	}
+	dir := "usr/lib/modules/" + f.k53 + "/"
+	img := filepath.Join(f.root, "boot", "initrd.img-"+f.k53)
+	if err := (initramfs.Writer{Compression: compression.Gzip}).WriteFile(img, []initramfs.File{
+		initramfs.Regular(dir+"extra/kabiuser.ko", 0o644, []byte("an old kabiuser that needed nothing")),
+		initramfs.Regular(dir+"modules.dep", 0o644, []byte("extra/kabiuser.ko:\n")),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(f.root, f.k53, img, config.Default())
+	if err != nil || rep.OK() || rep.Modules[0].State != ModStale {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+	before, _ := os.ReadFile(img)
+	_, err = Refresh(f.root, f.k53, img, config.Default(), false)
+	if !errors.Is(err, ErrNeedsRebuild) || !strings.Contains(err.Error(), "kabiuser needs kabiprov") {
+		t.Fatalf("err %v; want ErrNeedsRebuild naming kabiprov", err)
+	}
+	if after, _ := os.ReadFile(img); !bytes.Equal(before, after) {
+		t.Fatal("the image changed although refresh refused")
+	}
+}
+
+// Rebuild runs the generator KERNEL_INSTALL_INITRD_GENERATOR names with dracut's options into
+// a temporary file, and replaces the image only when the generator succeeded.
+func TestRebuildGenerator(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "initrd.img-K")
+	os.WriteFile(img, []byte("old image"), 0o600)
+	gen := filepath.Join(dir, "gen")
+	os.WriteFile(gen, []byte("#!/bin/sh\necho \"$@\" >"+filepath.Join(dir, "args")+"\n[ \"$FAIL\" ] && { echo half >\"$4\"; echo 'gen: broken' >&2; exit 1; }\necho new image >\"$4\"\n"), 0o755)
+	t.Setenv("KERNEL_INSTALL_INITRD_GENERATOR", gen)
+	t.Setenv("FAIL", "1")
+	if err := Rebuild("/", "K", img); err == nil || !strings.Contains(err.Error(), "gen: broken") {
+		t.Fatalf("a failing generator: %v", err)
+	}
+	if b, _ := os.ReadFile(img); string(b) != "old image" {
+		t.Fatalf("a failed rebuild changed the image: %q", b)
+	}
+	t.Setenv("FAIL", "")
+	if err := Rebuild("/", "K", img); err != nil {
+		t.Fatal(err)
+	}
+	args, _ := os.ReadFile(filepath.Join(dir, "args"))
+	if b, _ := os.ReadFile(img); string(b) != "new image\n" || string(args) != "--force --kver K "+img+".kabiguard-new\n" {
+		t.Fatalf("image %q, generator args %q", b, args)
+	}
+	if st, _ := os.Stat(img); st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v; want the old image's 0600", st.Mode())
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*kabiguard*")); len(left) > 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+	t.Setenv("KERNEL_INSTALL_INITRD_GENERATOR", "none")
+	if err := Rebuild("/", "K", img); err == nil || !strings.Contains(err.Error(), `"none"`) {
+		t.Fatalf("generator none: %v", err)
+	}
+}

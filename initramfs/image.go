@@ -12,6 +12,7 @@
 package initramfs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -104,6 +105,8 @@ type Segment struct {
 	Size        int64              // length of its (decompressed) cpio stream
 	Archives    int                // cpio archives in it (TRAILER!!! records)
 	Entries     []Entry            // in archive order, trailers left out
+
+	plain []byte // the decompressed stream, kept by Load
 }
 
 // Skipped is an entry the kernel would not create.
@@ -122,6 +125,7 @@ type Image struct {
 	Skipped []Skipped
 
 	ra     io.ReaderAt
+	keep   bool // keep decompressed streams (Load)
 	closer io.Closer
 	files  map[string]*Entry
 	names  []string
@@ -149,7 +153,14 @@ func (e *FormatError) Error() string {
 func (e *FormatError) Unwrap() error { return e.Err }
 
 // Open parses the image at path. The returned Image keeps the file open for ReadFile; Close it.
-func Open(path string) (*Image, error) {
+func Open(path string) (*Image, error) { return openFile(path, false) }
+
+// Load is Open for an image that is about to be read whole (to rewrite it): it keeps each
+// compressed segment's decompressed stream in memory while parsing, so that ReadFiles and Walk
+// decompress nothing a second time. It costs memory the size of the unpacked archives.
+func Load(path string) (*Image, error) { return openFile(path, true) }
+
+func openFile(path string, keep bool) (*Image, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -159,12 +170,12 @@ func Open(path string) (*Image, error) {
 		f.Close()
 		return nil, err
 	}
-	im, err := Parse(f, st.Size(), path)
-	if err != nil {
+	im := &Image{Name: path, Size: st.Size(), ra: f, keep: keep, closer: f}
+	if err := im.parse(); err != nil {
 		f.Close()
 		return nil, err
 	}
-	im.closer = f
+	im.merge()
 	return im, nil
 }
 
@@ -235,11 +246,20 @@ func (im *Image) parse() error {
 		if err != nil {
 			return ferr(f, err)
 		}
-		s := newStream(d)
+		var src io.Reader = d
+		var kept *bytes.Buffer
+		if im.keep {
+			kept = new(bytes.Buffer)
+			src = io.TeeReader(d, kept)
+		}
+		s := newStream(src)
 		err = im.readStream(s, &seg, idx)
 		d.close()
 		if err != nil {
 			return ferr(f, err)
+		}
+		if kept != nil {
+			seg.plain = kept.Bytes()
 		}
 		seg.Size, seg.Length = s.pos, d.consumed()
 		if seg.Length <= 0 {
@@ -466,6 +486,17 @@ func (im *Image) Stat(name string) (Entry, error) {
 	return *im.files[p], nil
 }
 
+// Resolve returns the name of the entry name refers to once every symlink on its path is
+// followed inside the image (at most 40), as the kernel's path walk in the unpacked rootfs
+// would; an error when a component does not exist.
+func (im *Image) Resolve(name string) (string, error) {
+	p, ok := im.resolve(normalize(name), 0)
+	if !ok {
+		return "", &fs.PathError{Op: "resolve", Path: im.Name + ":" + normalize(name), Err: fs.ErrNotExist}
+	}
+	return p, nil
+}
+
 // ReadFile returns the content of the regular file name refers to, following symlinks inside
 // the image.
 func (im *Image) ReadFile(name string) ([]byte, error) {
@@ -502,6 +533,16 @@ func (im *Image) ReadFiles(names ...string) (map[string][]byte, error) {
 	}
 	for si, ws := range bySeg {
 		seg := im.Segments[si]
+		if seg.plain != nil {
+			for _, w := range ws {
+				if w.n.off+w.n.size > int64(len(seg.plain)) {
+					return nil, &FormatError{File: im.Name, Segment: si + 1, Compression: seg.Compression, Offset: seg.Offset,
+						Err: fmt.Errorf("reading %q: %w", w.name, io.ErrUnexpectedEOF)}
+				}
+				out[w.name] = bytes.Clone(seg.plain[w.n.off : w.n.off+w.n.size])
+			}
+			continue
+		}
 		sort.Slice(ws, func(i, j int) bool { return ws[i].n.off < ws[j].n.off })
 		ferr := func(err error) error {
 			return &FormatError{File: im.Name, Segment: si + 1, Compression: seg.Compression, Offset: seg.Offset, Err: err}
@@ -553,10 +594,14 @@ func (im *Image) Walk(fn func(e Entry, r io.Reader) error) error {
 	for si, seg := range im.Segments {
 		var s *stream
 		var closeFn func()
-		if seg.Compression == compression.None {
+		switch {
+		case seg.Compression == compression.None:
 			s = newFileStream(im.ra, seg.Offset, seg.Offset+seg.Length)
 			closeFn = func() {}
-		} else {
+		case seg.plain != nil:
+			s = newFileStream(bytes.NewReader(seg.plain), 0, int64(len(seg.plain)))
+			closeFn = func() {}
+		default:
 			d, err := openSegment(im.ra, seg.Offset, im.Size, seg.Compression, seg.Length)
 			if err != nil {
 				return err

@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/hooks"
@@ -16,7 +19,7 @@ import (
 type initramfsCmd struct {
 	Ls      initramfsLsCmd      `cmd:"" help:"List an initramfs image, like lsinitrd; with --kernel, each module's state against the kernel's tree."`
 	Verify  initramfsVerifyCmd  `cmd:"" help:"Check that an image's modules are the builds the kernel's tree resolves to now."`
-	Refresh initramfsRefreshCmd `cmd:"" help:"Replace stale module copies in an image in place (seconds), or say it needs a full rebuild."`
+	Refresh initramfsRefreshCmd `cmd:"" help:"Replace stale module copies in an image in place (seconds); rebuild it with the generator when only that can make it right."`
 }
 
 type imageArgs struct {
@@ -26,17 +29,48 @@ type imageArgs struct {
 
 type initramfsLsCmd struct {
 	imageArgs
-	Kernel string `short:"k" placeholder:"RELEASE" help:"Also show each module of RELEASE as current, stale or not-in-tree."`
-	JSON   bool   `help:"Print JSON: {entries: [{name, mode, size, target}], modules: [...]}."`
+	Kernel string `short:"k" placeholder:"RELEASE" help:"Show each module of RELEASE as current, stale or not-in-tree against RELEASE's tree under --root (default: the one kernel the image holds modules of, when that kernel is under --root)."`
+	JSON   bool   `help:"Print JSON: {image, size, segments: [{offset, length, compression, size, entries}], entries: [{name, mode, size, target, state}], verify}."`
 }
 
 func (initramfsLsCmd) Help() string {
 	return `Lists every file the kernel would unpack (all segments, later records winning), with mode,
-size and symlink target. Reads gzip, zstd, xz, lz4 (legacy) and uncompressed images.
+size and symlink target, after a header naming each segment (offset, compression, sizes), like
+lsinitrd. Reads gzip, zstd, xz, lz4 (legacy), bzip2 and uncompressed images, with or
+without an early (microcode) cpio in front. Module files are marked [current], [stale] or
+[not-in-tree] against the kernel's tree (see 'initramfs verify').
 
 Examples:
   kabiguard initramfs ls /boot/initrd.img-6.1.0-54-amd64
-  kabiguard initramfs ls -k 6.1.0-54-amd64 /boot/initrd.img-6.1.0-54-amd64 | grep '\.ko'`
+  kabiguard initramfs ls -k 6.1.0-54-amd64 /boot/initrd.img-6.1.0-54-amd64 | grep '\.ko'
+  kabiguard initramfs ls --root /mnt/sysimage /mnt/sysimage/boot/initramfs-5.14.0-427.el9.x86_64.img`
+}
+
+// lsKernel is the kernel whose tree ls compares modules with: --kernel, else the only kernel
+// the image holds modules of when root has its modules.dep, else none.
+func (c *initramfsLsCmd) lsKernel(im *initramfs.Image) string {
+	if c.Kernel != "" {
+		return c.Kernel
+	}
+	all, err := im.Modules()
+	if err != nil || len(all) == 0 {
+		return ""
+	}
+	// dracut keeps a weak-updates link with the file it points at, which may sit under
+	// another kernel's directory: the image's kernel is the one with a modules.dep.
+	var withDep []string
+	for _, km := range all {
+		if km.Dep != nil {
+			withDep = append(withDep, km.Release)
+		}
+	}
+	if len(withDep) != 1 {
+		return ""
+	}
+	if _, err := os.Stat(filepath.Join(c.Root, "lib", "modules", withDep[0], "modules.dep")); err != nil {
+		return ""
+	}
+	return withDep[0]
 }
 
 func (c *initramfsLsCmd) Run(e *env) error {
@@ -47,12 +81,12 @@ func (c *initramfsLsCmd) Run(e *env) error {
 	defer im.Close()
 	states := map[string]string{}
 	var rep *hooks.VerifyReport
-	if c.Kernel != "" {
+	if kernel := c.lsKernel(im); kernel != "" {
 		cfg, err := config.Load(c.Root)
 		if err != nil {
 			return err
 		}
-		if rep, err = hooks.Verify(c.Root, c.Kernel, c.Image, cfg); err != nil {
+		if rep, err = hooks.Verify(c.Root, kernel, c.Image, cfg); err != nil {
 			return err
 		}
 		for _, m := range rep.Modules {
@@ -67,10 +101,23 @@ func (c *initramfsLsCmd) Run(e *env) error {
 			Target string `json:"target,omitempty"`
 			State  string `json:"state,omitempty"`
 		}
+		type segment struct {
+			Offset      int64  `json:"offset"`
+			Length      int64  `json:"length"`
+			Compression string `json:"compression"`
+			Size        int64  `json:"size"`
+			Entries     int    `json:"entries"`
+		}
 		out := struct {
-			Entries []entry             `json:"entries"`
-			Verify  *hooks.VerifyReport `json:"verify,omitempty"`
-		}{Entries: []entry{}, Verify: rep}
+			Image    string              `json:"image"`
+			Size     int64               `json:"size"`
+			Segments []segment           `json:"segments"`
+			Entries  []entry             `json:"entries"`
+			Verify   *hooks.VerifyReport `json:"verify,omitempty"`
+		}{Image: c.Image, Size: im.Size, Segments: []segment{}, Entries: []entry{}, Verify: rep}
+		for _, s := range im.Segments {
+			out.Segments = append(out.Segments, segment{s.Offset, s.Length, string(s.Compression), s.Size, len(s.Entries)})
+		}
 		for _, en := range im.Entries() {
 			out.Entries = append(out.Entries, entry{en.Name, en.FileMode().String(), en.Size, en.LinkTarget, states[en.Name]})
 		}
@@ -78,6 +125,21 @@ func (c *initramfsLsCmd) Run(e *env) error {
 	}
 	w := bufio.NewWriter(e.stdout)
 	defer w.Flush()
+	fmt.Fprintf(w, "Image: %s: %s\n", c.Image, humanSize(im.Size))
+	for i, s := range im.Segments {
+		what := string(s.Compression) + ", " + humanSize(s.Length) + " -> " + humanSize(s.Size) + " cpio"
+		if s.Compression == "none" {
+			what = "uncompressed cpio, " + humanSize(s.Length)
+		}
+		if i < len(im.Segments)-1 && s.Compression == "none" {
+			what += " (early)"
+		}
+		fmt.Fprintf(w, "Segment %d at %d: %s, %d entries\n", i+1, s.Offset, what, len(s.Entries))
+	}
+	if rep != nil {
+		fmt.Fprintf(w, "Modules of %s checked against %s\n", rep.Kernel, filepath.Join(c.Root, "lib", "modules", rep.Kernel))
+	}
+	fmt.Fprintln(w, strings.Repeat("=", 72))
 	for _, en := range im.Entries() {
 		line := fmt.Sprintf("%s %10d %s", en.FileMode(), en.Size, en.Name)
 		if en.LinkTarget != "" {
@@ -91,6 +153,16 @@ func (c *initramfsLsCmd) Run(e *env) error {
 	return nil
 }
 
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
 type initramfsVerifyCmd struct {
 	imageArgs
 	Kernel string `required:"" short:"k" placeholder:"RELEASE" help:"The kernel the image boots."`
@@ -99,12 +171,23 @@ type initramfsVerifyCmd struct {
 
 func (initramfsVerifyCmd) Help() string {
 	return `Every module file of RELEASE in the image must equal, decompressed, the file RELEASE's tree
-resolves it to now (modules.dep, weak-updates links followed), and every 'early' module of
-/etc/kabiguard/required.d must be inside. Exit 1 with the list otherwise.
+resolves it to now (its modules.dep under --root, path relative to lib/modules/RELEASE,
+weak-updates links followed; a copy dracut stripped of debug information counts as the same
+build), and every 'early' module of etc/kabiguard/required.d/*.conf must be inside. Exit 0
+when so; exit 1 with the list otherwise; exit 2 when the image or the tree cannot be read
+(a damaged image is named with the segment and offset of the defect).
+
+States: current (the tree's build), stale (another build: run 'initramfs refresh'),
+not-in-tree (the tree no longer has the module: refresh drops it), missing (a required early
+module the image lacks: refresh rebuilds the image with the generator).
 
 Examples:
   kabiguard initramfs verify -k 6.1.0-54-amd64 /boot/initrd.img-6.1.0-54-amd64
-  kabiguard initramfs verify -k "$(uname -r)" --json /boot/initramfs-$(uname -r).img`
+  kabiguard initramfs verify -k "$(uname -r)" --json /boot/initramfs-$(uname -r).img
+
+  $ kabiguard initramfs verify -k 6.1.0-53-amd64 /boot/initrd.img-6.1.0-53-amd64
+  kabidemo  stale  usr/lib/modules/6.1.0-53-amd64/weak-updates/kabidemo/kabidemo.ko  kernel tree: /lib/modules/6.1.0-50-amd64/extra/kabidemo/kabidemo.ko
+  /boot/initrd.img-6.1.0-53-amd64: 1 of 3 modules stale, 0 required early modules missing; run 'kabiguard initramfs refresh -k 6.1.0-53-amd64 /boot/initrd.img-6.1.0-53-amd64'`
 }
 
 func (c *initramfsVerifyCmd) Run(e *env) error {
@@ -156,20 +239,28 @@ func orNone(s string) string {
 
 type initramfsRefreshCmd struct {
 	imageArgs
-	Kernel string `required:"" short:"k" placeholder:"RELEASE" help:"The kernel the image boots."`
-	DryRun bool   `help:"Say what would be replaced; change nothing."`
+	Kernel    string `required:"" short:"k" placeholder:"RELEASE" help:"The kernel the image boots."`
+	DryRun    bool   `help:"Say what would be replaced or rebuilt; change nothing."`
+	NoRebuild bool   `help:"When only a full rebuild can make the image right, say so and exit 1 instead of running the generator."`
 }
 
 func (initramfsRefreshCmd) Help() string {
 	return `Replaces the module files whose resolved build changed with the tree's builds (compressed as
-the copies were), runs the real depmod over the image's module tree, and rewrites the image
-in its own compression, early cpio kept, atomically (the old image stays whole until the new
-one is complete). When that cannot make the image right (a required early module or a new
-dependency is not in it) it says so and exits 1: rebuild with 'dracut --force --kver RELEASE'.
+the copies were; a copy dracut kept behind a weak-updates symlink becomes a file at the link's
+path), drops copies of modules the tree no longer has, runs the real depmod over the image's
+module tree, and rewrites the image in its own compression with its early cpio kept,
+atomically (the old image stays whole until the new one is complete). Takes about a second
+where a full dracut run takes a minute.
+
+When replacing files cannot make the image right (a required early module, or a module a new
+build depends on, is not in it) it says so and rebuilds the image with the generator:
+'dracut --force --kver RELEASE' (KERNEL_INSTALL_INITRD_GENERATOR names another program with
+dracut's options; "none" refuses), into a temporary file renamed over the image when complete.
 
 Examples:
   kabiguard initramfs refresh -k 6.1.0-54-amd64 /boot/initrd.img-6.1.0-54-amd64
-  kabiguard initramfs refresh --dry-run -k 6.1.0-54-amd64 /boot/initrd.img-6.1.0-54-amd64`
+  kabiguard initramfs refresh --dry-run -k 6.1.0-54-amd64 /boot/initrd.img-6.1.0-54-amd64
+  KERNEL_INSTALL_INITRD_GENERATOR=/usr/local/bin/my-dracut kabiguard initramfs refresh -k "$(uname -r)" /boot/initramfs-$(uname -r).img`
 }
 
 func (c *initramfsRefreshCmd) Run(e *env) error {
@@ -177,10 +268,25 @@ func (c *initramfsRefreshCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
+	progress := fmt.Sprintf("%s (kernel 1 of 1)", c.Kernel)
 	res, err := hooks.Refresh(c.Root, c.Kernel, c.Image, cfg, c.DryRun)
 	if errors.Is(err, hooks.ErrNeedsRebuild) {
-		fmt.Fprintf(e.stderr, "kabiguard: %v: run 'dracut --force --kver %s'\n", err, c.Kernel)
-		return problemError{}
+		argv := hooks.RebuildCommand(c.Root, c.Kernel, c.Image)
+		switch {
+		case c.NoRebuild:
+			fmt.Fprintf(e.stderr, "kabiguard: %v: run '%s'\n", err, strings.Join(argv, " "))
+			return problemError{}
+		case c.DryRun:
+			fmt.Fprintf(e.stdout, "%s: %v; would rebuild: %s\n", progress, err, strings.Join(argv, " "))
+			return nil
+		}
+		fmt.Fprintf(e.stderr, "kabiguard: %s: %v; rebuilding: %s (this takes a minute)\n", progress, err, strings.Join(argv, " "))
+		if err := hooks.Rebuild(c.Root, c.Kernel, c.Image); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s: %s rebuilt in %v\n", progress, c.Image, time.Since(start).Round(100*time.Millisecond))
+		return nil
 	}
 	if err != nil {
 		return err
@@ -202,7 +308,7 @@ func (c *initramfsRefreshCmd) Run(e *env) error {
 	case c.DryRun:
 		fmt.Fprintf(e.stdout, "%s: %s\n", c.Image, strings.Join(parts, "; "))
 	default:
-		fmt.Fprintf(e.stdout, "%s: %s; modules.dep regenerated by depmod\n", c.Image, strings.Join(parts, "; "))
+		fmt.Fprintf(e.stdout, "%s: %s; modules.dep regenerated by depmod; %v\n", c.Image, strings.Join(parts, "; "), time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }

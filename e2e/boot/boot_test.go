@@ -40,18 +40,6 @@ echo "boot-test: done"
 poweroff -f
 `
 
-// gateBinary builds cmd/kabiguard-gate as make install does (static, stripped).
-func gateBinary(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "kabiguard-gate")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", p, "../../cmd/kabiguard-gate")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v %s", err, out)
-	}
-	return p
-}
-
 // baseFiles is a minimal rootfs: busybox, /init, the gate and its list, /dev/console.
 func baseFiles(t *testing.T, gate string) []initramfs.File {
 	t.Helper()
@@ -142,7 +130,7 @@ func TestBootRefreshedImages(t *testing.T) {
 	if _, err := weakupdates.Sync(config.Default(), weakupdates.SyncOptions{Root: root}); err != nil {
 		t.Fatal(err)
 	}
-	gate := gateBinary(t)
+	gate := testkit.BuildBinary(t, "kabiguard-gate")
 	stale, _ := os.ReadFile(own53)
 	dir := "lib/modules/" + k53.Release + "/"
 	for _, format := range []compression.Format{compression.Gzip, compression.Zstd, compression.XZ, compression.LZ4, compression.None} {
@@ -175,7 +163,7 @@ func TestBootGateStops(t *testing.T) {
 	data, _ := os.ReadFile(build50)
 	dir := "lib/modules/" + k54.Release + "/"
 	img := filepath.Join(t.TempDir(), "initrd.img")
-	files := append(baseFiles(t, gateBinary(t)),
+	files := append(baseFiles(t, testkit.BuildBinary(t, "kabiguard-gate")),
 		initramfs.Regular(dir+"extra/kabidemo.ko", 0o644, data),
 		initramfs.Regular(dir+"modules.dep", 0o644, []byte("extra/kabidemo.ko:\n")))
 	if err := (initramfs.Writer{Compression: compression.Gzip}).WriteFile(img, files); err != nil {

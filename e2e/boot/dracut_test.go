@@ -17,21 +17,16 @@ import (
 func dracutWith(t *testing.T, root string, k *testkit.Kernel, required, img string, gate string) (string, error) {
 	t.Helper()
 	d := t.TempDir()
-	for _, dir := range []string{"dracut", "conf.d", "tmp", "etc/kabiguard/required.d"} {
+	for _, dir := range []string{"conf.d", "tmp", "etc/kabiguard/required.d"} {
 		os.MkdirAll(filepath.Join(d, dir), 0o755)
 	}
-	if out, err := exec.Command("cp", "-a", "/usr/lib/dracut/.", filepath.Join(d, "dracut")).CombinedOutput(); err != nil {
-		t.Fatalf("cp: %v %s", err, out)
-	}
-	if out, err := exec.Command("cp", "-a", filepath.Join(testkit.RepoDir(), "dracut", "90kabiguard"), filepath.Join(d, "dracut", "modules.d")).CombinedOutput(); err != nil {
-		t.Fatalf("cp: %v %s", err, out)
-	}
+	tree := testkit.DracutTree(t)
 	os.WriteFile(filepath.Join(d, "etc/kabiguard/required.d/test.conf"), []byte(required), 0o644)
 	cmd := exec.Command("dracut", "-q", "--force", "--kver", k.Release,
 		"--kmoddir", filepath.Join(root, "lib", "modules", k.Release),
 		"--tmpdir", filepath.Join(d, "tmp"), "--conf", "/dev/null", "--confdir", filepath.Join(d, "conf.d"),
 		"--no-hostonly", "--gzip", "-m", "base rootfs-block kabiguard", img)
-	cmd.Env = append(os.Environ(), "dracutbasedir="+filepath.Join(d, "dracut"),
+	cmd.Env = append(os.Environ(), "dracutbasedir="+tree,
 		"KABIGUARD_CONFDIR="+filepath.Join(d, "etc", "kabiguard"), "KABIGUARD_GATE="+gate)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -47,7 +42,7 @@ func TestDracutModule(t *testing.T) {
 	build50 := testkit.BuildModules(t, k50, filepath.Join(testkit.RepoDir(), "testdata", "src", "kabidemo"))["kabidemo"]
 	testkit.Install(t, root, k54.Release, "extra/kabidemo.ko", build50)
 	testkit.Depmod(t, root, k54.Release)
-	gate := gateBinary(t)
+	gate := testkit.BuildBinary(t, "kabiguard-gate")
 
 	missing := filepath.Join(t.TempDir(), "missing.img")
 	out, err := dracutWith(t, root, k54, "npreal2 early\n", missing, gate)

@@ -275,3 +275,31 @@ func Depmod(tb testing.TB, root, release string) {
 	tb.Helper()
 	run(tb, "", "depmod", "-C", filepath.Join(root, "etc", "depmod.d"), "-b", root, release)
 }
+
+// DracutTree returns a private copy of the host's dracut tree (/usr/lib/dracut) with the
+// project's 90kabiguard module added, for running the real dracut with dracutbasedir set to
+// it (recipe R4 of host-interfaces.md): the host's dracut installation is never touched.
+func DracutTree(tb testing.TB) string {
+	tb.Helper()
+	d := filepath.Join(tb.TempDir(), "dracut")
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	run(tb, "", "cp", "-a", "/usr/lib/dracut/.", d)
+	run(tb, "", "cp", "-a", filepath.Join(RepoDir(), "dracut", "90kabiguard"), filepath.Join(d, "modules.d"))
+	return d
+}
+
+// BuildBinary builds the project's command cmd/<name> as make install does (static,
+// stripped) and returns its path.
+func BuildBinary(tb testing.TB, name string) string {
+	tb.Helper()
+	p := filepath.Join(tb.TempDir(), name)
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", p, "./cmd/"+name)
+	cmd.Dir = RepoDir()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("go build ./cmd/%s: %v\n%s", name, err, out)
+	}
+	return p
+}

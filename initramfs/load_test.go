@@ -1,0 +1,82 @@
+package initramfs
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/kabiguard/kabiguard/internal/compression"
+)
+
+// Load keeps the decompressed streams: every read gives what Open's reads give, for every
+// compression, with an uncompressed early segment in front, and a truncated image still fails
+// with the segment and offset named.
+func TestLoadEqualsOpen(t *testing.T) {
+	files := testFiles(t)
+	for _, f := range []compression.Format{compression.None, compression.Gzip, compression.Zstd, compression.XZ, compression.LZ4} {
+		t.Run(string(f), func(t *testing.T) {
+			img := filepath.Join(t.TempDir(), "initrd.img")
+			w := Writer{Compression: f, Early: []File{Regular("kernel/x86/microcode/AuthenticAMD.bin", 0o644, []byte("ucode"))}}
+			if err := w.WriteFile(img, files); err != nil {
+				t.Fatal(err)
+			}
+			a, err := Open(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			b, err := Load(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			var names []string
+			for _, e := range a.Entries() {
+				if e.IsRegular() {
+					names = append(names, e.Name)
+				}
+			}
+			ra, err := a.ReadFiles(names...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rb, err := b.ReadFiles(names...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range names {
+				if !bytes.Equal(ra[n], rb[n]) {
+					t.Fatalf("%s differs between Open and Load", n)
+				}
+			}
+			walk := func(im *Image) []byte {
+				var out bytes.Buffer
+				if err := im.Walk(func(e Entry, r io.Reader) error {
+					out.WriteString(e.Name + "\n")
+					if r != nil {
+						_, err := io.Copy(&out, r)
+						return err
+					}
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+				return out.Bytes()
+			}
+			if !bytes.Equal(walk(a), walk(b)) {
+				t.Fatal("Walk differs between Open and Load")
+			}
+			raw, _ := os.ReadFile(img)
+			os.WriteFile(img, raw[:len(raw)*2/3], 0o600)
+			var fe *FormatError
+			if _, err := Load(img); !errors.As(err, &fe) {
+				t.Fatalf("truncated image: %v", err)
+			} else {
+				t.Log(err)
+			}
+		})
+	}
+}
