@@ -10,8 +10,11 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kabiguard/kabiguard/config"
@@ -69,6 +72,9 @@ type kernelTree struct {
 	root string
 	rel  map[string]string   // module name → path relative to root, as modules.dep names it
 	deps map[string][]string // module name → names of the modules it needs
+
+	mu       sync.Mutex
+	resolved map[string]string // file's answers: a scan asks for each module more than once
 }
 
 func loadTree(root, kernel string) (*kernelTree, error) {
@@ -109,7 +115,23 @@ func (t *kernelTree) file(name string) (string, error) {
 	if rel == "" {
 		return "", nil
 	}
-	return rootfs.Resolve(t.root, rel)
+	t.mu.Lock()
+	p, ok := t.resolved[name]
+	t.mu.Unlock()
+	if ok {
+		return p, nil
+	}
+	p, err := rootfs.Resolve(t.root, rel)
+	if err != nil {
+		return "", err
+	}
+	t.mu.Lock()
+	if t.resolved == nil {
+		t.resolved = map[string]string{}
+	}
+	t.resolved[name] = p
+	t.mu.Unlock()
+	return p, nil
 }
 
 // plainContent returns a module file's content decompressed.
@@ -143,53 +165,91 @@ func imageKernel(im *initramfs.Image, kernel string) (*initramfs.KernelModules, 
 // root resolves it to now, by decompressed content, and lists required early modules that
 // the image lacks.
 func Verify(root, kernel, image string, cfg *config.Config) (*VerifyReport, error) {
-	im, err := initramfs.Open(image)
-	if err != nil {
-		return nil, err
-	}
-	defer im.Close()
-	km, err := imageKernel(im, kernel)
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, m := range km.Modules {
-		names = append(names, m.Path)
-	}
-	contents, err := im.ReadFiles(names...)
-	if err != nil {
-		return nil, err
-	}
 	tree, err := loadTree(root, kernel)
 	if err != nil {
 		return nil, err
 	}
-	return verifyImage(tree, kernel, image, mainCompression(im), km, contents, cfg)
+	sc, err := scanImage(image, kernel, tree)
+	if err != nil {
+		return nil, err
+	}
+	defer sc.im.Close()
+	rep, _, err := sc.verify(tree, kernel, cfg)
+	return rep, err
 }
 
-// verifyImage is Verify on an image already read: km its modules of kernel, contents their
-// bytes by image path (symlinks followed). A copy that cannot be read as a module is stale.
-func verifyImage(tree *kernelTree, kernel, image string, comp compression.Format, km *initramfs.KernelModules, contents map[string][]byte, cfg *config.Config) (*VerifyReport, error) {
-	rep := &VerifyReport{Image: image, Kernel: kernel, Compression: string(comp), Modules: []ImageModule{}, MissingEarly: []string{}}
-	have := map[string]bool{}
+// verify is Verify on a scanned image; it also returns the image's modules of kernel.
+func (sc *imageScan) verify(tree *kernelTree, kernel string, cfg *config.Config) (*VerifyReport, *initramfs.KernelModules, error) {
+	km, err := imageKernel(sc.im, kernel)
+	if err != nil {
+		return nil, nil, err
+	}
+	decided, err := sc.decided(km)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The few the scan could not settle are read again (one more pass over the image).
+	var rest []string
 	for _, m := range km.Modules {
+		if _, ok := decided[m.Path]; !ok && tree.has(m.Name) {
+			rest = append(rest, m.Path)
+		}
+	}
+	contents := map[string][]byte{}
+	if len(rest) > 0 {
+		if contents, err = sc.im.ReadFiles(rest...); err != nil {
+			return nil, nil, err
+		}
+	}
+	rep, err := verifyImage(tree, kernel, sc.im.Name, mainCompression(sc.im), km, decided, contents, cfg)
+	return rep, km, err
+}
+
+// verifyImage is Verify on an image already read: km its modules of kernel, decided whether
+// some of them (by image path) are the tree's build, contents the bytes of the others by
+// image path (symlinks followed). A copy that cannot be read as a module is stale.
+func verifyImage(tree *kernelTree, kernel, image string, comp compression.Format, km *initramfs.KernelModules, decided map[string]bool, contents map[string][]byte, cfg *config.Config) (*VerifyReport, error) {
+	rep := &VerifyReport{Image: image, Kernel: kernel, Compression: string(comp), Modules: make([]ImageModule, len(km.Modules)), MissingEarly: []string{}}
+	have := map[string]bool{}
+	for i, m := range km.Modules {
 		have[m.Name] = true
 		tf, err := tree.file(m.Name)
 		if err != nil {
 			return nil, err
 		}
-		r := ImageModule{Name: m.Name, InImage: m.Path, Tree: tf}
-		switch {
-		case r.Tree == "":
-			r.State = ModNotInTree
-		default:
-			same, err := sameModule(contents[m.Path], r.Tree)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %s: %w", image, m.Path, err)
+		rep.Modules[i] = ImageModule{Name: m.Name, InImage: m.Path, Tree: tf, State: ModNotInTree}
+	}
+	// A full image holds hundreds of modules, a hundred megabytes: compare on every core.
+	errs := make([]error, len(km.Modules))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []byte // the tree file, read into memory reused from one module to the next
+			for i := range next {
+				r := &rep.Modules[i]
+				same, err := sameModule(contents[r.InImage], r.Tree, &buf)
+				if err != nil {
+					errs[i] = fmt.Errorf("%s: %s: %w", image, r.InImage, err)
+				}
+				r.State = map[bool]string{true: ModCurrent, false: ModStale}[same]
 			}
+		}()
+	}
+	for i := range rep.Modules {
+		r := &rep.Modules[i]
+		if same, ok := decided[r.InImage]; ok && r.Tree != "" {
 			r.State = map[bool]string{true: ModCurrent, false: ModStale}[same]
+		} else if r.Tree != "" {
+			next <- i
 		}
-		rep.Modules = append(rep.Modules, r)
+	}
+	close(next)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	if cfg != nil {
 		for _, req := range cfg.Required {
@@ -203,11 +263,18 @@ func verifyImage(tree *kernelTree, kernel, image string, comp compression.Format
 
 // sameModule reports whether an image's copy and a host file hold the same module. A copy
 // that does not decompress is not the same (refresh replaces it); a tree file that cannot be
-// read is an error.
-func sameModule(inImage []byte, hostPath string) (bool, error) {
-	b, _, err := compression.ReadFile(hostPath)
+// read is an error. buf holds the host file's bytes; it is grown as needed and may be reused.
+func sameModule(inImage []byte, hostPath string, buf *[]byte) (bool, error) {
+	raw, err := readInto(hostPath, buf)
 	if err != nil {
 		return false, err
+	}
+	if bytes.Equal(inImage, raw) { // the usual case, compressed or not: the copy dracut made
+		return true, nil
+	}
+	b, _, err := compression.Decode(raw)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", hostPath, err)
 	}
 	a, err := plainContent(inImage)
 	if err != nil {
@@ -219,6 +286,41 @@ func sameModule(inImage []byte, hostPath string) (bool, error) {
 	// dracut strips unsigned modules (strip -g) when it copies them: the same build then
 	// differs only in debug sections and symbols.
 	return sameLoadedContent(a, b), nil
+}
+
+// readInto reads the file at path into *buf, growing it when too small, and returns the bytes
+// read. Reusing one buffer spares the page faults of fresh memory for every module.
+func readInto(path string, buf *[]byte) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() || st.Size() > compression.MaxDecoded {
+		return nil, fmt.Errorf("%s: not a regular file of a module's size", path)
+	}
+	if int64(cap(*buf)) < st.Size()+1 {
+		*buf = make([]byte, st.Size()+1)
+	}
+	b := (*buf)[:cap(*buf)]
+	n, err := io.ReadFull(f, b)
+	switch {
+	case err == io.ErrUnexpectedEOF || err == io.EOF:
+		return b[:n], nil
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	// The file grew since Stat: read the rest the slow way.
+	rest, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	*buf = append(b, rest...)
+	return *buf, nil
 }
 
 // sameLoadedContent reports whether two module files give the kernel the same module: equal
@@ -289,47 +391,50 @@ type RefreshResult struct {
 // generator (ErrNeedsRebuild); a required early module the tree lacks too is listed in
 // Unavailable. With dryRun it only reports.
 func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*RefreshResult, error) {
-	im, err := initramfs.Load(image)
-	if err != nil {
-		return nil, err
-	}
-	defer im.Close()
-	km, err := imageKernel(im, kernel)
-	if err != nil {
-		return nil, err
-	}
-	// One pass over the image: its files are both what is compared and what is rewritten.
-	last := len(im.Segments) - 1
-	early, main, err := imageFiles(im, last)
-	if err != nil {
-		return nil, err
-	}
-	all := fileContents(append(append([]initramfs.File(nil), early...), main...))
-	contents := map[string][]byte{} // module path in the image → the bytes it leads to
-	target := map[string]string{}   // module path → the regular file it resolves to
-	for _, m := range km.Modules {
-		t, err := im.Resolve(m.Path)
-		if err != nil {
-			return nil, err
-		}
-		data, ok := all[t]
-		if !ok {
-			return nil, fmt.Errorf("%s: %s leads to %s, which is not a regular file", image, m.Path, t)
-		}
-		contents[m.Path], target[m.Path] = data, t
-	}
+	tr := newTracer("refresh " + image)
 	tree, err := loadTree(root, kernel)
 	if err != nil {
 		return nil, err
 	}
-	rep, err := verifyImage(tree, kernel, image, mainCompression(im), km, contents, cfg)
+	sc, err := scanImage(image, kernel, tree)
 	if err != nil {
 		return nil, err
 	}
+	defer sc.im.Close()
+	rep, km, err := sc.verify(tree, kernel, cfg)
+	if err != nil {
+		return nil, err
+	}
+	tr.step("read and compare")
+	res, stale, drop, err := planRefresh(image, tree, rep, cfg)
+	if err != nil || len(stale)+len(drop) == 0 || dryRun {
+		return res, err
+	}
+	im := sc.im
+	for i := 0; i < len(im.Segments)-1; i++ {
+		if im.Segments[i].Compression != compression.None {
+			return nil, fmt.Errorf("%s: segment %d is compressed and not the last: %w", image, i+1, ErrNeedsRebuild)
+		}
+	}
+	err = refreshInPlace(sc, tree, km, kernel, stale, drop, tr)
+	if errors.Is(err, initramfs.ErrCannotEdit) {
+		// A hard-linked module copy: rebuild the archive from its files instead.
+		err = refreshWhole(image, km.Release, tree, stale, drop, tr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// planRefresh decides from a verify report what Refresh does: the stale copies to replace
+// (by image path), the copies to drop, or ErrNeedsRebuild when replacing files cannot make
+// the image right.
+func planRefresh(image string, tree *kernelTree, rep *VerifyReport, cfg *config.Config) (*RefreshResult, map[string]ImageModule, map[string]bool, error) {
 	res := &RefreshResult{}
 	for _, name := range rep.MissingEarly {
 		if tree.has(name) { // the tree has it: only the generator can add it and its deps
-			return nil, fmt.Errorf("%s: required early module %s is not in the image: %w", image, name, ErrNeedsRebuild)
+			return nil, nil, nil, fmt.Errorf("%s: required early module %s is not in the image: %w", image, name, ErrNeedsRebuild)
 		}
 		// No build for this kernel at all: no image can carry it (the gate reports it).
 		res.Unavailable = append(res.Unavailable, name)
@@ -346,7 +451,7 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 			// The build the tree has now may need modules the old one did not.
 			for _, d := range tree.deps[m.Name] {
 				if !have[d] {
-					return nil, fmt.Errorf("%s: the current build of %s needs %s, which the image lacks: %w", image, m.Name, d, ErrNeedsRebuild)
+					return nil, nil, nil, fmt.Errorf("%s: the current build of %s needs %s, which the image lacks: %w", image, m.Name, d, ErrNeedsRebuild)
 				}
 			}
 			stale[m.InImage] = m
@@ -361,93 +466,183 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 			}
 		}
 	}
-	if len(stale)+len(drop) == 0 || dryRun {
-		return res, nil
-	}
+	return res, stale, drop, nil
+}
 
-	for i := 0; i < last; i++ {
-		if im.Segments[i].Compression != compression.None {
-			return nil, fmt.Errorf("%s: segment %d is compressed and not the last: %w", image, i+1, ErrNeedsRebuild)
-		}
-	}
-	// The new content of every module of kernel, plain or compressed as its file is named.
-	data := map[string][]byte{}
-	for _, m := range km.Modules {
-		if drop[m.Path] {
-			continue
-		}
-		data[m.Path] = contents[m.Path]
-		if sm, ok := stale[m.Path]; ok {
-			if data[m.Path], err = moduleAs(sm.Tree, m.Path); err != nil {
-				return nil, err
-			}
-		}
-	}
-	// A replaced or dropped copy reached through a symlink leaves its old target behind: it
-	// goes too unless something else still leads to it or it is in kernel's own directory.
-	orphans := map[string]bool{}
-	for p := range stale {
-		if target[p] != p {
-			orphans[target[p]] = true
-		}
-	}
+// refreshInPlace applies the plan to the image record by record (initramfs.Image.Rewrite):
+// stale copies replaced, dropped ones and the files only they needed removed, and the
+// modules.* files regenerated by the real depmod while the image compresses.
+func refreshInPlace(sc *imageScan, tree *kernelTree, km *initramfs.KernelModules, kernel string, stale map[string]ImageModule, drop map[string]bool, tr *tracer) error {
+	im := sc.im
+	ed := initramfs.Edit{Replace: map[string][]byte{}, Drop: map[string]bool{}}
 	for p := range drop {
-		if target[p] != p {
-			orphans[target[p]] = true
+		ed.Drop[p] = true
+	}
+	for p, m := range stale {
+		data, err := moduleAs(m.Tree, p)
+		if err != nil {
+			return err
+		}
+		ed.Replace[p] = data
+	}
+	var names []string
+	for _, e := range im.Entries() {
+		names = append(names, e.Name)
+	}
+	for o := range orphanTargets(im, km, stale, drop) {
+		ed.Drop[o] = true
+	}
+	for d := range emptiedDirs(names, ed.Drop) {
+		ed.Drop[d] = true
+	}
+	// depmod's input: every module the image keeps, as the tree's build (which every kept
+	// copy now is), and the image's modules.builtin* and modules.order.
+	prefix := km.Dir + "/"
+	in, err := treeDepmodInput(tree, km, ed.Drop)
+	if err != nil {
+		return err
+	}
+	for name, body := range sc.depmodIn {
+		if rel, ok := strings.CutPrefix(name, prefix); ok {
+			in.files[rel] = body
 		}
 	}
-	for i := range main {
-		f := &main[i]
-		if _, ok := stale[f.Name]; ok {
-			*f = initramfs.File{Name: f.Name, Mode: 0o100644, UID: f.UID, GID: f.GID, Data: data[f.Name]}
+	for _, n := range names {
+		if base, ok := strings.CutPrefix(n, prefix); ok && isDepmodOutput(base) {
+			ed.Drop[n] = true
 		}
 	}
-	for _, f := range append(append([]initramfs.File(nil), early...), main...) {
-		if f.Mode&0o170000 != 0o120000 || drop[f.Name] {
+	ed.Late = startDepmod(kernel, prefix, in, tr)
+	if err := im.RewriteFile(ed); err != nil {
+		return err
+	}
+	tr.step("encode and write")
+	return nil
+}
+
+// startDepmod runs depmod over in in the background and returns a function that waits for
+// its outputs (named under prefix): the image compresses meanwhile.
+func startDepmod(kernel, prefix string, in depmodInput, tr *tracer) func() ([]initramfs.File, error) {
+	type result struct {
+		files []initramfs.File
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		files, err := depmodOutputs(kernel, prefix, in)
+		tr.step("depmod (beside the encoder)")
+		done <- result{files, err}
+	}()
+	return func() ([]initramfs.File, error) {
+		r := <-done
+		return r.files, r.err
+	}
+}
+
+// orphanTargets: a replaced or dropped copy reached through a symlink (dracut keeps
+// weak-updates links as links) leaves its old target behind; it goes too unless something
+// else still leads to it or it is in kernel's own directory.
+func orphanTargets(im *initramfs.Image, km *initramfs.KernelModules, stale map[string]ImageModule, drop map[string]bool) map[string]bool {
+	orphans := map[string]bool{}
+	for _, m := range km.Modules {
+		_, isStale := stale[m.Path]
+		if !isStale && !drop[m.Path] {
 			continue
 		}
-		if t, err := im.Resolve(f.Name); err == nil {
+		if t, err := im.Resolve(m.Path); err == nil && t != m.Path {
+			orphans[t] = true
+		}
+	}
+	for _, e := range im.Entries() {
+		if _, isStale := stale[e.Name]; e.Mode&0o170000 != 0o120000 || drop[e.Name] || isStale {
+			continue
+		}
+		if t, err := im.Resolve(e.Name); err == nil {
 			delete(orphans, t)
 		}
 	}
 	for o := range orphans {
-		if _, _, isMod := initramfs.ModuleName(o); isMod && !strings.HasPrefix(o, km.Dir+"/") {
-			drop[o] = true
+		if _, _, isMod := initramfs.ModuleName(o); !isMod || strings.HasPrefix(o, km.Dir+"/") {
+			delete(orphans, o)
+		}
+	}
+	return orphans
+}
+
+// emptiedDirs returns the directories among names that hold nothing once drop is removed.
+func emptiedDirs(names []string, drop map[string]bool) map[string]bool {
+	emptied := map[string]bool{}
+	for name := range drop {
+		for d := path.Dir(name); d != "." && d != "/"; d = path.Dir(d) {
+			emptied[d] = true
+		}
+	}
+	for _, n := range names {
+		if drop[n] {
+			continue
+		}
+		for d := path.Dir(n); d != "." && d != "/"; d = path.Dir(d) {
+			delete(emptied, d) // still holds something
+		}
+	}
+	return emptied
+}
+
+// refreshWhole applies the plan by reading every file of the image into memory and writing
+// the archive anew (initramfs.Writer): for the edits Rewrite cannot make record by record.
+func refreshWhole(image, kernel string, tree *kernelTree, stale map[string]ImageModule, drop map[string]bool, tr *tracer) error {
+	im, err := initramfs.Load(image)
+	if err != nil {
+		return err
+	}
+	defer im.Close()
+	km, err := imageKernel(im, kernel)
+	if err != nil {
+		return err
+	}
+	last := len(im.Segments) - 1
+	early, main, err := imageFiles(im, last)
+	if err != nil {
+		return err
+	}
+	for o := range orphanTargets(im, km, stale, drop) {
+		drop[o] = true
+	}
+	for i := range main {
+		f := &main[i]
+		if sm, ok := stale[f.Name]; ok {
+			data, err := moduleAs(sm.Tree, f.Name)
+			if err != nil {
+				return err
+			}
+			*f = initramfs.File{Name: f.Name, Mode: 0o100644, UID: f.UID, GID: f.GID, Data: data}
 		}
 	}
 	main = dropFiles(main, drop)
-	// depmod reads only symbols and .modinfo: modules whose copy is current are given to it as
-	// links to the tree's file rather than written out again.
-	same := map[string]string{}
-	for _, m := range rep.Modules {
-		if m.State == ModCurrent {
-			same[m.InImage] = m.Tree
+	// depmod's input, as in refreshInPlace: the tree's builds, the image's builtin lists.
+	prefix := km.Dir + "/"
+	in, err := treeDepmodInput(tree, km, drop)
+	if err != nil {
+		return err
+	}
+	for _, f := range main {
+		if rel, ok := strings.CutPrefix(f.Name, prefix); ok && f.Data != nil && !strings.Contains(rel, "/") &&
+			(rel == "modules.order" || strings.HasPrefix(rel, "modules.builtin") && !isDepmodOutput(rel)) {
+			in.files[rel] = f.Data
 		}
 	}
-	if main, err = redepmod(main, km, kernel, data, same); err != nil {
-		return nil, fmt.Errorf("%s: %w", image, err)
-	}
-	w := initramfs.Writer{Compression: mainCompression(im), Early: early, MTime: newestMTime(im)}
+	// depmod runs while the image compresses: the modules.* files it writes end the archive.
+	main = slices.DeleteFunc(main, func(f initramfs.File) bool {
+		base, ok := strings.CutPrefix(f.Name, prefix)
+		return ok && isDepmodOutput(base)
+	})
+	w := initramfs.Writer{Compression: mainCompression(im), Early: early, MTime: newestMTime(im),
+		Late: startDepmod(kernel, prefix, in, tr)}
 	if err := w.WriteFile(image, main); err != nil {
-		return nil, err
+		return err
 	}
-	return res, nil
-}
-
-// fileContents maps the regular files' names to their bytes, hard links included.
-func fileContents(files []initramfs.File) map[string][]byte {
-	out := map[string][]byte{}
-	for _, f := range files {
-		if f.Data != nil {
-			out[f.Name] = f.Data
-		}
-	}
-	for _, f := range files {
-		if f.HardlinkTo != "" {
-			out[f.Name] = out[f.HardlinkTo]
-		}
-	}
-	return out
+	tr.step("encode and write (whole archive)")
+	return nil
 }
 
 // imageFiles returns the image's files as writer input: those of the uncompressed segments
@@ -458,20 +653,14 @@ func imageFiles(im *initramfs.Image, last int) (early, main []initramfs.File, er
 	for _, e := range im.Entries() {
 		final[e.Name] = e
 	}
-	err = im.Walk(func(e initramfs.Entry, r io.Reader) error {
+	err = im.WalkBodies(func(e initramfs.Entry, body []byte) error {
 		if f, ok := final[e.Name]; !ok || f.Segment != e.Segment || f.Offset != e.Offset || e.Name == "." {
 			return nil
 		}
 		f := initramfs.File{Name: e.Name, Mode: e.Mode, UID: e.UID, GID: e.GID, LinkTarget: e.LinkTarget,
 			Rmajor: e.Rmajor, Rminor: e.Rminor, HardlinkTo: e.HardlinkTo}
 		if e.IsRegular() && e.HardlinkTo == "" {
-			data := make([]byte, e.Size)
-			if r != nil {
-				if _, err := io.ReadFull(r, data); err != nil {
-					return err
-				}
-			}
-			f.Data = data
+			f.Data = body
 		}
 		if e.Segment == last {
 			main = append(main, f)
@@ -535,10 +724,48 @@ func moduleAs(hostPath, imageName string) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// redepmod unpacks the image's module tree of kernel into a scratch root (modules: their
-// content in data, or a link to the tree's file for those in same), runs the real depmod
-// there, and puts the modules.* files it writes back into files.
-func redepmod(files []initramfs.File, km *initramfs.KernelModules, kernel string, data map[string][]byte, same map[string]string) ([]initramfs.File, error) {
+func isDepmodOutput(base string) bool {
+	if !strings.HasPrefix(base, "modules.") || strings.Contains(base, "/") {
+		return false
+	}
+	return !(strings.HasPrefix(base, "modules.builtin") && !strings.HasSuffix(base, ".bin") || base == "modules.order")
+}
+
+// depmodInput is a module tree to give depmod, by path relative to the module directory:
+// links to host files (depmod reads only symbols and .modinfo, so the tree's build stands in
+// for the image's copy of it) and contents to write out.
+type depmodInput struct {
+	links map[string]string
+	files map[string][]byte
+}
+
+// treeDepmodInput is depmod's view of the modules of km an image keeps (those not in drop):
+// each the tree's build, which every kept copy is once refreshed; linked where the name's
+// compression allows, else written compressed as the image names it.
+func treeDepmodInput(tree *kernelTree, km *initramfs.KernelModules, drop map[string]bool) (depmodInput, error) {
+	in := depmodInput{links: map[string]string{}, files: map[string][]byte{}}
+	prefix := km.Dir + "/"
+	for _, m := range km.Modules {
+		if drop[m.Path] {
+			continue
+		}
+		tf, err := tree.file(m.Name)
+		if err != nil {
+			return in, err
+		}
+		rel := strings.TrimPrefix(m.Path, prefix)
+		if sameSuffix(tf, rel) {
+			in.links[rel] = tf
+		} else if in.files[rel], err = moduleAs(tf, m.Path); err != nil {
+			return in, err
+		}
+	}
+	return in, nil
+}
+
+// depmodOutputs lays in out in a scratch root, runs the real depmod there for kernel, and
+// returns the modules.* files it writes, named prefix + their name.
+func depmodOutputs(kernel, prefix string, in depmodInput) ([]initramfs.File, error) {
 	// The scratch tree is thousands of small entries: a memory filesystem makes it cheap.
 	scratch := ""
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
@@ -550,31 +777,28 @@ func redepmod(files []initramfs.File, km *initramfs.KernelModules, kernel string
 	}
 	defer os.RemoveAll(tmp)
 	dir := filepath.Join(tmp, "lib", "modules", kernel)
-	prefix := km.Dir + "/"
-	for _, f := range files {
-		rel, ok := strings.CutPrefix(f.Name, prefix)
-		if !ok {
-			continue
-		}
-		content := f.Data
-		if _, _, isMod := initramfs.ModuleName(rel); isMod {
-			if content, ok = data[f.Name]; !ok {
-				continue // not a module file of the image (e.g. a directory named x.ko)
-			}
-		} else if f.Data == nil || !strings.HasPrefix(rel, "modules.builtin") && rel != "modules.order" {
-			continue
+	place := func(rel string) (string, error) {
+		if !filepath.IsLocal(rel) {
+			return "", fmt.Errorf("%q: not a path inside the module directory", rel)
 		}
 		p := filepath.Join(dir, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return p, os.MkdirAll(filepath.Dir(p), 0o755)
+	}
+	for rel, host := range in.links {
+		p, err := place(rel)
+		if err != nil {
 			return nil, err
 		}
-		if host := same[f.Name]; host != "" && sameSuffix(host, rel) {
-			if err := os.Symlink(host, p); err != nil {
-				return nil, err
-			}
-			continue
+		if err := os.Symlink(host, p); err != nil {
+			return nil, err
 		}
-		if err := os.WriteFile(p, content, 0o644); err != nil {
+	}
+	for rel, data := range in.files {
+		p, err := place(rel)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
 			return nil, err
 		}
 	}
@@ -586,27 +810,19 @@ func redepmod(files []initramfs.File, km *initramfs.KernelModules, kernel string
 	if err != nil {
 		return nil, err
 	}
-	byName := map[string]int{}
-	for i, f := range files {
-		byName[f.Name] = i
-	}
+	var out []initramfs.File
 	for _, g := range generated {
 		base := filepath.Base(g)
-		if strings.HasPrefix(base, "modules.builtin") && !strings.HasSuffix(base, ".bin") || base == "modules.order" {
-			continue // inputs, not depmod's output
+		if !isDepmodOutput(base) {
+			continue
 		}
 		data, err := os.ReadFile(g)
 		if err != nil {
 			return nil, err
 		}
-		name := prefix + base
-		if i, ok := byName[name]; ok {
-			files[i].Data = data
-		} else {
-			files = append(files, initramfs.Regular(name, 0o644, data))
-		}
+		out = append(out, initramfs.Regular(prefix+base, 0o644, data))
 	}
-	return files, nil
+	return out, nil
 }
 
 // sameSuffix: a link may stand in for the image's file only when both are compressed alike

@@ -209,10 +209,10 @@ func TestStrippedCopyIsSameBuild(t *testing.T) {
 	if bytes.Equal(a, orig) {
 		t.Fatal("strip changed nothing: the test proves nothing")
 	}
-	if same, err := sameModule(a, f.build50); err != nil || !same {
+	if same, err := sameModule(a, f.build50, new([]byte)); err != nil || !same {
 		t.Fatalf("stripped copy not recognised: %v", err)
 	}
-	if same, err := sameModule(a, f.own53); err != nil || same {
+	if same, err := sameModule(a, f.own53, new([]byte)); err != nil || same {
 		t.Fatalf("another build taken for the same: %v", err)
 	}
 }
@@ -283,5 +283,46 @@ func TestRebuildGenerator(t *testing.T) {
 	t.Setenv("KERNEL_INSTALL_INITRD_GENERATOR", "none")
 	if err := Rebuild("/", "K", img); err == nil || !strings.Contains(err.Error(), `"none"`) {
 		t.Fatalf("generator none: %v", err)
+	}
+}
+
+// TestRefreshHardlinkedCopy: a stale copy that is one of two hard links to the same inode
+// cannot be replaced record by record (the other name would keep the old build); Refresh
+// rewrites the whole archive instead, and every name of the group holds the new build.
+func TestRefreshHardlinkedCopy(t *testing.T) {
+	f := newRefreshFixture(t)
+	want, _ := os.ReadFile(f.build50)
+	dir := "usr/lib/modules/" + f.k53 + "/"
+	stale, _ := os.ReadFile(f.own53)
+	files := []initramfs.File{
+		initramfs.Symlink("lib", "usr/lib"),
+		initramfs.Regular(dir+"weak-updates/kabidemo/kabidemo.ko", 0o644, stale),
+		initramfs.Hardlink(dir+"extra/kabidemo.ko", dir+"weak-updates/kabidemo/kabidemo.ko"),
+		initramfs.Regular(dir+"modules.dep", 0o644, []byte("weak-updates/kabidemo/kabidemo.ko:\n")),
+	}
+	img := filepath.Join(f.root, "boot", "initrd.img-"+f.k53)
+	if err := (initramfs.Writer{Compression: compression.Gzip, MTime: 1}).WriteFile(img, files); err != nil {
+		t.Fatal(err)
+	}
+	im, err := initramfs.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = im.RewriteFile(initramfs.Edit{Replace: map[string][]byte{dir + "weak-updates/kabidemo/kabidemo.ko": want}})
+	im.Close()
+	if !errors.Is(err, initramfs.ErrCannotEdit) {
+		t.Fatalf("record-by-record rewrite of a hard link: %v, want ErrCannotEdit", err)
+	}
+	res, err := Refresh(f.root, f.k53, img, config.Default(), false)
+	if err != nil || len(res.Replaced) != 2 { // both names are module paths of the kernel
+		t.Fatalf("refresh: %+v %v", res, err)
+	}
+	for _, name := range []string{dir + "weak-updates/kabidemo/kabidemo.ko", dir + "extra/kabidemo.ko"} {
+		if got := lsinitrdFile(t, img, name); !bytes.Equal(got, want) {
+			t.Errorf("%s does not hold the 6.1.0-50 build after refresh", name)
+		}
+	}
+	if rep, err := Verify(f.root, f.k53, img, config.Default()); err != nil || !rep.OK() {
+		t.Fatalf("after refresh: %+v %v", rep, err)
 	}
 }

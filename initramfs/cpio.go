@@ -102,6 +102,20 @@ func (s *stream) sum(n int64) (uint32, error) {
 	return c, nil
 }
 
+// sumReader adds up the bytes read through it, as 070702 records are checked.
+type sumReader struct {
+	r   io.Reader
+	sum uint32
+}
+
+func (s *sumReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	for _, x := range p[:n] {
+		s.sum += uint32(x)
+	}
+	return n, err
+}
+
 type eofReader struct{}
 
 func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
@@ -260,12 +274,29 @@ func (s *stream) readRecord(body func(r *record, rd io.Reader) error) (*record, 
 		}
 	case body != nil && size > 0 && h.mode&modeType == modeRegular:
 		lr := &io.LimitedReader{R: s.br, N: size}
-		err := body(r, lr)
+		var rd io.Reader = lr
+		sr := &sumReader{r: lr}
+		if h.csum {
+			rd = sr
+		}
+		err := body(r, rd)
 		s.pos += size - lr.N
 		if err != nil {
 			return fail(truncated(err))
 		}
-		if err := s.skip(lr.N); err != nil {
+		if h.csum { // the rest of the body counts in the checksum too
+			n, err := io.Copy(io.Discard, sr)
+			s.pos += n
+			if err == nil && lr.N > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			if err != nil {
+				return fail(truncated(err))
+			}
+			if sr.sum != h.check {
+				return fail(fmt.Errorf("bad data checksum: header %#x, data %#x", h.check, sr.sum))
+			}
+		} else if err := s.skip(lr.N); err != nil {
 			return fail(truncated(err))
 		}
 	case h.csum && h.mode&modeType == modeRegular:

@@ -106,7 +106,7 @@ type Segment struct {
 	Archives    int                // cpio archives in it (TRAILER!!! records)
 	Entries     []Entry            // in archive order, trailers left out
 
-	plain []byte // the decompressed stream, kept by Load
+	plain *chunks // the decompressed stream, kept by Load
 }
 
 // Skipped is an entry the kernel would not create.
@@ -124,8 +124,12 @@ type Image struct {
 	// directory, a file over a non-empty directory).
 	Skipped []Skipped
 
-	ra     io.ReaderAt
-	keep   bool // keep decompressed streams (Load)
+	ra    io.ReaderAt
+	keep  bool                                                // keep decompressed streams (Load)
+	visit func(name string, size int64, body io.Reader) error // Scan's
+	// deps holds the bodies of modules.dep records, read as the parse passes them, by
+	// segment and offset: Modules needs them and would otherwise decompress again.
+	deps   map[[2]int64][]byte
 	closer io.Closer
 	files  map[string]*Entry
 	names  []string
@@ -153,14 +157,23 @@ func (e *FormatError) Error() string {
 func (e *FormatError) Unwrap() error { return e.Err }
 
 // Open parses the image at path. The returned Image keeps the file open for ReadFile; Close it.
-func Open(path string) (*Image, error) { return openFile(path, false) }
+func Open(path string) (*Image, error) { return openFile(path, nil) }
+
+// Scan is Open that also hands visit the body of every regular file record as the one
+// decompression passes it (name as in the record, normalised; size its length): a whole image
+// is inspected in one pass and without holding it in memory. visit may read part of the body or
+// none; an error from it ends the scan.
+func Scan(path string, visit func(name string, size int64, body io.Reader) error) (*Image, error) {
+	return openFile(path, func(im *Image) { im.visit = visit })
+}
 
 // Load is Open for an image that is about to be read whole (to rewrite it): it keeps each
 // compressed segment's decompressed stream in memory while parsing, so that ReadFiles and Walk
 // decompress nothing a second time. It costs memory the size of the unpacked archives.
-func Load(path string) (*Image, error) { return openFile(path, true) }
+func Load(path string) (*Image, error) { return openFile(path, func(im *Image) { im.keep = true }) }
 
-func openFile(path string, keep bool) (*Image, error) {
+// openFile opens and parses the image at path; set, when not nil, configures the parse.
+func openFile(path string, set func(*Image)) (*Image, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -170,7 +183,10 @@ func openFile(path string, keep bool) (*Image, error) {
 		f.Close()
 		return nil, err
 	}
-	im := &Image{Name: path, Size: st.Size(), ra: f, keep: keep, closer: f}
+	im := &Image{Name: path, Size: st.Size(), ra: f, closer: f}
+	if set != nil {
+		set(im)
+	}
 	if err := im.parse(); err != nil {
 		f.Close()
 		return nil, err
@@ -247,9 +263,9 @@ func (im *Image) parse() error {
 			return ferr(f, err)
 		}
 		var src io.Reader = d
-		var kept *bytes.Buffer
+		var kept *chunks
 		if im.keep {
-			kept = new(bytes.Buffer)
+			kept = new(chunks)
 			src = io.TeeReader(d, kept)
 		}
 		s := newStream(src)
@@ -259,7 +275,7 @@ func (im *Image) parse() error {
 			return ferr(f, err)
 		}
 		if kept != nil {
-			seg.plain = kept.Bytes()
+			seg.plain = kept
 		}
 		seg.Size, seg.Length = s.pos, d.consumed()
 		if seg.Length <= 0 {
@@ -276,8 +292,25 @@ func (im *Image) readArchive(s *stream, seg *Segment, idx int) error {
 	seg.Archives++
 	links := map[linkKey]*inode{}
 	first := map[linkKey]string{}
+	body := func(r *record, rd io.Reader) error {
+		if path.Base(r.name) == "modules.dep" && strings.Contains(r.name, "lib/modules/") && r.filesize <= 64<<20 {
+			b, err := io.ReadAll(rd)
+			if err != nil {
+				return err
+			}
+			if im.deps == nil {
+				im.deps = map[[2]int64][]byte{}
+			}
+			im.deps[[2]int64{int64(idx), r.dataOff}] = b
+			rd = bytes.NewReader(b)
+		}
+		if im.visit != nil {
+			return im.visit(r.name, int64(r.filesize), rd)
+		}
+		return nil
+	}
 	for {
-		r, err := s.readRecord(nil)
+		r, err := s.readRecord(body)
 		if err != nil {
 			return err
 		}
@@ -529,17 +562,22 @@ func (im *Image) ReadFiles(names ...string) (map[string][]byte, error) {
 			out[name] = []byte{}
 			continue
 		}
+		if b, ok := im.deps[[2]int64{int64(e.node.seg), e.node.off}]; ok && int64(len(b)) == e.node.size {
+			out[name] = bytes.Clone(b)
+			continue
+		}
 		bySeg[e.node.seg] = append(bySeg[e.node.seg], want{name, e.node})
 	}
 	for si, ws := range bySeg {
 		seg := im.Segments[si]
 		if seg.plain != nil {
 			for _, w := range ws {
-				if w.n.off+w.n.size > int64(len(seg.plain)) {
+				b := make([]byte, w.n.size)
+				if _, err := seg.plain.ReadAt(b, w.n.off); err != nil {
 					return nil, &FormatError{File: im.Name, Segment: si + 1, Compression: seg.Compression, Offset: seg.Offset,
 						Err: fmt.Errorf("reading %q: %w", w.name, io.ErrUnexpectedEOF)}
 				}
-				out[w.name] = bytes.Clone(seg.plain[w.n.off : w.n.off+w.n.size])
+				out[w.name] = b
 			}
 			continue
 		}
@@ -591,6 +629,7 @@ func (im *Image) ReadFiles(names ...string) (map[string][]byte, error) {
 // Walk calls fn for every record of every segment in image order, with the body of regular
 // files that have one (nil otherwise), decompressing each segment once. fn must not keep r.
 func (im *Image) Walk(fn func(e Entry, r io.Reader) error) error {
+
 	for si, seg := range im.Segments {
 		var s *stream
 		var closeFn func()
@@ -599,7 +638,7 @@ func (im *Image) Walk(fn func(e Entry, r io.Reader) error) error {
 			s = newFileStream(im.ra, seg.Offset, seg.Offset+seg.Length)
 			closeFn = func() {}
 		case seg.plain != nil:
-			s = newFileStream(bytes.NewReader(seg.plain), 0, int64(len(seg.plain)))
+			s = newFileStream(seg.plain, 0, seg.plain.size)
 			closeFn = func() {}
 		default:
 			d, err := openSegment(im.ra, seg.Offset, im.Size, seg.Compression, seg.Length)
@@ -643,4 +682,48 @@ func (im *Image) Walk(fn func(e Entry, r io.Reader) error) error {
 		closeFn()
 	}
 	return nil
+}
+
+// WalkBodies calls fn for every record of every segment in image order, with the content of
+// regular files that are not a hard link to an earlier name: the content of the file's inode
+// as the kernel leaves it (for a hard-link group, whichever record carries the data). It
+// decompresses nothing, so a compressed segment must have been kept by Load; the bytes then
+// share the image's memory, which spares copying a whole image, and must not be modified.
+func (im *Image) WalkBodies(fn func(e Entry, body []byte) error) error {
+	for si, seg := range im.Segments {
+		for _, e := range seg.Entries {
+			var body []byte
+			if e.IsRegular() && e.HardlinkTo == "" {
+				b, err := im.content(e.node)
+				if err != nil {
+					return &FormatError{File: im.Name, Segment: si + 1, Compression: seg.Compression, Offset: seg.Offset,
+						Err: fmt.Errorf("reading %q: %w", e.Name, err)}
+				}
+				body = b
+			}
+			if err := fn(e, body); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// content returns the data of inode n without decompressing.
+func (im *Image) content(n *inode) ([]byte, error) {
+	if n == nil || n.seg < 0 || n.size == 0 {
+		return []byte{}, nil
+	}
+	seg := im.Segments[n.seg]
+	switch {
+	case seg.plain != nil:
+		return seg.plain.slice(n.off, n.size)
+	case seg.Compression == compression.None:
+		b := make([]byte, n.size)
+		if _, err := im.ra.ReadAt(b, seg.Offset+n.off); err != nil {
+			return nil, truncated(err)
+		}
+		return b, nil
+	}
+	return nil, errors.New("a compressed segment's content needs the image opened with Load")
 }

@@ -3,6 +3,7 @@ package initramfs
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -68,6 +69,24 @@ func TestLoadEqualsOpen(t *testing.T) {
 			}
 			if !bytes.Equal(walk(a), walk(b)) {
 				t.Fatal("Walk differs between Open and Load")
+			}
+			// WalkBodies gives, without decompressing again, what ReadFiles gives.
+			bodies := 0
+			if err := b.WalkBodies(func(e Entry, body []byte) error {
+				if want, ok := rb[e.Name]; ok && e.HardlinkTo == "" {
+					bodies++
+					if !bytes.Equal(body, want) {
+						return fmt.Errorf("WalkBodies: %s: %d bytes, ReadFiles %d", e.Name, len(body), len(want))
+					}
+				}
+				return nil
+			}); err != nil || bodies == 0 {
+				t.Fatalf("WalkBodies: %v (%d bodies)", err, bodies)
+			}
+			if f != compression.None {
+				if err := a.WalkBodies(func(Entry, []byte) error { return nil }); err == nil {
+					t.Fatal("WalkBodies on a compressed image opened without Load: no error")
+				}
 			}
 			raw, _ := os.ReadFile(img)
 			os.WriteFile(img, raw[:len(raw)*2/3], 0o600)

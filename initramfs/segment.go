@@ -101,7 +101,7 @@ func openSegment(ra io.ReaderAt, off, size int64, f compression.Format, known in
 		if err != nil {
 			return nil, err
 		}
-		zr, err := zstd.NewReader(io.NewSectionReader(ra, off, n), zstd.WithDecoderMaxMemory(1<<32))
+		zr, err := zstd.NewReader(io.NewSectionReader(ra, off, n), zstd.WithDecoderMaxMemory(1<<32), zstd.WithDecoderConcurrency(1))
 		if err != nil {
 			return nil, err
 		}

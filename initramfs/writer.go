@@ -71,12 +71,17 @@ type Writer struct {
 	// Perm is the mode of a new image file; 0 keeps the mode of the file being replaced, or
 	// 0600 (dracut's) when there is none.
 	Perm fs.FileMode
+	// Late, when set, is called once the files of the main segment are written (and being
+	// compressed); the regular files it returns end the archive, sorted among themselves.
+	// Their names must not be among the files, their directories must be. Refresh compresses
+	// an image this way while depmod computes its modules.* files.
+	Late func() ([]File, error)
 }
 
 // Encode writes the image to out.
 func (w Writer) Encode(out io.Writer, files []File) error {
 	if len(w.Early) > 0 {
-		if err := w.writeArchive(out, w.Early); err != nil {
+		if err := w.writeArchive(out, w.Early, nil); err != nil {
 			return fmt.Errorf("early segment: %w", err)
 		}
 	}
@@ -88,7 +93,7 @@ func (w Writer) Encode(out io.Writer, files []File) error {
 	if err != nil {
 		return err
 	}
-	if err := w.writeArchive(zw, files); err != nil {
+	if err := w.writeArchive(zw, files, w.Late); err != nil {
 		zw.Close()
 		return err
 	}
@@ -98,12 +103,19 @@ func (w Writer) Encode(out io.Writer, files []File) error {
 // WriteFile writes the image to path atomically: into a temporary file in the same
 // directory, synced, then renamed over path, so path always holds either the old image
 // whole or the new one whole.
-func (w Writer) WriteFile(name string, files []File) (err error) {
+func (w Writer) WriteFile(name string, files []File) error {
+	return writeAtomic(name, w.Perm, func(out io.Writer) error { return w.Encode(out, files) })
+}
+
+// writeAtomic writes a file through write into a temporary file in name's directory, syncs
+// it, renames it over name and syncs the directory: name holds the old content whole or the
+// new content whole, whatever happens. perm 0 keeps the mode of the file replaced, or 0600
+// (dracut's) when there is none.
+func writeAtomic(name string, perm fs.FileMode, write func(io.Writer) error) (err error) {
 	dir, base := filepath.Split(name)
 	if dir == "" {
 		dir = "."
 	}
-	perm := w.Perm
 	if perm == 0 {
 		perm = 0o600
 		if st, err := os.Stat(name); err == nil {
@@ -121,7 +133,7 @@ func (w Writer) WriteFile(name string, files []File) (err error) {
 		}
 	}()
 	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if err := w.Encode(bw, files); err != nil {
+	if err := write(bw); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	if err := bw.Flush(); err != nil {
@@ -208,10 +220,14 @@ func plan(files []File) ([]File, error) {
 	return out, nil
 }
 
-func (w Writer) writeArchive(out io.Writer, files []File) error {
+func (w Writer) writeArchive(out io.Writer, files []File, late func() ([]File, error)) error {
 	files, err := plan(files)
 	if err != nil {
 		return err
+	}
+	isDir := map[string]bool{}
+	for _, f := range files {
+		isDir[f.Name] = f.Mode&modeType == modeDir
 	}
 	// Hard-link groups: inode of the first name in sorted order, nlink the group size.
 	group := map[string][]int{}
@@ -292,6 +308,33 @@ func (w Writer) writeArchive(out io.Writer, files []File) error {
 		}
 		if err := cw.WriteRecord(rec); err != nil {
 			return fmt.Errorf("%q: %w", f.Name, err)
+		}
+	}
+	if late != nil {
+		lf, err := late()
+		if err != nil {
+			return err
+		}
+		lf = append([]File(nil), lf...)
+		sort.Slice(lf, func(i, j int) bool { return normalize(lf[i].Name) < normalize(lf[j].Name) })
+		for k, f := range lf {
+			name := normalize(f.Name)
+			_, taken := isDir[name]
+			switch {
+			case f.Mode&modeType != modeRegular || f.HardlinkTo != "" || f.Data == nil:
+				return fmt.Errorf("%q: a late file must be a regular file with its data", f.Name)
+			case taken || k > 0 && normalize(lf[k-1].Name) == name:
+				return fmt.Errorf("%q: late file listed twice", f.Name)
+			case path.Dir(name) != "." && !isDir[path.Dir(name)]:
+				return fmt.Errorf("%q: late file outside the archive's directories", f.Name)
+			case int64(len(f.Data)) > 0xFFFFFFFF:
+				return fmt.Errorf("%q: %d bytes do not fit newc's 32-bit size", f.Name, len(f.Data))
+			}
+			info := cpio.Info{Ino: uint64(len(files) + k + 1), Mode: uint64(f.Mode), UID: uint64(f.UID), GID: uint64(f.GID),
+				NLink: 1, MTime: uint64(w.MTime), Name: name}
+			if err := cw.WriteRecord(cpio.StaticRecord(f.Data, info)); err != nil {
+				return fmt.Errorf("%q: %w", name, err)
+			}
 		}
 	}
 	return cpio.WriteTrailer(cw)

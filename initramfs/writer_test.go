@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -410,5 +411,54 @@ func TestFilesFromDir(t *testing.T) {
 	}
 	if e, _ := im.Lookup("usr/bin/tool2"); e.HardlinkTo != "usr/bin/tool" {
 		t.Errorf("tool2: %+v", e)
+	}
+}
+
+// TestWriterLate: files from Late end the archive, sorted among themselves, after the sorted
+// files (GNU cpio, an independent reader, lists them there with their content); Late runs
+// after the other files are written; bad late files are refused.
+func TestWriterLate(t *testing.T) {
+	needTools(t, "cpio")
+	files := []File{Regular("m/b", 0o644, []byte("b")), Regular("z", 0o644, []byte("z"))}
+	var buf bytes.Buffer
+	wroteBefore := -1
+	w := Writer{MTime: 1, Late: func() ([]File, error) {
+		wroteBefore = buf.Len()
+		return []File{Regular("m/modules.dep", 0o644, []byte("dep")), Regular("m/modules.alias", 0o644, []byte("alias"))}, nil
+	}}
+	if err := w.Encode(&buf, files); err != nil {
+		t.Fatal(err)
+	}
+	if wroteBefore <= 0 {
+		t.Fatalf("Late called before the files were written (%d bytes out)", wroteBefore)
+	}
+	got := strings.Join(strings.Fields(string(run(t, buf.Bytes(), "cpio", "-t", "--quiet"))), " ")
+	if want := "m m/b z m/modules.alias m/modules.dep"; got != want {
+		t.Fatalf("cpio -t: %q, want %q", got, want)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("cpio", "-id", "--quiet")
+	cmd.Dir, cmd.Stdin = dir, bytes.NewReader(buf.Bytes())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cpio -id: %v %s", err, out)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "m", "modules.dep")); err != nil || string(b) != "dep" {
+		t.Fatalf("m/modules.dep: %q %v", b, err)
+	}
+	for name, late := range map[string][]File{
+		"name taken":   {Regular("z", 0o644, []byte("x"))},
+		"twice":        {Regular("m/x", 0o644, []byte("x")), Regular("m/x", 0o644, []byte("y"))},
+		"no directory": {Regular("n/x", 0o644, []byte("x"))},
+		"not regular":  {Symlink("m/l", "b")},
+		"under a file": {Regular("z/x", 0o644, []byte("x"))},
+	} {
+		w := Writer{Late: func() ([]File, error) { return late, nil }}
+		if err := w.Encode(io.Discard, files); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	failing := Writer{Late: func() ([]File, error) { return nil, errors.New("depmod failed") }}
+	if err := failing.Encode(io.Discard, files); err == nil || !strings.Contains(err.Error(), "depmod failed") {
+		t.Errorf("Late's error not returned: %v", err)
 	}
 }

@@ -30,7 +30,7 @@ func NewWriter(w io.Writer, f Format) (io.WriteCloser, error) {
 	case Gzip:
 		return gzip.NewWriterLevel(w, gzip.DefaultCompression)
 	case Zstd:
-		return zstd.NewWriter(w)
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest))
 	case XZ:
 		return xz.WriterConfig{CheckSum: xz.CRC32}.NewWriter(w)
 	case LZ4:

@@ -1,0 +1,108 @@
+package initramfs
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kabiguard/kabiguard/internal/compression"
+)
+
+// TestRewrite: in every compression, with an early cpio in front, Rewrite replaces a file and
+// a symlink by new content, drops a file, appends late files before the last trailer, keeps
+// every other record (hard links included) as it was, copies the early cpio byte for byte,
+// and writes what both our reader and GNU cpio read back.
+func TestRewrite(t *testing.T) {
+	needTools(t, "cpio")
+	mdir := "usr/lib/modules/" + testKver + "/"
+	for _, f := range allFormats {
+		t.Run(string(f), func(t *testing.T) {
+			img := filepath.Join(t.TempDir(), "initrd.img")
+			early := []File{Regular("kernel/x86/microcode/AuthenticAMD.bin", 0o644, []byte("ucode"))}
+			if err := (Writer{Compression: f, Early: early, MTime: 7}).WriteFile(img, testFiles(t)); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := os.ReadFile(img)
+			im, err := Open(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ed := Edit{
+				Replace: map[string][]byte{mdir + "kernel/fs/a.ko": []byte("\x7fELF new a"), mdir + "weak-updates/e.ko": []byte("\x7fELF e")},
+				Drop:    map[string]bool{mdir + "modules.dep": true, "etc/passwd": true},
+				Late: func() ([]File, error) {
+					return []File{Regular(mdir+"modules.dep", 0o644, []byte("new dep\n")), Regular(mdir+"modules.alias", 0o644, []byte("alias\n"))}, nil
+				},
+			}
+			if err := im.RewriteFile(ed); err != nil {
+				t.Fatal(err)
+			}
+			im.Close()
+			after, _ := os.ReadFile(img)
+			if earlyLen := im.Segments[len(im.Segments)-1].Offset; !bytes.Equal(before[:earlyLen], after[:earlyLen]) {
+				t.Fatal("the early cpio was not copied byte for byte")
+			}
+			re, err := Open(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer re.Close()
+			if got := re.Segments[len(re.Segments)-1].Compression; got != f {
+				t.Fatalf("compression %s, want %s", got, f)
+			}
+			want := map[string]string{
+				mdir + "kernel/fs/a.ko": "\x7fELF new a", mdir + "weak-updates/e.ko": "\x7fELF e",
+				mdir + "modules.dep": "new dep\n", mdir + "modules.alias": "alias\n",
+				"hl/a": "shared by three names\n", "hl/c": "shared by three names\n", "init": "#!/bin/sh\nexec /bin/sh\n",
+			}
+			for name, content := range want {
+				if b, err := re.ReadFile(name); err != nil || string(b) != content {
+					t.Errorf("%s: %q %v, want %q", name, b, err, content)
+				}
+			}
+			if e, ok := re.Lookup(mdir + "weak-updates/e.ko"); !ok || !e.IsRegular() {
+				t.Errorf("the replaced symlink is not a regular file: %+v", e)
+			}
+			if _, ok := re.Lookup("etc/passwd"); ok {
+				t.Error("etc/passwd was not dropped")
+			}
+			if e, _ := re.Lookup("dev/big-minor"); e.Rmajor != 240 || e.Rminor != 70000 {
+				t.Errorf("device numbers changed: %+v", e)
+			}
+			// GNU cpio, an independent reader: the late files come last, before the trailer.
+			seg := re.Segments[len(re.Segments)-1]
+			plain := after[seg.Offset : seg.Offset+seg.Length]
+			if f != compression.None {
+				plain = cliDecompress(t, f, plain)
+			}
+			list := strings.Fields(string(run(t, plain, "cpio", "-t", "--quiet")))
+			if n := len(list); n < 2 || list[n-2] != mdir+"modules.alias" || list[n-1] != mdir+"modules.dep" {
+				t.Errorf("cpio -t does not end with the late files: %v", list[max(0, n-4):])
+			}
+		})
+	}
+}
+
+// TestRewriteRefusesHardlinkEdits: replacing one name of a hard-link group record by record
+// would leave the others with the old content: Rewrite refuses, and the image is untouched.
+func TestRewriteRefusesHardlinkEdits(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "initrd.img")
+	if err := (Writer{Compression: compression.Gzip}).WriteFile(img, testFiles(t)); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(img)
+	im, err := Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Close()
+	if err := im.RewriteFile(Edit{Replace: map[string][]byte{"hl/b": []byte("x")}}); !errors.Is(err, ErrCannotEdit) {
+		t.Fatalf("err = %v, want ErrCannotEdit", err)
+	}
+	if after, _ := os.ReadFile(img); !bytes.Equal(before, after) {
+		t.Fatal("a refused rewrite changed the image")
+	}
+}
