@@ -308,7 +308,7 @@ func TestRefreshHardlinkedCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = im.RewriteFile(initramfs.Edit{Replace: map[string][]byte{dir + "weak-updates/kabidemo/kabidemo.ko": want}})
+	err = initramfs.RewriteFile(img, initramfs.Edit{Replace: map[string][]byte{dir + "weak-updates/kabidemo/kabidemo.ko": want}})
 	im.Close()
 	if !errors.Is(err, initramfs.ErrCannotEdit) {
 		t.Fatalf("record-by-record rewrite of a hard link: %v, want ErrCannotEdit", err)

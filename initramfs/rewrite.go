@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 
 	"github.com/kabiguard/kabiguard/internal/compression"
@@ -22,74 +23,156 @@ type Edit struct {
 	// regular files it returns are appended before the segment's last trailer, sorted by name.
 	// Their directories must exist in the image.
 	Late func() ([]File, error)
+	// Await, when set, is called before the first record Gate names and before the end of
+	// the archive, and Replace, Drop and Late are read only after it returned: another
+	// goroutine may decide them meanwhile, the records before being copied as they are. An
+	// error from it abandons the rewrite.
+	Await func() error
+	Gate  func(name string) bool
+	// Ready, when set, is closed once Await would not block: the rewrite then calls it at
+	// the next record, so that an abandoned rewrite stops at once.
+	Ready <-chan struct{}
 }
 
 // ErrCannotEdit is returned by Rewrite for an edit it cannot make record by record: a
 // replaced or dropped name that is one of several hard links to the same inode.
 var ErrCannotEdit = errors.New("edit needs the whole image rewritten")
 
-// RewriteFile applies ed to the image file the image was opened from, atomically (see
-// Writer.WriteFile), keeping its mode.
-func (im *Image) RewriteFile(ed Edit) error {
-	return writeAtomic(im.Name, 0, func(out io.Writer) error { return im.Rewrite(out, ed) })
-}
-
-// Rewrite writes the image to out with ed applied. Everything before the last segment (an
-// early cpio) is copied byte for byte. The last segment is decompressed once and its records
-// are copied as they are, headers, order, inode numbers and mtimes included, except the ones
-// ed names; it is compressed again in its own format (see compression.NewWriter). Unlike
-// Writer, the cost is one pass over the image, with memory bounded by the largest file, and
-// the image stays what its generator made of it but for the edits.
-func (im *Image) Rewrite(out io.Writer, ed Edit) error {
-	if len(im.Segments) == 0 {
-		return fmt.Errorf("%s: no segment", im.Name)
-	}
-	last := im.Segments[len(im.Segments)-1]
-	if _, err := io.Copy(out, io.NewSectionReader(im.ra, 0, last.Offset)); err != nil {
-		return err
-	}
-	var s *stream
-	closeFn := func() {}
-	if last.Compression == compression.None {
-		s = newFileStream(im.ra, last.Offset, last.Offset+last.Length)
-	} else {
-		d, err := openSegment(im.ra, last.Offset, im.Size, last.Compression, last.Length)
-		if err != nil {
-			return err
-		}
-		s, closeFn = newStream(d), d.close
-	}
-	defer closeFn()
-	zw, err := compression.NewWriter(out, last.Compression)
+// RewriteFile applies ed to the image at path (see Rewrite), atomically (see Writer.WriteFile),
+// keeping its mode.
+func RewriteFile(path string, ed Edit) error {
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
-	ferr := func(err error) error {
-		return &FormatError{File: im.Name, Segment: len(im.Segments), Compression: last.Compression, Offset: last.Offset, Err: err}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
 	}
-	if err := copyEdited(s, zw, ed); err != nil {
-		var fe *FormatError
-		if errors.As(err, &fe) || errors.Is(err, ErrCannotEdit) {
+	return writeAtomic(path, 0, func(out io.Writer) error { return Rewrite(f, st.Size(), path, out, ed) })
+}
+
+// Rewrite writes the image of size bytes in ra (name is used in errors) to out with ed
+// applied to its last segment. Everything before that segment (an early cpio) is copied byte
+// for byte. The last segment is decompressed once and its records are copied as they are,
+// headers, order, inode numbers and mtimes included, except the ones ed names; it is
+// compressed again in its own format (see compression.NewWriter). Unlike Writer, the cost is
+// one pass over the image, with memory bounded by the largest file, and the image stays what
+// its generator made of it but for the edits. Rewrite finds the segments itself as it goes:
+// it needs no parse beforehand and can run beside the pass that decides ed (see Edit.Await).
+func Rewrite(ra io.ReaderAt, size int64, name string, out io.Writer, ed Edit) error {
+	off := int64(0)
+	for {
+		off = skipZerosAt(ra, off, size)
+		if off >= size {
+			return fmt.Errorf("%s: no archive to edit", name)
+		}
+		var b [8]byte
+		n, _ := ra.ReadAt(b[:], off)
+		if n > 0 && b[0] == '0' && off%4 == 0 {
+			// An uncompressed archive: the one to edit when nothing but padding follows it.
+			s := newFileStream(ra, off, size)
+			probe := &Image{Name: name, ra: ra, Size: size}
+			if err := probe.readArchive(s, &Segment{}, 0); err != nil {
+				return &FormatError{File: name, Compression: compression.None, Offset: off, Err: err}
+			}
+			end := off + s.pos
+			if skipZerosAt(ra, end, size) < size {
+				off = end
+				continue
+			}
+			if _, err := io.Copy(out, io.NewSectionReader(ra, 0, off)); err != nil {
+				return err
+			}
+			if err := editStream(newFileStream(ra, off, end), out, ed, name, compression.None, off); err != nil {
+				return err
+			}
+			_, err := io.Copy(out, io.NewSectionReader(ra, end, size-end))
 			return err
 		}
-		if _, ok := err.(*entryError); ok {
-			return ferr(err)
+		f, ok := compression.Detect(b[:n])
+		if !ok {
+			return &FormatError{File: name, Offset: off, Err: fmt.Errorf("%w: magic % x", compression.ErrUnknownFormat, b[:n])}
 		}
+		if _, err := io.Copy(out, io.NewSectionReader(ra, 0, off)); err != nil {
+			return err
+		}
+		d, err := openSegment(ra, off, size, f, 0)
+		if err != nil {
+			return &FormatError{File: name, Compression: f, Offset: off, Err: err}
+		}
+		zw, err := compression.NewWriter(out, f)
+		if err != nil {
+			d.close()
+			return err
+		}
+		err = editStream(newStream(d), zw, ed, name, f, off)
+		d.close()
+		if err != nil {
+			return err
+		}
+		if err := zw.Close(); err != nil {
+			return err
+		}
+		end := off + d.consumed()
+		if skipZerosAt(ra, end, size) < size {
+			return &FormatError{File: name, Compression: f, Offset: off, Err: errors.New("another segment follows this compressed one: only the last can be edited")}
+		}
+		// Whatever followed the segment (padding) follows it still.
+		_, err = io.Copy(out, io.NewSectionReader(ra, end, size-end))
 		return err
 	}
-	if err := zw.Close(); err != nil {
-		return err
+}
+
+// editStream is copyEdited with its errors naming the image and segment.
+func editStream(s *stream, w io.Writer, ed Edit, name string, f compression.Format, off int64) error {
+	err := copyEdited(s, w, ed)
+	if _, ok := err.(*entryError); ok {
+		return &FormatError{File: name, Compression: f, Offset: off, Err: err}
 	}
-	// Whatever followed the segment (padding) follows it still.
-	end := last.Offset + last.Length
-	_, err = io.Copy(out, io.NewSectionReader(im.ra, end, im.Size-end))
 	return err
+}
+
+// skipZerosAt returns the offset of the first non-NUL byte at or after off, or size.
+func skipZerosAt(ra io.ReaderAt, off, size int64) int64 {
+	buf := make([]byte, 4096)
+	for off < size {
+		n, _ := ra.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+		if n == 0 {
+			return size
+		}
+		for i, c := range buf[:n] {
+			if c != 0 {
+				return off + int64(i)
+			}
+		}
+		off += int64(n)
+	}
+	return size
 }
 
 // copyEdited copies the cpio archives of s to w, applying ed.
 func copyEdited(s *stream, w io.Writer, ed Edit) error {
 	// Plain writes only: pierrec/lz4's ReadFrom loses its state in legacy mode.
 	w = struct{ io.Writer }{w}
+	awaited := ed.Await == nil
+	before := map[string]bool{} // records copied before Await: the plan may not edit them
+	await := func() error {
+		if awaited {
+			return nil
+		}
+		awaited = true
+		if err := ed.Await(); err != nil {
+			return err
+		}
+		for n := range before {
+			if _, r := ed.Replace[n]; r || ed.Drop[n] {
+				return fmt.Errorf("%s: edited, but Gate let it be copied before the edits were known", n)
+			}
+		}
+		return nil
+	}
 	var maxIno, maxMTime uint32
 	zeros := make([]byte, 4096)
 	writeZeros := func(n int64) error {
@@ -105,6 +188,9 @@ func copyEdited(s *stream, w io.Writer, ed Edit) error {
 	for {
 		start := s.pos
 		if _, err := s.skipZeros(); err == io.EOF {
+			if err := await(); err != nil {
+				return err
+			}
 			if ed.Late != nil {
 				return errors.New("no trailer to put the late files in front of")
 			}
@@ -170,6 +256,11 @@ func copyEdited(s *stream, w io.Writer, ed Edit) error {
 			if err != nil && !atEnd {
 				return &entryError{offset: s.pos, err: truncated(err)}
 			}
+			if atEnd {
+				if err := await(); err != nil {
+					return err
+				}
+			}
 			if atEnd && ed.Late != nil {
 				files, err := ed.Late()
 				if err != nil {
@@ -194,8 +285,29 @@ func copyEdited(s *stream, w io.Writer, ed Edit) error {
 		name := normalize(raw)
 		maxIno, maxMTime = max(maxIno, h.ino), max(maxMTime, h.mtime)
 		typ := h.mode & modeType
-		newData, replace := ed.Replace[name]
-		drop := ed.Drop[name]
+		if !awaited {
+			ready := ed.Gate == nil || ed.Gate(name)
+			if !ready && ed.Ready != nil {
+				select {
+				case <-ed.Ready:
+					ready = true
+				default:
+				}
+			}
+			if ready {
+				if err := await(); err != nil {
+					return err
+				}
+			}
+		}
+		var newData []byte
+		var replace, drop bool
+		if awaited {
+			newData, replace = ed.Replace[name]
+			drop = ed.Drop[name]
+		} else {
+			before[name] = true
+		}
 		if (replace || drop) && h.nlink >= 2 && typ == modeRegular {
 			return fmt.Errorf("%s: %w", name, ErrCannotEdit)
 		}

@@ -37,7 +37,7 @@ func TestRewrite(t *testing.T) {
 					return []File{Regular(mdir+"modules.dep", 0o644, []byte("new dep\n")), Regular(mdir+"modules.alias", 0o644, []byte("alias\n"))}, nil
 				},
 			}
-			if err := im.RewriteFile(ed); err != nil {
+			if err := RewriteFile(img, ed); err != nil {
 				t.Fatal(err)
 			}
 			im.Close()
@@ -99,10 +99,58 @@ func TestRewriteRefusesHardlinkEdits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer im.Close()
-	if err := im.RewriteFile(Edit{Replace: map[string][]byte{"hl/b": []byte("x")}}); !errors.Is(err, ErrCannotEdit) {
+	if err := RewriteFile(img, Edit{Replace: map[string][]byte{"hl/b": []byte("x")}}); !errors.Is(err, ErrCannotEdit) {
 		t.Fatalf("err = %v, want ErrCannotEdit", err)
 	}
 	if after, _ := os.ReadFile(img); !bytes.Equal(before, after) {
 		t.Fatal("a refused rewrite changed the image")
+	}
+}
+
+// TestRewriteAwait: with Await and Gate, records the gate lets through are copied before the
+// edits are known; the first gated record waits for Await, whose error abandons the rewrite
+// with the image untouched; an edit of a record already copied is an error, never lost.
+func TestRewriteAwait(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "initrd.img")
+	if err := (Writer{Compression: compression.Zstd}).WriteFile(img, testFiles(t)); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(img)
+	mdir := "usr/lib/modules/" + testKver + "/"
+	gate := func(name string) bool { return strings.HasPrefix(name, "usr/lib/modules") }
+
+	ed := Edit{Replace: map[string][]byte{}, Gate: gate}
+	ed.Await = func() error { ed.Replace[mdir+"kernel/fs/a.ko"] = []byte("decided late"); return nil }
+	if err := RewriteFile(img, ed); err != nil {
+		t.Fatal(err)
+	}
+	im, err := Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := im.ReadFile(mdir + "kernel/fs/a.ko"); err != nil || string(b) != "decided late" {
+		t.Fatalf("edit decided in Await: %q %v", b, err)
+	}
+	im.Close()
+
+	if err := os.WriteFile(img, before, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	abandon := Edit{Gate: gate, Await: func() error { return errors.New("nothing to do") }}
+	if err := RewriteFile(img, abandon); err == nil || !strings.Contains(err.Error(), "nothing to do") {
+		t.Fatalf("Await's error: %v", err)
+	}
+	if after, _ := os.ReadFile(img); !bytes.Equal(before, after) {
+		t.Fatal("an abandoned rewrite changed the image")
+	}
+	left, _ := filepath.Glob(filepath.Join(filepath.Dir(img), ".*"))
+	if len(left) > 0 {
+		t.Fatalf("temporary files left: %v", left)
+	}
+
+	late := Edit{Drop: map[string]bool{}, Gate: gate}
+	late.Await = func() error { late.Drop["etc/passwd"] = true; return nil }
+	if err := RewriteFile(img, late); err == nil || !strings.Contains(err.Error(), "etc/passwd") {
+		t.Fatalf("an edit of a record copied before Await: %v", err)
 	}
 }
