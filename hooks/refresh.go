@@ -382,11 +382,13 @@ type RefreshResult struct {
 }
 
 // Refresh brings image up to date with kernel's tree under root: stale module copies are
-// replaced by the tree's builds (compressed as the copy was; a copy the image held through a
-// symlink, as dracut keeps weak-updates links, becomes a file at the link's path and the old
-// target goes), copies of modules the tree no longer has are dropped, the real depmod
-// regenerates the image's modules.* files, and the image is rewritten in its own compression
-// with its uncompressed early segment kept, atomically. A required early module the tree has
+// replaced by the tree's builds (compressed as the copy was; where the image holds a copy
+// through a symlink, as dracut keeps weak-updates links, the link stays and the file it leads
+// to is replaced, as on the host), copies of modules the tree no longer has are dropped, the
+// real depmod regenerates the image's modules.* files, and the image is rewritten in its own
+// compression with its uncompressed early segment kept, atomically. Every other record stays
+// as it was (see initramfs.Rewrite); only a hard-linked or renamed copy makes the whole
+// archive be written anew. A required early module the tree has
 // but the image lacks, or a dependency a new build needs that the image lacks, needs the
 // generator (ErrNeedsRebuild); a required early module the tree lacks too is listed in
 // Unavailable. With dryRun it only reports.
@@ -396,22 +398,33 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 	if err != nil {
 		return nil, err
 	}
-	// The image is rewritten while it is being read and compared: the rewrite copies the
-	// records no refresh edits (everything outside the module trees) as they come and waits
-	// for the plan at the first one it may edit; a plan that needs no change abandons it.
-	ed := initramfs.Edit{Replace: map[string][]byte{}, Drop: map[string]bool{},
-		Gate: func(name string) bool { return strings.Contains(name+"/", "lib/modules/") }}
+	// The image is rewritten while it is being read and compared: the rewrite follows the
+	// reading pass record by record, copying each module copy the pass found current and
+	// putting the tree's build in place of each stale one, and the plan made once the pass
+	// ends either lets it finish or abandons it (nothing to change, or a rebuild needed).
+	sc := newImageScan()
 	planned := make(chan struct{})
 	var planErr error
 	var depmodDone func() ([]initramfs.File, error)
-	ed.Await = func() error { <-planned; return planErr }
-	ed.Ready = planned
-	ed.Late = func() ([]initramfs.File, error) { return depmodDone() }
+	ed := initramfs.Edit{
+		Decide: func(rec initramfs.Record) ([]byte, bool, bool, error) {
+			select {
+			case <-planned:
+				if planErr != nil {
+					return nil, false, false, planErr
+				}
+			default:
+			}
+			return decideRecord(sc, tree, kernel, rec)
+		},
+		Await: func() error { <-planned; return planErr },
+		Late:  func() ([]initramfs.File, error) { return depmodDone() },
+	}
 	rewritten := make(chan error, 1)
-	if !dryRun {
-		go func() { rewritten <- initramfs.RewriteFile(image, ed) }()
-	} else {
+	if dryRun {
 		rewritten <- errNoChange
+	} else {
+		go func() { rewritten <- initramfs.RewriteFile(image, ed) }()
 	}
 	abandon := func(why error) {
 		planErr = why
@@ -419,8 +432,7 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 		<-rewritten
 	}
 
-	sc, err := scanImage(image, kernel, tree)
-	if err != nil {
+	if err := sc.run(image, kernel, tree); err != nil {
 		abandon(err)
 		return nil, err
 	}
@@ -443,16 +455,36 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 			return nil, fmt.Errorf("%s: segment %d is compressed and not the last: %w", image, i+1, ErrNeedsRebuild)
 		}
 	}
-	in, err := planEdits(sc, tree, km, stale, drop, &ed)
+	in, err := treeDepmodInput(tree, km, drop)
 	if err != nil {
 		abandon(err)
 		return nil, err
 	}
-	depmodDone = startDepmod(kernel, km.Dir+"/", in, tr)
+	for name, body := range sc.depmodIn {
+		if rel, ok := strings.CutPrefix(name, km.Dir+"/"); ok {
+			in.files[rel] = body
+		}
+	}
+	// The rewrite replaces a stale copy through the record the module's path leads to, judged
+	// under the record's own module name: a path whose file bears another name needs the whole
+	// archive rewritten.
+	decided, err := sc.decided(km)
+	if err != nil {
+		abandon(err)
+		return nil, err
+	}
+	for p := range stale {
+		if _, ok := decided[p]; !ok {
+			planErr = initramfs.ErrCannotEdit
+		}
+	}
+	if planErr == nil {
+		depmodDone = startDepmod(kernel, km.Dir+"/", in, tr)
+	}
 	close(planned)
 	err = <-rewritten
 	if errors.Is(err, initramfs.ErrCannotEdit) {
-		// A hard-linked module copy: rebuild the archive from its files instead.
+		// A hard-linked or renamed module copy: rebuild the archive from its files instead.
 		err = refreshWhole(image, km.Release, tree, stale, drop, tr)
 	}
 	if err != nil {
@@ -460,6 +492,46 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 	}
 	tr.step("encode and write")
 	return res, nil
+}
+
+// decideRecord is what Refresh's rewrite does with one record of the image: the modules.*
+// files depmod writes go (the new ones end the archive); a module copy of kernel whose name
+// the tree no longer has goes; a module copy the reading pass found to differ from the tree's
+// build of its name (waiting for that verdict) gets the tree's build, compressed as named;
+// everything else stays as it is. The same rules make the plan's stale and dropped paths.
+func decideRecord(sc *imageScan, tree *kernelTree, kernel string, rec initramfs.Record) ([]byte, bool, bool, error) {
+	inKernel := false
+	for _, dir := range []string{"usr/lib/modules/" + kernel + "/", "lib/modules/" + kernel + "/"} {
+		if rel, ok := strings.CutPrefix(rec.Name, dir); ok {
+			if isDepmodOutput(rel) {
+				return nil, false, true, nil
+			}
+			inKernel = true
+		}
+	}
+	mod, _, isMod := initramfs.ModuleName(rec.Name)
+	typ := rec.Mode & 0o170000
+	if !isMod || !strings.Contains(rec.Name, "lib/modules/") || typ != 0o100000 && typ != 0o120000 {
+		return nil, false, false, nil
+	}
+	tf, err := tree.file(mod)
+	switch {
+	case err != nil:
+		return nil, false, false, err
+	case tf == "":
+		return nil, false, inKernel, nil
+	case typ != 0o100000:
+		return nil, false, false, nil
+	}
+	same, ok := false, false
+	if rec.Size > 0 {
+		same, ok = sc.result(rec.Segment, rec.Offset)
+	}
+	if ok && same {
+		return nil, false, false, nil
+	}
+	data, err := moduleAs(tf, rec.Name)
+	return data, err == nil, false, err
 }
 
 // errNoChange abandons a rewrite started before the plan said there is nothing to write.
@@ -505,51 +577,6 @@ func planRefresh(image string, tree *kernelTree, rep *VerifyReport, cfg *config.
 		}
 	}
 	return res, stale, drop, nil
-}
-
-// planEdits turns the plan into record edits of the image (initramfs.Rewrite): stale copies
-// replaced, dropped ones and the files only they needed removed, and the modules.* files
-// dropped for depmod's new ones; it returns depmod's input.
-func planEdits(sc *imageScan, tree *kernelTree, km *initramfs.KernelModules, stale map[string]ImageModule, drop map[string]bool, ed *initramfs.Edit) (depmodInput, error) {
-	im := sc.im
-	for p := range drop {
-		ed.Drop[p] = true
-	}
-	for p, m := range stale {
-		data, err := moduleAs(m.Tree, p)
-		if err != nil {
-			return depmodInput{}, err
-		}
-		ed.Replace[p] = data
-	}
-	var names []string
-	for _, e := range im.Entries() {
-		names = append(names, e.Name)
-	}
-	for o := range orphanTargets(im, km, stale, drop) {
-		ed.Drop[o] = true
-	}
-	for d := range emptiedDirs(names, ed.Drop) {
-		ed.Drop[d] = true
-	}
-	// depmod's input: every module the image keeps, as the tree's build (which every kept
-	// copy now is), and the image's modules.builtin* and modules.order.
-	prefix := km.Dir + "/"
-	in, err := treeDepmodInput(tree, km, ed.Drop)
-	if err != nil {
-		return in, err
-	}
-	for name, body := range sc.depmodIn {
-		if rel, ok := strings.CutPrefix(name, prefix); ok {
-			in.files[rel] = body
-		}
-	}
-	for _, n := range names {
-		if base, ok := strings.CutPrefix(n, prefix); ok && isDepmodOutput(base) {
-			ed.Drop[n] = true
-		}
-	}
-	return in, nil
 }
 
 // startDepmod runs depmod over in in the background and returns a function that waits for
@@ -599,25 +626,6 @@ func orphanTargets(im *initramfs.Image, km *initramfs.KernelModules, stale map[s
 		}
 	}
 	return orphans
-}
-
-// emptiedDirs returns the directories among names that hold nothing once drop is removed.
-func emptiedDirs(names []string, drop map[string]bool) map[string]bool {
-	emptied := map[string]bool{}
-	for name := range drop {
-		for d := path.Dir(name); d != "." && d != "/"; d = path.Dir(d) {
-			emptied[d] = true
-		}
-	}
-	for _, n := range names {
-		if drop[n] {
-			continue
-		}
-		for d := path.Dir(n); d != "." && d != "/"; d = path.Dir(d) {
-			delete(emptied, d) // still holds something
-		}
-	}
-	return emptied
 }
 
 // refreshWhole applies the plan by reading every file of the image into memory and writing

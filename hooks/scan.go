@@ -25,12 +25,52 @@ type imageScan struct {
 	// depmodIn: the bodies of kernel's modules.builtin*, modules.order records by name:
 	// depmod's inputs besides the modules.
 	depmodIn map[string][]byte
+
+	// The verdict per record, for a rewrite running beside the scan (see result).
+	mu       sync.Mutex
+	posted   *sync.Cond
+	byRecord map[[2]int64]bool
+	finished bool
+}
+
+func newImageScan() *imageScan {
+	sc := &imageScan{same: map[string]bool{}, depmodIn: map[string][]byte{}, byRecord: map[[2]int64]bool{}}
+	sc.posted = sync.NewCond(&sc.mu)
+	return sc
+}
+
+// result waits until the scan compared the record at off in the segment at seg with the
+// tree, or ended; ok is false when it did not compare it (a scan that failed, a record it
+// could not read as a module of the tree).
+func (sc *imageScan) result(seg, off int64) (same, ok bool) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	for {
+		if same, ok := sc.byRecord[[2]int64{seg, off}]; ok {
+			return same, true
+		}
+		if sc.finished {
+			return false, false
+		}
+		sc.posted.Wait()
+	}
 }
 
 func scanImage(image, kernel string, tree *kernelTree) (*imageScan, error) {
-	sc := &imageScan{same: map[string]bool{}, depmodIn: map[string][]byte{}}
+	sc := newImageScan()
+	return sc, sc.run(image, kernel, tree)
+}
+
+// run reads the image (see imageScan); results are posted as the comparisons end.
+func (sc *imageScan) run(image, kernel string, tree *kernelTree) error {
+	defer func() {
+		sc.mu.Lock()
+		sc.finished = true
+		sc.posted.Broadcast()
+		sc.mu.Unlock()
+	}()
 	type job struct {
-		name string
+		rec  initramfs.Record
 		body []byte
 		tree string
 	}
@@ -40,7 +80,6 @@ func scanImage(image, kernel string, tree *kernelTree) (*imageScan, error) {
 	for range workers + 1 {
 		free <- nil
 	}
-	var mu sync.Mutex
 	var errs []error
 	var wg sync.WaitGroup
 	for range workers {
@@ -50,18 +89,22 @@ func scanImage(image, kernel string, tree *kernelTree) (*imageScan, error) {
 			var treeBuf []byte
 			for j := range jobs {
 				same, err := sameModule(j.body, j.tree, &treeBuf)
-				mu.Lock()
+				sc.mu.Lock()
 				if err != nil {
-					errs = append(errs, fmt.Errorf("%s: %s: %w", image, j.name, err))
+					errs = append(errs, fmt.Errorf("%s: %s: %w", image, j.rec.Name, err))
+				} else {
+					sc.byRecord[[2]int64{j.rec.Segment, j.rec.Offset}] = same
 				}
-				sc.same[j.name] = same
-				mu.Unlock()
+				sc.same[j.rec.Name] = same
+				sc.posted.Broadcast()
+				sc.mu.Unlock()
 				free <- j.body
 			}
 		}()
 	}
 	kernelDirs := []string{"usr/lib/modules/" + kernel, "lib/modules/" + kernel}
-	visit := func(name string, size int64, body io.Reader) error {
+	visit := func(rec initramfs.Record, body io.Reader) error {
+		name, size := rec.Name, rec.Size
 		if dir, base := path.Split(name); (strings.TrimSuffix(dir, "/") == kernelDirs[0] || strings.TrimSuffix(dir, "/") == kernelDirs[1]) &&
 			(base == "modules.order" || strings.HasPrefix(base, "modules.builtin") && !strings.HasSuffix(base, ".bin")) {
 			b, err := io.ReadAll(body)
@@ -85,21 +128,21 @@ func scanImage(image, kernel string, tree *kernelTree) (*imageScan, error) {
 			free <- buf
 			return err
 		}
-		jobs <- job{name, buf, tf}
+		jobs <- job{rec, buf, tf}
 		return nil
 	}
 	im, err := initramfs.Scan(image, visit)
 	close(jobs)
 	wg.Wait()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := errors.Join(errs...); err != nil {
 		im.Close()
-		return nil, err
+		return err
 	}
 	sc.im = im
-	return sc, nil
+	return nil
 }
 
 // decided returns, for each module path of km, whether the scan settled that it is the

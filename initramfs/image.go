@@ -125,8 +125,8 @@ type Image struct {
 	Skipped []Skipped
 
 	ra    io.ReaderAt
-	keep  bool                                                // keep decompressed streams (Load)
-	visit func(name string, size int64, body io.Reader) error // Scan's
+	keep  bool                                   // keep decompressed streams (Load)
+	visit func(rec Record, body io.Reader) error // Scan's
 	// deps holds the bodies of modules.dep records, read as the parse passes them, by
 	// segment and offset: Modules needs them and would otherwise decompress again.
 	deps   map[[2]int64][]byte
@@ -159,11 +159,21 @@ func (e *FormatError) Unwrap() error { return e.Err }
 // Open parses the image at path. The returned Image keeps the file open for ReadFile; Close it.
 func Open(path string) (*Image, error) { return openFile(path, nil) }
 
+// Record identifies one record of an image for Scan and Rewrite, which see the records in
+// the same order and at the same offsets.
+type Record struct {
+	Segment int64  // offset of its segment in the image file
+	Offset  int64  // offset of its header in the segment's (decompressed) cpio stream
+	Name    string // as in the record, normalised
+	Size    int64  // of its body
+	Mode    uint32 // st_mode with type bits
+}
+
 // Scan is Open that also hands visit the body of every regular file record as the one
 // decompression passes it (name as in the record, normalised; size its length): a whole image
 // is inspected in one pass and without holding it in memory. visit may read part of the body or
 // none; an error from it ends the scan.
-func Scan(path string, visit func(name string, size int64, body io.Reader) error) (*Image, error) {
+func Scan(path string, visit func(rec Record, body io.Reader) error) (*Image, error) {
 	return openFile(path, func(im *Image) { im.visit = visit })
 }
 
@@ -305,7 +315,7 @@ func (im *Image) readArchive(s *stream, seg *Segment, idx int) error {
 			rd = bytes.NewReader(b)
 		}
 		if im.visit != nil {
-			return im.visit(r.name, int64(r.filesize), rd)
+			return im.visit(Record{Segment: seg.Offset, Offset: r.off, Name: r.name, Size: int64(r.filesize), Mode: r.mode}, rd)
 		}
 		return nil
 	}

@@ -23,15 +23,13 @@ type Edit struct {
 	// regular files it returns are appended before the segment's last trailer, sorted by name.
 	// Their directories must exist in the image.
 	Late func() ([]File, error)
-	// Await, when set, is called before the first record Gate names and before the end of
-	// the archive, and Replace, Drop and Late are read only after it returned: another
-	// goroutine may decide them meanwhile, the records before being copied as they are. An
-	// error from it abandons the rewrite.
+	// Decide, when set, decides each record of the segment in place of Replace and Drop: its
+	// new content (replace) or its removal (drop). It may block until another pass over the
+	// image knows; an error from it abandons the rewrite.
+	Decide func(rec Record) (data []byte, replace, drop bool, err error)
+	// Await, when set, is called before the end of the segment (before Late); an error from
+	// it abandons the rewrite: the pass deciding the edits found none to make.
 	Await func() error
-	Gate  func(name string) bool
-	// Ready, when set, is closed once Await would not block: the rewrite then calls it at
-	// the next record, so that an abandoned rewrite stops at once.
-	Ready <-chan struct{}
 }
 
 // ErrCannotEdit is returned by Rewrite for an edit it cannot make record by record: a
@@ -127,7 +125,7 @@ func Rewrite(ra io.ReaderAt, size int64, name string, out io.Writer, ed Edit) er
 
 // editStream is copyEdited with its errors naming the image and segment.
 func editStream(s *stream, w io.Writer, ed Edit, name string, f compression.Format, off int64) error {
-	err := copyEdited(s, w, ed)
+	err := copyEdited(s, w, ed, off)
 	if _, ok := err.(*entryError); ok {
 		return &FormatError{File: name, Compression: f, Offset: off, Err: err}
 	}
@@ -152,26 +150,17 @@ func skipZerosAt(ra io.ReaderAt, off, size int64) int64 {
 	return size
 }
 
-// copyEdited copies the cpio archives of s to w, applying ed.
-func copyEdited(s *stream, w io.Writer, ed Edit) error {
+// copyEdited copies the cpio archives of s, the segment at segOff, to w, applying ed.
+func copyEdited(s *stream, w io.Writer, ed Edit, segOff int64) error {
 	// Plain writes only: pierrec/lz4's ReadFrom loses its state in legacy mode.
 	w = struct{ io.Writer }{w}
 	awaited := ed.Await == nil
-	before := map[string]bool{} // records copied before Await: the plan may not edit them
 	await := func() error {
 		if awaited {
 			return nil
 		}
 		awaited = true
-		if err := ed.Await(); err != nil {
-			return err
-		}
-		for n := range before {
-			if _, r := ed.Replace[n]; r || ed.Drop[n] {
-				return fmt.Errorf("%s: edited, but Gate let it be copied before the edits were known", n)
-			}
-		}
-		return nil
+		return ed.Await()
 	}
 	var maxIno, maxMTime uint32
 	zeros := make([]byte, 4096)
@@ -285,28 +274,12 @@ func copyEdited(s *stream, w io.Writer, ed Edit) error {
 		name := normalize(raw)
 		maxIno, maxMTime = max(maxIno, h.ino), max(maxMTime, h.mtime)
 		typ := h.mode & modeType
-		if !awaited {
-			ready := ed.Gate == nil || ed.Gate(name)
-			if !ready && ed.Ready != nil {
-				select {
-				case <-ed.Ready:
-					ready = true
-				default:
-				}
+		newData, replace := ed.Replace[name]
+		drop := ed.Drop[name]
+		if ed.Decide != nil {
+			if newData, replace, drop, err = ed.Decide(Record{Segment: segOff, Offset: off, Name: name, Size: size, Mode: h.mode}); err != nil {
+				return err
 			}
-			if ready {
-				if err := await(); err != nil {
-					return err
-				}
-			}
-		}
-		var newData []byte
-		var replace, drop bool
-		if awaited {
-			newData, replace = ed.Replace[name]
-			drop = ed.Drop[name]
-		} else {
-			before[name] = true
 		}
 		if (replace || drop) && h.nlink >= 2 && typ == modeRegular {
 			return fmt.Errorf("%s: %w", name, ErrCannotEdit)

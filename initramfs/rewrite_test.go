@@ -3,6 +3,8 @@ package initramfs
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,50 +109,68 @@ func TestRewriteRefusesHardlinkEdits(t *testing.T) {
 	}
 }
 
-// TestRewriteAwait: with Await and Gate, records the gate lets through are copied before the
-// edits are known; the first gated record waits for Await, whose error abandons the rewrite
-// with the image untouched; an edit of a record already copied is an error, never lost.
-func TestRewriteAwait(t *testing.T) {
+// TestRewriteDecide: Decide sees every record of the last segment in order, with the offsets
+// Scan reports for them, and its answer is applied; an error from Await abandons the rewrite
+// with the image untouched and no temporary file left.
+func TestRewriteDecide(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "initrd.img")
-	if err := (Writer{Compression: compression.Zstd}).WriteFile(img, testFiles(t)); err != nil {
+	early := []File{Regular("kernel/x86/microcode/AuthenticAMD.bin", 0o644, []byte("ucode"))}
+	if err := (Writer{Compression: compression.Zstd, Early: early}).WriteFile(img, testFiles(t)); err != nil {
 		t.Fatal(err)
 	}
 	before, _ := os.ReadFile(img)
 	mdir := "usr/lib/modules/" + testKver + "/"
-	gate := func(name string) bool { return strings.HasPrefix(name, "usr/lib/modules") }
-
-	ed := Edit{Replace: map[string][]byte{}, Gate: gate}
-	ed.Await = func() error { ed.Replace[mdir+"kernel/fs/a.ko"] = []byte("decided late"); return nil }
-	if err := RewriteFile(img, ed); err != nil {
-		t.Fatal(err)
-	}
-	im, err := Open(img)
+	scanned := map[Record]bool{}
+	im, err := Scan(img, func(rec Record, _ io.Reader) error { scanned[rec] = true; return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b, err := im.ReadFile(mdir + "kernel/fs/a.ko"); err != nil || string(b) != "decided late" {
-		t.Fatalf("edit decided in Await: %q %v", b, err)
+	im.Close()
+	seen := 0
+	ed := Edit{Decide: func(rec Record) ([]byte, bool, bool, error) {
+		if rec.Mode&modeType == modeRegular && rec.Size > 0 {
+			if !scanned[rec] {
+				return nil, false, false, fmt.Errorf("Decide got %+v, which Scan did not report", rec)
+			}
+			seen++
+		}
+		switch rec.Name {
+		case mdir + "kernel/fs/a.ko":
+			return []byte("decided"), true, false, nil
+		case "etc/passwd":
+			return nil, false, true, nil
+		}
+		return nil, false, false, nil
+	}}
+	if err := RewriteFile(img, ed); err != nil {
+		t.Fatal(err)
+	}
+	if want := len(scanned) - 1; seen != want { // the early segment's microcode is not edited
+		t.Fatalf("Decide saw %d of the %d regular records of the last segment", seen, want)
+	}
+	im, err = Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := im.ReadFile(mdir + "kernel/fs/a.ko"); err != nil || string(b) != "decided" {
+		t.Fatalf("replaced by Decide: %q %v", b, err)
+	}
+	if _, ok := im.Lookup("etc/passwd"); ok {
+		t.Fatal("etc/passwd not dropped by Decide")
 	}
 	im.Close()
 
 	if err := os.WriteFile(img, before, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	abandon := Edit{Gate: gate, Await: func() error { return errors.New("nothing to do") }}
+	abandon := Edit{Await: func() error { return errors.New("nothing to do") }}
 	if err := RewriteFile(img, abandon); err == nil || !strings.Contains(err.Error(), "nothing to do") {
 		t.Fatalf("Await's error: %v", err)
 	}
 	if after, _ := os.ReadFile(img); !bytes.Equal(before, after) {
 		t.Fatal("an abandoned rewrite changed the image")
 	}
-	left, _ := filepath.Glob(filepath.Join(filepath.Dir(img), ".*"))
-	if len(left) > 0 {
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(img), ".*")); len(left) > 0 {
 		t.Fatalf("temporary files left: %v", left)
-	}
-
-	late := Edit{Drop: map[string]bool{}, Gate: gate}
-	late.Await = func() error { late.Drop["etc/passwd"] = true; return nil }
-	if err := RewriteFile(img, late); err == nil || !strings.Contains(err.Error(), "etc/passwd") {
-		t.Fatalf("an edit of a record copied before Await: %v", err)
 	}
 }
