@@ -28,7 +28,7 @@ func (NoInitramfs) Update(string) error { return nil }
 // program of the caller's (weak-modules --check-initramfs-prog).
 type GeneratorUpdater struct {
 	Root      string
-	Generator string // dracut binary; default "dracut"
+	Generator string // the generator; default Generator() (KERNEL_INSTALL_INITRD_GENERATOR, else dracut)
 	CheckProg string // if set, run "CheckProg RELEASE" instead
 	DryRun    bool
 	Log       func(string)
@@ -72,32 +72,12 @@ func (g GeneratorUpdater) Update(release string) error {
 		log(fmt.Sprintf("%s: no initramfs image; the kernel's installation will build it", release))
 		return nil
 	}
-	gen := g.Generator
-	if gen == "" {
-		gen = os.Getenv("KERNEL_INSTALL_INITRD_GENERATOR") // kernel-install's choice, if any
-	}
-	if gen == "" {
-		gen = "dracut"
-	}
-	tmp := img + ".kabiguard-new"
-	args := []string{"-f", "--kver", release}
-	if r, _ := filepath.Abs(g.Root); r != "/" {
-		args = append(args, "--kmoddir", filepath.Join(g.Root, "lib", "modules", release))
-	}
-	args = append(args, tmp)
-	log(fmt.Sprintf("%s: %s %s", release, gen, strings.Join(args, " ")))
+	argv := rebuildCommand(g.Generator, g.Root, release, img)
+	log(fmt.Sprintf("%s: %s", release, strings.Join(argv, " ")))
 	if g.DryRun {
 		return nil
 	}
-	if err := run(gen, args...); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, img); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+	return rebuild(g.Generator, g.Root, release, img)
 }
 
 func run(bin string, args ...string) error {
@@ -112,4 +92,73 @@ func run(bin string, args ...string) error {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// Generator is the program that builds initramfs images anew: KERNEL_INSTALL_INITRD_GENERATOR
+// (kernel-install's choice) when set, else dracut. "none" means the host builds no images.
+func Generator() string {
+	if g := os.Getenv("KERNEL_INSTALL_INITRD_GENERATOR"); g != "" {
+		return g
+	}
+	return "dracut"
+}
+
+// RebuildCommand is the command line Rebuild runs for kernel's image under root: dracut's
+// conventions (--force --kver K [--kmoddir DIR] OUTPUT), writing out.
+func RebuildCommand(root, kernel, out string) []string {
+	return rebuildCommand("", root, kernel, out)
+}
+
+// rebuildCommand is RebuildCommand with the generator gen ("" for Generator()).
+func rebuildCommand(gen, root, kernel, out string) []string {
+	if gen == "" {
+		gen = Generator()
+	}
+	args := []string{gen, "--force", "--kver", kernel}
+	if r, _ := filepath.Abs(root); r != "/" {
+		args = append(args, "--kmoddir", filepath.Join(root, "lib", "modules", kernel))
+	}
+	return append(args, out)
+}
+
+// Rebuild builds kernel's image at image anew with the generator (see Generator), into a
+// temporary file next to it that is synced and renamed over it: the old image stays whole
+// until the new one is complete, and a failed build leaves it untouched.
+func Rebuild(root, kernel, image string) error { return rebuild("", root, kernel, image) }
+
+// rebuild is Rebuild with the generator gen ("" for Generator()).
+func rebuild(gen, root, kernel, image string) error {
+	tmp := image + ".kabiguard-new"
+	argv := rebuildCommand(gen, root, kernel, tmp)
+	if argv[0] == "none" {
+		return fmt.Errorf("%s needs a full rebuild, but the initrd generator is \"none\" (KERNEL_INSTALL_INITRD_GENERATOR)", image)
+	}
+	os.Remove(tmp)
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, lastLine(string(out)))
+	}
+	f, err := os.Open(tmp)
+	if err == nil {
+		err = f.Sync()
+		f.Close()
+	}
+	if err == nil {
+		if st, serr := os.Stat(image); serr == nil {
+			err = os.Chmod(tmp, st.Mode().Perm())
+		}
+	}
+	if err == nil {
+		err = os.Rename(tmp, image)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+	}
+	if d, err := os.Open(filepath.Dir(image)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
@@ -174,19 +175,20 @@ func Verify(root, kernel, image string, cfg *config.Config) (*VerifyReport, erro
 		return nil, err
 	}
 	defer sc.im.Close()
-	rep, _, err := sc.verify(tree, kernel, cfg)
+	rep, _, _, err := sc.verify(tree, kernel, cfg)
 	return rep, err
 }
 
-// verify is Verify on a scanned image; it also returns the image's modules of kernel.
-func (sc *imageScan) verify(tree *kernelTree, kernel string, cfg *config.Config) (*VerifyReport, *initramfs.KernelModules, error) {
+// verify is Verify on a scanned image; it also returns the image's modules of kernel and
+// which of their paths the scan settled (see decided).
+func (sc *imageScan) verify(tree *kernelTree, kernel string, cfg *config.Config) (*VerifyReport, *initramfs.KernelModules, map[string]bool, error) {
 	km, err := imageKernel(sc.im, kernel)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	decided, err := sc.decided(km)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// The few the scan could not settle are read again (one more pass over the image).
 	var rest []string
@@ -198,11 +200,11 @@ func (sc *imageScan) verify(tree *kernelTree, kernel string, cfg *config.Config)
 	contents := map[string][]byte{}
 	if len(rest) > 0 {
 		if contents, err = sc.im.ReadFiles(rest...); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	rep, err := verifyImage(tree, kernel, sc.im.Name, mainCompression(sc.im), km, decided, contents, cfg)
-	return rep, km, err
+	return rep, km, decided, err
 }
 
 // verifyImage is Verify on an image already read: km its modules of kernel, decided whether
@@ -437,7 +439,7 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 		return nil, err
 	}
 	defer sc.im.Close()
-	rep, km, err := sc.verify(tree, kernel, cfg)
+	rep, km, decided, err := sc.verify(tree, kernel, cfg)
 	if err != nil {
 		abandon(err)
 		return nil, err
@@ -467,15 +469,17 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 	}
 	// The rewrite replaces a stale copy through the record the module's path leads to, judged
 	// under the record's own module name: a path whose file bears another name needs the whole
-	// archive rewritten.
-	decided, err := sc.decided(km)
-	if err != nil {
-		abandon(err)
-		return nil, err
-	}
+	// archive rewritten. Both rewrites edit only the last segment: a stale copy in an earlier
+	// one needs the generator.
 	for p := range stale {
 		if _, ok := decided[p]; !ok {
 			planErr = initramfs.ErrCannotEdit
+		}
+		if t, err := im.Resolve(p); err == nil {
+			if e, _ := im.Lookup(t); e.Segment != len(im.Segments)-1 {
+				abandon(errNoChange)
+				return nil, fmt.Errorf("%s: %s is in segment %d, not the last: %w", image, t, e.Segment+1, ErrNeedsRebuild)
+			}
 		}
 	}
 	if planErr == nil {
@@ -500,14 +504,9 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 // build of its name (waiting for that verdict) gets the tree's build, compressed as named;
 // everything else stays as it is. The same rules make the plan's stale and dropped paths.
 func decideRecord(sc *imageScan, tree *kernelTree, kernel string, rec initramfs.Record) ([]byte, bool, bool, error) {
-	inKernel := false
-	for _, dir := range []string{"usr/lib/modules/" + kernel + "/", "lib/modules/" + kernel + "/"} {
-		if rel, ok := strings.CutPrefix(rec.Name, dir); ok {
-			if isDepmodOutput(rel) {
-				return nil, false, true, nil
-			}
-			inKernel = true
-		}
+	rel, inKernel := kernelRel(rec.Name, kernel)
+	if inKernel && isDepmodOutput(rel) {
+		return nil, false, true, nil
 	}
 	mod, _, isMod := initramfs.ModuleName(rec.Name)
 	typ := rec.Mode & 0o170000
@@ -645,6 +644,7 @@ func refreshWhole(image, kernel string, tree *kernelTree, stale map[string]Image
 	if err != nil {
 		return err
 	}
+	drop = maps.Clone(drop)
 	for o := range orphanTargets(im, km, stale, drop) {
 		drop[o] = true
 	}
@@ -659,15 +659,14 @@ func refreshWhole(image, kernel string, tree *kernelTree, stale map[string]Image
 		}
 	}
 	main = dropFiles(main, drop)
-	// depmod's input, as in refreshInPlace: the tree's builds, the image's builtin lists.
+	// depmod's input, as in Refresh: the tree's builds, the image's builtin lists.
 	prefix := km.Dir + "/"
 	in, err := treeDepmodInput(tree, km, drop)
 	if err != nil {
 		return err
 	}
 	for _, f := range main {
-		if rel, ok := strings.CutPrefix(f.Name, prefix); ok && f.Data != nil && !strings.Contains(rel, "/") &&
-			(rel == "modules.order" || strings.HasPrefix(rel, "modules.builtin") && !isDepmodOutput(rel)) {
+		if rel, ok := strings.CutPrefix(f.Name, prefix); ok && f.Data != nil && isDepmodInput(rel) {
 			in.files[rel] = f.Data
 		}
 	}
@@ -764,11 +763,27 @@ func moduleAs(hostPath, imageName string) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func isDepmodOutput(base string) bool {
-	if !strings.HasPrefix(base, "modules.") || strings.Contains(base, "/") {
-		return false
+// isDepmodOutput reports whether a file of a module directory (path relative to it) is one
+// depmod writes: modules.dep, modules.alias, their .bin forms, ...
+func isDepmodOutput(rel string) bool {
+	return strings.HasPrefix(rel, "modules.") && !strings.Contains(rel, "/") && !isDepmodInput(rel)
+}
+
+// isDepmodInput reports whether a file of a module directory is one depmod reads besides the
+// modules: modules.builtin, modules.builtin.modinfo, modules.order.
+func isDepmodInput(rel string) bool {
+	return rel == "modules.order" || strings.HasPrefix(rel, "modules.builtin") && !strings.Contains(rel, "/") && !strings.HasSuffix(rel, ".bin")
+}
+
+// kernelRel returns name relative to kernel's module directory in an image (usr/lib/modules/K
+// or lib/modules/K), and whether it is under it.
+func kernelRel(name, kernel string) (string, bool) {
+	for _, dir := range []string{"usr/lib/modules/" + kernel + "/", "lib/modules/" + kernel + "/"} {
+		if rel, ok := strings.CutPrefix(name, dir); ok {
+			return rel, true
+		}
 	}
-	return !(strings.HasPrefix(base, "modules.builtin") && !strings.HasSuffix(base, ".bin") || base == "modules.order")
+	return "", false
 }
 
 // depmodInput is a module tree to give depmod, by path relative to the module directory:
@@ -935,62 +950,4 @@ func (u *RefreshUpdater) Update(release string) error {
 		return nil
 	}
 	return err
-}
-
-// Generator is the program that builds initramfs images anew: KERNEL_INSTALL_INITRD_GENERATOR
-// (kernel-install's choice) when set, else dracut. "none" means the host builds no images.
-func Generator() string {
-	if g := os.Getenv("KERNEL_INSTALL_INITRD_GENERATOR"); g != "" {
-		return g
-	}
-	return "dracut"
-}
-
-// RebuildCommand is the command line Rebuild runs for kernel's image under root: dracut's
-// conventions (--force --kver K [--kmoddir DIR] OUTPUT), writing out.
-func RebuildCommand(root, kernel, out string) []string {
-	args := []string{Generator(), "--force", "--kver", kernel}
-	if r, _ := filepath.Abs(root); r != "/" {
-		args = append(args, "--kmoddir", filepath.Join(root, "lib", "modules", kernel))
-	}
-	return append(args, out)
-}
-
-// Rebuild builds kernel's image at image anew with the generator (see Generator), into a
-// temporary file next to it that is synced and renamed over it: the old image stays whole
-// until the new one is complete, and a failed build leaves it untouched.
-func Rebuild(root, kernel, image string) error {
-	tmp := image + ".kabiguard-new"
-	argv := RebuildCommand(root, kernel, tmp)
-	if argv[0] == "none" {
-		return fmt.Errorf("%s needs a full rebuild, but the initrd generator is \"none\" (KERNEL_INSTALL_INITRD_GENERATOR)", image)
-	}
-	os.Remove(tmp)
-	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, lastLine(string(out)))
-	}
-	f, err := os.Open(tmp)
-	if err == nil {
-		err = f.Sync()
-		f.Close()
-	}
-	if err == nil {
-		if st, serr := os.Stat(image); serr == nil {
-			err = os.Chmod(tmp, st.Mode().Perm())
-		}
-	}
-	if err == nil {
-		err = os.Rename(tmp, image)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
-	}
-	if d, err := os.Open(filepath.Dir(image)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }

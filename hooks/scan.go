@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"runtime"
 	"strings"
 	"sync"
@@ -102,11 +101,9 @@ func (sc *imageScan) run(image, kernel string, tree *kernelTree) error {
 			}
 		}()
 	}
-	kernelDirs := []string{"usr/lib/modules/" + kernel, "lib/modules/" + kernel}
 	visit := func(rec initramfs.Record, body io.Reader) error {
 		name, size := rec.Name, rec.Size
-		if dir, base := path.Split(name); (strings.TrimSuffix(dir, "/") == kernelDirs[0] || strings.TrimSuffix(dir, "/") == kernelDirs[1]) &&
-			(base == "modules.order" || strings.HasPrefix(base, "modules.builtin") && !strings.HasSuffix(base, ".bin")) {
+		if rel, ok := kernelRel(name, kernel); ok && isDepmodInput(rel) {
 			b, err := io.ReadAll(body)
 			sc.depmodIn[name] = b
 			return err
