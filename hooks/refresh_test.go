@@ -309,7 +309,9 @@ func TestRefreshHardlinkedCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = initramfs.RewriteFile(img, initramfs.Edit{Replace: map[string][]byte{dir + "weak-updates/kabidemo/kabidemo.ko": want}})
+	err = initramfs.RewriteFile(img, initramfs.Edit{Decide: func(rec initramfs.Record) ([]byte, bool, bool, error) {
+		return want, rec.Name == dir+"weak-updates/kabidemo/kabidemo.ko", false, nil
+	}})
 	im.Close()
 	if !errors.Is(err, initramfs.ErrCannotEdit) {
 		t.Fatalf("record-by-record rewrite of a hard link: %v, want ErrCannotEdit", err)

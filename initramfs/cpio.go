@@ -102,6 +102,68 @@ func (s *stream) sum(n int64) (uint32, error) {
 	return c, nil
 }
 
+// head is a record's header and name, with the bytes they occupy in the stream.
+type head struct {
+	rawHeader
+	off  int64           // offset of the header in the stream
+	hb   [headerLen]byte // the header as read
+	nb   []byte          // the name as read: NUL-terminated, with the padding after it
+	name string          // the name as the kernel reads it (a C string), not normalised
+}
+
+// readHead reads a record's header, name and the padding after them.
+func (s *stream) readHead() (*head, error) {
+	hd := &head{off: s.pos}
+	if err := s.readFull(hd.hb[:6]); err != nil {
+		return nil, &entryError{offset: hd.off, err: truncated(err)}
+	}
+	if _, err := parseHeader(hd.hb[:6]); errors.Is(err, errNoMagic) {
+		return nil, &entryError{offset: hd.off, err: err}
+	}
+	if err := s.readFull(hd.hb[6:]); err != nil {
+		return nil, &entryError{offset: hd.off, err: truncated(err)}
+	}
+	h, err := parseHeader(hd.hb[:])
+	if err != nil {
+		return nil, &entryError{offset: hd.off, err: err}
+	}
+	hd.rawHeader = h
+	if h.namesize == 0 || h.namesize > pathMax {
+		return nil, &entryError{offset: hd.off, err: fmt.Errorf("name size %d out of range 1..%d", h.namesize, pathMax)}
+	}
+	hd.nb = make([]byte, int64(h.namesize)+pad4(headerLen+int64(h.namesize)))
+	nb := hd.nb[:h.namesize]
+	if err := s.readFull(nb); err != nil {
+		return nil, &entryError{offset: hd.off, err: fmt.Errorf("name: %w", truncated(err))}
+	}
+	if nb[len(nb)-1] != 0 {
+		return nil, &entryError{offset: hd.off, err: fmt.Errorf("name %q not NUL-terminated", nb)}
+	}
+	hd.name = string(nb[:len(nb)-1])
+	if i := strings.IndexByte(hd.name, 0); i >= 0 {
+		hd.name = hd.name[:i] // the kernel uses it as a C string
+	}
+	if err := s.readFull(hd.nb[h.namesize:]); err != nil {
+		return nil, &entryError{name: hd.name, offset: hd.off, err: truncated(err)}
+	}
+	return hd, nil
+}
+
+// passBody copies a body of size bytes to w, with the padding after it that the stream has
+// (the kernel needs none after the last body of a stream).
+func (s *stream) passBody(w io.Writer, size int64) error {
+	n, err := io.CopyN(w, s.br, size)
+	s.pos += n
+	if err != nil {
+		return truncated(err)
+	}
+	var p [3]byte
+	k, _ := io.ReadFull(s.br, p[:pad4(size)])
+	s.pos += int64(k)
+	_, err = w.Write(p[:k])
+	return err
+}
+
 // sumReader adds up the bytes read through it, as 070702 records are checked.
 type sumReader struct {
 	r   io.Reader
@@ -213,39 +275,12 @@ type record struct {
 // readRecord reads one record at the current (4-aligned) position. wantBody, when it returns
 // true for a record, makes the body available to body (called before the body is skipped).
 func (s *stream) readRecord(body func(r *record, rd io.Reader) error) (*record, error) {
-	r := &record{off: s.pos}
-	var hb [headerLen]byte
-	if err := s.readFull(hb[:6]); err != nil {
-		return nil, &entryError{offset: r.off, err: truncated(err)}
-	}
-	if _, err := parseHeader(hb[:6]); errors.Is(err, errNoMagic) {
-		return nil, &entryError{offset: r.off, err: err}
-	}
-	if err := s.readFull(hb[6:]); err != nil {
-		return nil, &entryError{offset: r.off, err: truncated(err)}
-	}
-	h, err := parseHeader(hb[:])
+	hd, err := s.readHead()
 	if err != nil {
-		return nil, &entryError{offset: r.off, err: err}
+		return nil, err
 	}
-	r.rawHeader = h
-	if h.namesize == 0 || h.namesize > pathMax {
-		return nil, &entryError{offset: r.off, err: fmt.Errorf("name size %d out of range 1..%d", h.namesize, pathMax)}
-	}
-	nb := make([]byte, h.namesize)
-	if err := s.readFull(nb); err != nil {
-		return nil, &entryError{offset: r.off, err: fmt.Errorf("name: %w", truncated(err))}
-	}
-	if nb[len(nb)-1] != 0 {
-		return nil, &entryError{offset: r.off, err: fmt.Errorf("name %q not NUL-terminated", nb)}
-	}
-	raw := string(nb[:len(nb)-1])
-	if i := strings.IndexByte(raw, 0); i >= 0 {
-		raw = raw[:i] // the kernel uses it as a C string
-	}
-	if err := s.skip(pad4(s.pos)); err != nil {
-		return nil, &entryError{name: raw, offset: r.off, err: truncated(err)}
-	}
+	r := &record{off: hd.off, rawHeader: hd.rawHeader}
+	h, raw := hd.rawHeader, hd.name
 	r.dataOff = s.pos
 	size := int64(h.filesize)
 	if raw == trailer {

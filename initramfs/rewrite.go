@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 
 	"github.com/kabiguard/kabiguard/internal/compression"
 	"github.com/u-root/u-root/pkg/cpio"
@@ -14,19 +13,15 @@ import (
 
 // Edit is what Rewrite changes in an image's last segment, by record name (normalised).
 type Edit struct {
-	// Replace gives new content to the regular files or symlinks of these names: each of their
-	// records becomes a regular file record carrying it (mode 0644 where it was a symlink).
-	Replace map[string][]byte
-	// Drop removes every record of these names.
-	Drop map[string]bool
+	// Decide decides each record of the segment, in stream order: its new content (replace:
+	// the record becomes a regular file carrying data, mode 0644 where it was a symlink) or
+	// its removal (drop); neither keeps it as it is. It may block until another pass over the
+	// image knows; an error from it abandons the rewrite. Nil keeps every record.
+	Decide func(rec Record) (data []byte, replace, drop bool, err error)
 	// Late, when set, is called once the rest of the segment is written (and compressing); the
 	// regular files it returns are appended before the segment's last trailer, sorted by name.
 	// Their directories must exist in the image.
 	Late func() ([]File, error)
-	// Decide, when set, decides each record of the segment in place of Replace and Drop: its
-	// new content (replace) or its removal (drop). It may block until another pass over the
-	// image knows; an error from it abandons the rewrite.
-	Decide func(rec Record) (data []byte, replace, drop bool, err error)
 	// Await, when set, is called before the end of the segment (before Late); an error from
 	// it abandons the rewrite: the pass deciding the edits found none to make.
 	Await func() error
@@ -154,12 +149,10 @@ func skipZerosAt(ra io.ReaderAt, off, size int64) int64 {
 func copyEdited(s *stream, w io.Writer, ed Edit, segOff int64) error {
 	// Plain writes only: pierrec/lz4's ReadFrom loses its state in legacy mode.
 	w = struct{ io.Writer }{w}
-	awaited := ed.Await == nil
-	await := func() error {
-		if awaited {
+	await := func() error { // once, at the end of the stream
+		if ed.Await == nil {
 			return nil
 		}
-		awaited = true
 		return ed.Await()
 	}
 	var maxIno, maxMTime uint32
@@ -190,55 +183,20 @@ func copyEdited(s *stream, w io.Writer, ed Edit, segOff int64) error {
 		if err := writeZeros(s.pos - start); err != nil {
 			return err
 		}
-		off := s.pos
-		var hb [headerLen]byte
-		if err := s.readFull(hb[:]); err != nil {
-			return &entryError{offset: off, err: truncated(err)}
-		}
-		h, err := parseHeader(hb[:])
+		hd, err := s.readHead()
 		if err != nil {
-			return &entryError{offset: off, err: err}
-		}
-		if h.namesize == 0 || h.namesize > pathMax {
-			return &entryError{offset: off, err: fmt.Errorf("name size %d out of range 1..%d", h.namesize, pathMax)}
-		}
-		nb := make([]byte, h.namesize+uint32(pad4(headerLen+int64(h.namesize))))
-		if err := s.readFull(nb); err != nil {
-			return &entryError{offset: off, err: truncated(err)}
-		}
-		raw := string(nb[:h.namesize-1])
-		if i := indexNUL(raw); i >= 0 {
-			raw = raw[:i]
-		}
-		size := int64(h.filesize)
-		bodyPad := pad4(size)
-		copyBody := func() error {
-			n, err := io.CopyN(w, s.br, size)
-			s.pos += n
-			if err != nil {
-				return &entryError{name: raw, offset: off, err: truncated(err)}
-			}
-			// The kernel needs no padding after the last body of a stream: neither does a copy.
-			p := make([]byte, bodyPad)
-			k, _ := io.ReadFull(s.br, p)
-			s.pos += int64(k)
-			_, err = w.Write(p[:k])
 			return err
 		}
-		if raw == trailer {
+		size := int64(hd.filesize)
+		if hd.name == trailer {
 			// Held back until what follows is known: the last trailer of the stream gets the
 			// late files in front of it.
 			var rec bytes.Buffer
-			rec.Write(hb[:])
-			rec.Write(nb)
-			n, err := io.CopyN(&rec, s.br, size)
-			s.pos += n
-			if err != nil {
-				return &entryError{name: raw, offset: off, err: truncated(err)}
+			rec.Write(hd.hb[:])
+			rec.Write(hd.nb)
+			if err := s.passBody(&rec, size); err != nil {
+				return &entryError{name: hd.name, offset: hd.off, err: err}
 			}
-			k, _ := s.br.Discard(int(bodyPad))
-			s.pos += int64(k)
-			rec.Write(zeros[:k])
 			zstart := s.pos
 			_, err = s.skipZeros()
 			atEnd := err == io.EOF
@@ -249,16 +207,15 @@ func copyEdited(s *stream, w io.Writer, ed Edit, segOff int64) error {
 				if err := await(); err != nil {
 					return err
 				}
-			}
-			if atEnd && ed.Late != nil {
-				files, err := ed.Late()
-				if err != nil {
-					return err
+				if ed.Late != nil {
+					files, err := ed.Late()
+					if err != nil {
+						return err
+					}
+					if err := writeLate(cpio.Newc.Writer(w), files, uint64(maxIno), maxMTime, nil); err != nil {
+						return err
+					}
 				}
-				if err := writeLate(w, files, maxIno, maxMTime); err != nil {
-					return err
-				}
-				ed.Late = nil
 			}
 			if _, err := w.Write(rec.Bytes()); err != nil {
 				return err
@@ -271,84 +228,47 @@ func copyEdited(s *stream, w io.Writer, ed Edit, segOff int64) error {
 			}
 			continue
 		}
-		name := normalize(raw)
-		maxIno, maxMTime = max(maxIno, h.ino), max(maxMTime, h.mtime)
-		typ := h.mode & modeType
-		newData, replace := ed.Replace[name]
-		drop := ed.Drop[name]
+		name := normalize(hd.name)
+		maxIno, maxMTime = max(maxIno, hd.ino), max(maxMTime, hd.mtime)
+		typ := hd.mode & modeType
+		var newData []byte
+		var replace, drop bool
 		if ed.Decide != nil {
-			if newData, replace, drop, err = ed.Decide(Record{Segment: segOff, Offset: off, Name: name, Size: size, Mode: h.mode}); err != nil {
+			if newData, replace, drop, err = ed.Decide(Record{Segment: segOff, Offset: hd.off, Name: name, Size: size, Mode: hd.mode}); err != nil {
 				return err
 			}
 		}
-		if (replace || drop) && h.nlink >= 2 && typ == modeRegular {
+		replace = replace && (typ == modeRegular || typ == modeSymlink)
+		if (replace || drop) && hd.nlink >= 2 && typ == modeRegular {
 			return fmt.Errorf("%s: %w", name, ErrCannotEdit)
 		}
-		skipBody := func() error {
-			n, err := io.CopyN(io.Discard, s.br, size)
-			s.pos += n
-			if err != nil {
-				return &entryError{name: name, offset: off, err: truncated(err)}
+		if replace || drop {
+			if err := s.passBody(io.Discard, size); err != nil {
+				return &entryError{name: name, offset: hd.off, err: err}
 			}
-			k, _ := s.br.Discard(int(bodyPad))
-			s.pos += int64(k)
-			return nil
 		}
 		switch {
 		case drop:
-			if err := skipBody(); err != nil {
-				return err
-			}
-		case replace && (typ == modeRegular || typ == modeSymlink):
-			if err := skipBody(); err != nil {
-				return err
-			}
-			mode := h.mode
+		case replace:
+			mode := hd.mode
 			if typ == modeSymlink {
 				mode = modeRegular | 0o644
 			}
-			info := cpio.Info{Ino: uint64(h.ino), Mode: uint64(mode), UID: uint64(h.uid), GID: uint64(h.gid),
-				NLink: 1, MTime: uint64(h.mtime), Major: uint64(h.devmajor), Minor: uint64(h.devminor), Name: name}
+			info := cpio.Info{Ino: uint64(hd.ino), Mode: uint64(mode), UID: uint64(hd.uid), GID: uint64(hd.gid),
+				NLink: 1, MTime: uint64(hd.mtime), Major: uint64(hd.devmajor), Minor: uint64(hd.devminor), Name: name}
 			if err := cpio.Newc.Writer(w).WriteRecord(cpio.StaticRecord(newData, info)); err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 		default:
-			if _, err := w.Write(hb[:]); err != nil {
+			if _, err := w.Write(hd.hb[:]); err != nil {
 				return err
 			}
-			if _, err := w.Write(nb); err != nil {
+			if _, err := w.Write(hd.nb); err != nil {
 				return err
 			}
-			if err := copyBody(); err != nil {
-				return err
+			if err := s.passBody(w, size); err != nil {
+				return &entryError{name: name, offset: hd.off, err: err}
 			}
 		}
 	}
-}
-
-// writeLate writes files as new records after inode maxIno, with mtime mtime.
-func writeLate(w io.Writer, files []File, maxIno, mtime uint32) error {
-	files = append([]File(nil), files...)
-	sort.Slice(files, func(i, j int) bool { return normalize(files[i].Name) < normalize(files[j].Name) })
-	for k, f := range files {
-		name := normalize(f.Name)
-		if f.Mode&modeType != modeRegular || f.HardlinkTo != "" || f.Data == nil {
-			return fmt.Errorf("%q: a late file must be a regular file with its data", f.Name)
-		}
-		info := cpio.Info{Ino: uint64(maxIno) + uint64(k) + 1, Mode: uint64(f.Mode), UID: uint64(f.UID), GID: uint64(f.GID),
-			NLink: 1, MTime: uint64(mtime), Name: name}
-		if err := cpio.Newc.Writer(w).WriteRecord(cpio.StaticRecord(f.Data, info)); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-	}
-	return nil
-}
-
-func indexNUL(s string) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == 0 {
-			return i
-		}
-	}
-	return -1
 }

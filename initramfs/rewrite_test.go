@@ -7,11 +7,21 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/kabiguard/kabiguard/internal/compression"
 )
+
+// byName is an Edit.Decide that replaces the records named in replace and drops those named
+// in drop.
+func byName(replace map[string][]byte, drop ...string) func(Record) ([]byte, bool, bool, error) {
+	return func(rec Record) ([]byte, bool, bool, error) {
+		data, ok := replace[rec.Name]
+		return data, ok, slices.Contains(drop, rec.Name), nil
+	}
+}
 
 // TestRewrite: in every compression, with an early cpio in front, Rewrite replaces a file and
 // a symlink by new content, drops a file, appends late files before the last trailer, keeps
@@ -33,8 +43,8 @@ func TestRewrite(t *testing.T) {
 				t.Fatal(err)
 			}
 			ed := Edit{
-				Replace: map[string][]byte{mdir + "kernel/fs/a.ko": []byte("\x7fELF new a"), mdir + "weak-updates/e.ko": []byte("\x7fELF e")},
-				Drop:    map[string]bool{mdir + "modules.dep": true, "etc/passwd": true},
+				Decide: byName(map[string][]byte{mdir + "kernel/fs/a.ko": []byte("\x7fELF new a"), mdir + "weak-updates/e.ko": []byte("\x7fELF e")},
+					mdir+"modules.dep", "etc/passwd"),
 				Late: func() ([]File, error) {
 					return []File{Regular(mdir+"modules.dep", 0o644, []byte("new dep\n")), Regular(mdir+"modules.alias", 0o644, []byte("alias\n"))}, nil
 				},
@@ -101,7 +111,7 @@ func TestRewriteRefusesHardlinkEdits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer im.Close()
-	if err := RewriteFile(img, Edit{Replace: map[string][]byte{"hl/b": []byte("x")}}); !errors.Is(err, ErrCannotEdit) {
+	if err := RewriteFile(img, Edit{Decide: byName(map[string][]byte{"hl/b": []byte("x")})}); !errors.Is(err, ErrCannotEdit) {
 		t.Fatalf("err = %v, want ErrCannotEdit", err)
 	}
 	if after, _ := os.ReadFile(img); !bytes.Equal(before, after) {

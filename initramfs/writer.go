@@ -315,29 +315,40 @@ func (w Writer) writeArchive(out io.Writer, files []File, late func() ([]File, e
 		if err != nil {
 			return err
 		}
-		lf = append([]File(nil), lf...)
-		sort.Slice(lf, func(i, j int) bool { return normalize(lf[i].Name) < normalize(lf[j].Name) })
-		for k, f := range lf {
-			name := normalize(f.Name)
-			_, taken := isDir[name]
-			switch {
-			case f.Mode&modeType != modeRegular || f.HardlinkTo != "" || f.Data == nil:
-				return fmt.Errorf("%q: a late file must be a regular file with its data", f.Name)
-			case taken || k > 0 && normalize(lf[k-1].Name) == name:
-				return fmt.Errorf("%q: late file listed twice", f.Name)
-			case path.Dir(name) != "." && !isDir[path.Dir(name)]:
-				return fmt.Errorf("%q: late file outside the archive's directories", f.Name)
-			case int64(len(f.Data)) > 0xFFFFFFFF:
-				return fmt.Errorf("%q: %d bytes do not fit newc's 32-bit size", f.Name, len(f.Data))
-			}
-			info := cpio.Info{Ino: uint64(len(files) + k + 1), Mode: uint64(f.Mode), UID: uint64(f.UID), GID: uint64(f.GID),
-				NLink: 1, MTime: uint64(w.MTime), Name: name}
-			if err := cw.WriteRecord(cpio.StaticRecord(f.Data, info)); err != nil {
-				return fmt.Errorf("%q: %w", name, err)
-			}
+		if err := writeLate(cw, lf, uint64(len(files)), w.MTime, isDir); err != nil {
+			return err
 		}
 	}
 	return cpio.WriteTrailer(cw)
+}
+
+// writeLate writes files (Writer.Late, Edit.Late) sorted by name as records with inode
+// numbers after lastIno and mtime mtime. isDir, when not nil, holds every name already in
+// the archive (true for directories): a late file may not take one, and its directory must
+// be one.
+func writeLate(rw cpio.RecordWriter, files []File, lastIno uint64, mtime uint32, isDir map[string]bool) error {
+	files = append([]File(nil), files...)
+	sort.Slice(files, func(i, j int) bool { return normalize(files[i].Name) < normalize(files[j].Name) })
+	for k, f := range files {
+		name := normalize(f.Name)
+		_, taken := isDir[name]
+		switch {
+		case f.Mode&modeType != modeRegular || f.HardlinkTo != "" || f.Data == nil:
+			return fmt.Errorf("%q: a late file must be a regular file with its data", f.Name)
+		case taken || k > 0 && normalize(files[k-1].Name) == name:
+			return fmt.Errorf("%q: late file listed twice", f.Name)
+		case isDir != nil && path.Dir(name) != "." && !isDir[path.Dir(name)]:
+			return fmt.Errorf("%q: late file outside the archive's directories", f.Name)
+		case int64(len(f.Data)) > 0xFFFFFFFF:
+			return fmt.Errorf("%q: %d bytes do not fit newc's 32-bit size", f.Name, len(f.Data))
+		}
+		info := cpio.Info{Ino: lastIno + uint64(k) + 1, Mode: uint64(f.Mode), UID: uint64(f.UID), GID: uint64(f.GID),
+			NLink: 1, MTime: uint64(mtime), Name: name}
+		if err := rw.WriteRecord(cpio.StaticRecord(f.Data, info)); err != nil {
+			return fmt.Errorf("%q: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // lazyFile opens a host file on first read; the cpio writer closes it after copying.
