@@ -106,6 +106,12 @@ func openSegment(ra io.ReaderAt, off, size int64, f compression.Format, known in
 			return nil, err
 		}
 		return &decoded{Reader: zr, close: zr.Close, consumed: func() int64 { return n }}, nil
+	case compression.XZ:
+		// dracut's `xz -T0` records each block's size: decode the blocks on every core.
+		if st, err := compression.WalkXZ(ra, off, size); err == nil {
+			zr := st.NewReader(ra)
+			return &decoded{Reader: zr, close: func() { zr.Close() }, consumed: func() int64 { return st.Length }}, nil
+		}
 	case compression.LZ4:
 		n, err := lz4LegacyLen(ra, off, size)
 		if err != nil {

@@ -147,6 +147,22 @@ func TestBootRefreshedImages(t *testing.T) {
 			if err != nil || len(res.Replaced) != 1 {
 				t.Fatalf("refresh: %v %+v", err, res)
 			}
+			if format == compression.XZ {
+				// The writer's concurrent blocks: the boot proves the kernel takes several.
+				st, err := os.Stat(img)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f, _ := os.Open(img)
+				xzs, err := compression.WalkXZ(f, 0, st.Size())
+				f.Close()
+				if err != nil {
+					t.Fatalf("refreshed xz image: %v", err)
+				}
+				if xzs.Blocks() < 2 {
+					t.Fatalf("refreshed xz image has %d block; the boot should prove several", xzs.Blocks())
+				}
+			}
 			lines := boot(t, filepath.Join(k53.Root, "boot", "vmlinuz-"+k53.Release), img)
 			if find(lines, `^kabiguard: required modules loaded: kabidemo$`) == "" || find(lines, `^kabidemo \d+ `) == "" {
 				t.Fatalf("kabidemo not loaded:\n%s", strings.Join(lines, "\n"))

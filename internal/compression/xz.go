@@ -1,0 +1,571 @@
+package compression
+
+// The xz container (https://tukaani.org/xz/xz-file-format.txt) around ulikunitz/xz's LZMA2
+// coder, so that the blocks of one stream are coded on every core.
+//
+// Why: ulikunitz/xz codes a stream block after block on one goroutine. On a 2-core machine it
+// compresses a 21 MiB cpio in 7.8 s (dracut's whole image of 134 MiB would take about 50 s,
+// as long as rebuilding it with dracut) and decompresses at half the speed of liblzma. xz
+// streams made by dracut (`xz -T0`) and by this writer are split into blocks that record
+// their sizes, so each block can be coded on its own core and the stream joined in order.
+// Streams whose block headers lack the sizes (single-threaded `xz`) are read by ulikunitz's
+// sequential reader instead.
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"hash/crc64"
+	"io"
+	"runtime"
+
+	"github.com/ulikunitz/xz/lzma"
+)
+
+const (
+	// xzDictCap is dracut's choice (--lzma2=dict=1MiB); xzBlockSize is what `xz -T0` makes of
+	// it (three times the dictionary). A variable so tests can make many small blocks.
+	xzDictCap = 1 << 20
+)
+
+var xzBlockSize = 3 * xzDictCap
+
+// xzMaxParallel bounds the block and dictionary sizes decoded concurrently (each block is
+// held whole in memory). `xz -9 -T0` makes blocks of 192 MiB; those are read sequentially.
+const xzMaxParallel = 64 << 20
+
+var (
+	xzMagic       = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
+	xzFooterMagic = []byte{'Y', 'Z'}
+)
+
+const (
+	xzCheckNone   = 0x00
+	xzCheckCRC32  = 0x01
+	xzCheckCRC64  = 0x04
+	xzCheckSHA256 = 0x0a
+	xzFilterLZMA2 = 0x21
+)
+
+// xzCheckSize is the size of the check of each check type (the format reserves the sizes of
+// types it does not define yet).
+func xzCheckSize(check byte) int64 {
+	if check == 0 {
+		return 0
+	}
+	return 4 << ((check - 1) / 3)
+}
+
+func pad4(n int64) int64 { return (4 - n%4) % 4 }
+
+// takeUvarint reads an integer in the xz format's multibyte encoding (that of
+// encoding/binary's Uvarint, at most 9 bytes) from the front of *b.
+func takeUvarint(b *[]byte) (int64, bool) {
+	v, k := binary.Uvarint(*b)
+	if k <= 0 || k > 9 || v > 1<<62 {
+		return 0, false
+	}
+	*b = (*b)[k:]
+	return int64(v), true
+}
+
+// ---- Writing -------------------------------------------------------------------------------
+
+// xzWriter writes one xz stream with a CRC32 check (the kernel rejects CRC64) whose blocks
+// of xzBlockSize bytes are compressed concurrently, each block header recording its sizes.
+// The output is the same on every run whatever the number of cores.
+type xzWriter struct {
+	w       io.Writer
+	cur     []byte           // the block being filled
+	pending []chan xzEncoded // blocks being compressed, in stream order
+	index   []xzRecord       // the blocks written
+	started bool             // stream header written
+	err     error
+	limit   int // blocks compressed at once
+}
+
+type xzRecord struct{ unpadded, uncompressed int64 }
+
+type xzEncoded struct {
+	block []byte
+	rec   xzRecord
+	err   error
+}
+
+func newXZWriter(w io.Writer) *xzWriter {
+	return &xzWriter{w: w, limit: max(2, runtime.GOMAXPROCS(0))}
+}
+
+func (x *xzWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 && x.err == nil {
+		if x.cur == nil {
+			x.cur = make([]byte, 0, xzBlockSize)
+		}
+		k := min(len(p), xzBlockSize-len(x.cur))
+		x.cur = append(x.cur, p[:k]...)
+		p = p[k:]
+		if len(x.cur) == xzBlockSize {
+			x.submit()
+		}
+	}
+	if x.err != nil {
+		return 0, x.err
+	}
+	return n, nil
+}
+
+// submit starts compressing the current block, first writing out the oldest one when as many
+// blocks as cores are in flight.
+func (x *xzWriter) submit() {
+	data := x.cur
+	x.cur = nil
+	for len(x.pending) >= x.limit && x.err == nil {
+		x.writeOldest()
+	}
+	ch := make(chan xzEncoded, 1)
+	x.pending = append(x.pending, ch)
+	go func() {
+		block, rec, err := encodeXZBlock(data)
+		ch <- xzEncoded{block, rec, err}
+	}()
+}
+
+func (x *xzWriter) writeOldest() {
+	e := <-x.pending[0]
+	x.pending = x.pending[1:]
+	if x.err != nil {
+		return
+	}
+	if e.err != nil {
+		x.err = e.err
+		return
+	}
+	if !x.started {
+		x.started = true
+		if _, x.err = x.w.Write(xzStreamHeader()); x.err != nil {
+			return
+		}
+	}
+	if _, x.err = x.w.Write(e.block); x.err == nil {
+		x.index = append(x.index, e.rec)
+	}
+}
+
+// Close writes the last block, the index and the stream footer. It does not close the
+// underlying writer.
+func (x *xzWriter) Close() error {
+	if len(x.cur) > 0 {
+		x.submit()
+	}
+	for len(x.pending) > 0 {
+		x.writeOldest()
+	}
+	if x.err != nil {
+		return x.err
+	}
+	if !x.started {
+		x.started = true
+		if _, err := x.w.Write(xzStreamHeader()); err != nil {
+			return err
+		}
+	}
+	index := xzIndex(x.index)
+	if _, err := x.w.Write(index); err != nil {
+		return err
+	}
+	_, err := x.w.Write(xzStreamFooter(int64(len(index))))
+	return err
+}
+
+func xzStreamFlags() []byte { return []byte{0x00, xzCheckCRC32} }
+
+func xzStreamHeader() []byte {
+	h := append(append([]byte{}, xzMagic...), xzStreamFlags()...)
+	return binary.LittleEndian.AppendUint32(h, crc32.ChecksumIEEE(xzStreamFlags()))
+}
+
+func xzStreamFooter(indexLen int64) []byte {
+	body := binary.LittleEndian.AppendUint32(nil, uint32(indexLen/4-1)) // backward size
+	body = append(body, xzStreamFlags()...)
+	f := binary.LittleEndian.AppendUint32(nil, crc32.ChecksumIEEE(body))
+	return append(append(f, body...), xzFooterMagic...)
+}
+
+func xzIndex(recs []xzRecord) []byte {
+	b := binary.AppendUvarint([]byte{0x00}, uint64(len(recs)))
+	for _, r := range recs {
+		b = binary.AppendUvarint(b, uint64(r.unpadded))
+		b = binary.AppendUvarint(b, uint64(r.uncompressed))
+	}
+	b = append(b, make([]byte, pad4(int64(len(b))))...)
+	return binary.LittleEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
+}
+
+// encodeXZBlock compresses data into one block: a header recording the compressed and
+// uncompressed sizes and the LZMA2 filter, the LZMA2 chunks, padding and the CRC32 of data.
+func encodeXZBlock(data []byte) ([]byte, xzRecord, error) {
+	var comp bytes.Buffer
+	zw, err := lzma.Writer2Config{DictCap: xzDictCap, BufSize: 64 << 10}.NewWriter2(&comp)
+	if err != nil {
+		return nil, xzRecord{}, fmt.Errorf("xz: %w", err)
+	}
+	if _, err := zw.Write(data); err != nil {
+		return nil, xzRecord{}, fmt.Errorf("xz: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, xzRecord{}, fmt.Errorf("xz: %w", err)
+	}
+	h := []byte{0, 0xc0} // size (set below); flags: both sizes present, one filter
+	h = binary.AppendUvarint(h, uint64(comp.Len()))
+	h = binary.AppendUvarint(h, uint64(len(data)))
+	h = append(h, xzFilterLZMA2, 1, lzma.EncodeDictCap(xzDictCap))
+	h = append(h, make([]byte, pad4(int64(len(h))))...)
+	h[0] = byte((len(h)+4)/4 - 1)
+	h = binary.LittleEndian.AppendUint32(h, crc32.ChecksumIEEE(h))
+
+	out := make([]byte, 0, len(h)+comp.Len()+3+4)
+	out = append(out, h...)
+	out = append(out, comp.Bytes()...)
+	out = append(out, make([]byte, pad4(int64(comp.Len())))...)
+	out = binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE(data))
+	return out, xzRecord{unpadded: int64(len(h) + comp.Len() + 4), uncompressed: int64(len(data))}, nil
+}
+
+// ---- Reading -------------------------------------------------------------------------------
+
+// XZStream is the layout of one xz stream, read from its headers and index without decoding.
+type XZStream struct {
+	Length int64 // bytes from the stream header to the end of the footer
+	check  byte
+	blocks []xzBlock
+}
+
+type xzBlock struct {
+	off        int64 // of the block header, in the ReaderAt
+	headerLen  int64
+	compressed int64
+	size       int64 // uncompressed
+	dictCap    int
+}
+
+// ErrXZNotIndexed means a block header does not record its compressed size, so blocks can
+// only be found by decoding the stream in order.
+var ErrXZNotIndexed = errors.New("xz block header without compressed size")
+
+// WalkXZ reads the layout of the xz stream at off in ra (size bytes in all): the stream
+// header, each block header, the index and the footer, checking their CRC32s and that the
+// index agrees with the blocks. It fails with ErrXZNotIndexed when a block header lacks its
+// compressed size, and with an error naming the offset of any defect.
+func WalkXZ(ra io.ReaderAt, off, size int64) (*XZStream, error) {
+	var sh [12]byte
+	if _, err := ra.ReadAt(sh[:], off); err != nil {
+		return nil, fmt.Errorf("xz stream header at offset %d: %w", off, truncated(err))
+	}
+	if !bytes.Equal(sh[:6], xzMagic) {
+		return nil, fmt.Errorf("xz stream header at offset %d: no magic", off)
+	}
+	if binary.LittleEndian.Uint32(sh[8:]) != crc32.ChecksumIEEE(sh[6:8]) || sh[6] != 0 || sh[7] > 0x0f {
+		return nil, fmt.Errorf("xz stream header at offset %d: bad flags or CRC32", off)
+	}
+	st := &XZStream{check: sh[7]}
+	p := off + 12
+	var hb [1024]byte
+	for {
+		if _, err := ra.ReadAt(hb[:1], p); err != nil {
+			return nil, fmt.Errorf("xz block header at offset %d: %w", p, truncated(err))
+		}
+		if hb[0] == 0 {
+			break // the index indicator
+		}
+		b, err := readXZBlockHeader(ra, p, hb[:(int(hb[0])+1)*4])
+		if err != nil {
+			return nil, err
+		}
+		st.blocks = append(st.blocks, b)
+		p += b.headerLen + b.compressed + pad4(b.compressed) + xzCheckSize(st.check)
+		if p > size {
+			return nil, fmt.Errorf("xz block at offset %d: truncated", b.off)
+		}
+	}
+	indexLen, err := readXZIndex(ra, p, size, st)
+	if err != nil {
+		return nil, err
+	}
+	p += indexLen
+	var ft [12]byte
+	if _, err := ra.ReadAt(ft[:], p); err != nil {
+		return nil, fmt.Errorf("xz stream footer at offset %d: %w", p, truncated(err))
+	}
+	if !bytes.Equal(ft[10:], xzFooterMagic) || binary.LittleEndian.Uint32(ft[:4]) != crc32.ChecksumIEEE(ft[4:10]) ||
+		!bytes.Equal(ft[8:10], sh[6:8]) || (int64(binary.LittleEndian.Uint32(ft[4:8]))+1)*4 != indexLen {
+		return nil, fmt.Errorf("xz stream footer at offset %d: does not match the header and index", p)
+	}
+	st.Length = p + 12 - off
+	return st, nil
+}
+
+func readXZBlockHeader(ra io.ReaderAt, off int64, h []byte) (xzBlock, error) {
+	bad := func(what string) (xzBlock, error) {
+		return xzBlock{}, fmt.Errorf("xz block header at offset %d: %s", off, what)
+	}
+	if _, err := ra.ReadAt(h, off); err != nil {
+		return xzBlock{}, fmt.Errorf("xz block header at offset %d: %w", off, truncated(err))
+	}
+	n := len(h)
+	if binary.LittleEndian.Uint32(h[n-4:]) != crc32.ChecksumIEEE(h[:n-4]) {
+		return bad("CRC32 mismatch")
+	}
+	flags := h[1]
+	if flags&0x3c != 0 {
+		return bad("reserved flags set")
+	}
+	if flags&0x40 == 0 {
+		return xzBlock{}, ErrXZNotIndexed
+	}
+	b := xzBlock{off: off, headerLen: int64(n), size: -1}
+	rest := h[2 : n-4]
+	varint := func() (int64, bool) { return takeUvarint(&rest) }
+	var ok bool
+	if b.compressed, ok = varint(); !ok || b.compressed == 0 {
+		return bad("bad compressed size")
+	}
+	if flags&0x80 != 0 {
+		if b.size, ok = varint(); !ok {
+			return bad("bad uncompressed size")
+		}
+	}
+	// One filter, LZMA2: what the kernel reads (it also knows BCJ filters, which dracut does
+	// not use; such a stream goes to the sequential reader).
+	if flags&0x03 != 0 {
+		return xzBlock{}, ErrXZNotIndexed
+	}
+	id, ok1 := varint()
+	props, ok2 := varint()
+	if !ok1 || !ok2 || id != xzFilterLZMA2 || props != 1 || len(rest) < 1 {
+		return xzBlock{}, ErrXZNotIndexed
+	}
+	dict, err := lzma.DecodeDictCap(rest[0])
+	if err != nil {
+		return bad(err.Error())
+	}
+	b.dictCap = int(dict)
+	if dict > xzMaxParallel {
+		return xzBlock{}, ErrXZNotIndexed // not dracut's; leave such memory to the sequential reader
+	}
+	for _, c := range rest[1:] {
+		if c != 0 {
+			return bad("non-zero header padding")
+		}
+	}
+	return b, nil
+}
+
+// readXZIndex reads the index at off, checks it against the blocks walked and completes their
+// uncompressed sizes; it returns the index length.
+func readXZIndex(ra io.ReaderAt, off, size int64, st *XZStream) (int64, error) {
+	bad := func(what string) (int64, error) {
+		return 0, fmt.Errorf("xz index at offset %d: %s", off, what)
+	}
+	// Each record takes at most 18 bytes; the count at most 9.
+	maxLen := min(size-off, 1+9+18*int64(len(st.blocks))+3+4)
+	buf := make([]byte, maxLen)
+	if n, err := ra.ReadAt(buf, off); int64(n) < maxLen {
+		return 0, fmt.Errorf("xz index at offset %d: %w", off, truncated(err))
+	}
+	rest := buf[1:]
+	varint := func() (int64, bool) { return takeUvarint(&rest) }
+	count, ok := varint()
+	if !ok || count != int64(len(st.blocks)) {
+		return bad("record count differs from the blocks found")
+	}
+	for i := range st.blocks {
+		b := &st.blocks[i]
+		unpadded, ok1 := varint()
+		usize, ok2 := varint()
+		if !ok1 || !ok2 || unpadded != b.headerLen+b.compressed+xzCheckSize(st.check) || (b.size >= 0 && usize != b.size) {
+			return bad(fmt.Sprintf("record %d differs from the block at offset %d", i+1, b.off))
+		}
+		if usize > xzMaxParallel {
+			return 0, ErrXZNotIndexed
+		}
+		b.size = usize
+	}
+	n := int64(len(buf) - len(rest))
+	end := n + pad4(n)
+	if end+4 > int64(len(buf)) {
+		return bad("truncated")
+	}
+	for _, c := range buf[n:end] {
+		if c != 0 {
+			return bad("non-zero padding")
+		}
+	}
+	if binary.LittleEndian.Uint32(buf[end:]) != crc32.ChecksumIEEE(buf[:end]) {
+		return bad("CRC32 mismatch")
+	}
+	return end + 4, nil
+}
+
+// Blocks is the number of blocks in the stream.
+func (st *XZStream) Blocks() int { return len(st.blocks) }
+
+// Size is the uncompressed size of the stream.
+func (st *XZStream) Size() int64 {
+	var n int64
+	for _, b := range st.blocks {
+		n += b.size
+	}
+	return n
+}
+
+// NewReader returns a reader of the stream's uncompressed content whose blocks are decoded
+// concurrently, a few ahead of the reader, in bounded memory. Close it to stop the decoders.
+func (st *XZStream) NewReader(ra io.ReaderAt) io.ReadCloser {
+	return &xzParallelReader{ra: ra, st: st, ahead: max(2, runtime.GOMAXPROCS(0)) + 1, free: make(chan []byte, 8)}
+}
+
+type xzParallelReader struct {
+	ra      io.ReaderAt
+	st      *XZStream
+	ahead   int // blocks in flight, the one being read included
+	next    int // next block to start
+	pending []chan xzDecoded
+	cur     []byte // unread part of the block being read
+	curBuf  []byte // its buffer, returned to free when done
+	free    chan []byte
+	err     error
+}
+
+type xzDecoded struct {
+	data []byte
+	err  error
+}
+
+func (x *xzParallelReader) fill() {
+	for len(x.pending) < x.ahead && x.next < len(x.st.blocks) {
+		b := x.st.blocks[x.next]
+		x.next++
+		var buf []byte
+		select {
+		case buf = <-x.free:
+		default:
+		}
+		ch := make(chan xzDecoded, 1)
+		x.pending = append(x.pending, ch)
+		go func() {
+			data, err := decodeXZBlock(x.ra, b, x.st.check, buf)
+			ch <- xzDecoded{data, err}
+		}()
+	}
+}
+
+func (x *xzParallelReader) Read(p []byte) (int, error) {
+	for len(x.cur) == 0 {
+		if x.err != nil {
+			return 0, x.err
+		}
+		if x.curBuf != nil {
+			select {
+			case x.free <- x.curBuf[:0]:
+			default:
+			}
+			x.curBuf = nil
+		}
+		x.fill()
+		if len(x.pending) == 0 {
+			x.err = io.EOF
+			return 0, io.EOF
+		}
+		d := <-x.pending[0]
+		x.pending = x.pending[1:]
+		if d.err != nil {
+			x.err = d.err
+			return 0, d.err
+		}
+		x.cur, x.curBuf = d.data, d.data
+		x.fill()
+	}
+	n := copy(p, x.cur)
+	x.cur = x.cur[n:]
+	return n, nil
+}
+
+// Close waits for the blocks being decoded, so no decoder outlives the reader.
+func (x *xzParallelReader) Close() error {
+	for _, ch := range x.pending {
+		<-ch
+	}
+	x.pending = nil
+	if x.err == nil {
+		x.err = errors.New("xz: read after Close")
+	}
+	return nil
+}
+
+// decodeXZBlock decodes block b into buf (grown as needed) and verifies its size and check.
+func decodeXZBlock(ra io.ReaderAt, b xzBlock, check byte, buf []byte) ([]byte, error) {
+	fail := func(err error) ([]byte, error) {
+		return nil, fmt.Errorf("xz block at offset %d: %w", b.off, err)
+	}
+	data := b.off + b.headerLen
+	// A block starts with a dictionary reset, so no match reaches beyond its own content: a
+	// dictionary larger than the block would only cost memory.
+	dict := max(lzma.MinDictCap, min(b.dictCap, int(b.size)+4096))
+	zr, err := lzma.Reader2Config{DictCap: dict}.NewReader2(bufio.NewReaderSize(io.NewSectionReader(ra, data, b.compressed), 64<<10))
+	if err != nil {
+		return fail(err)
+	}
+	if int64(cap(buf)) < b.size {
+		buf = make([]byte, b.size)
+	}
+	out := buf[:b.size]
+	if _, err := io.ReadFull(zr, out); err != nil {
+		return fail(fmt.Errorf("decoding: %w", truncated(err)))
+	}
+	var one [1]byte
+	if n, err := zr.Read(one[:]); n != 0 || err != io.EOF {
+		return fail(errors.New("more data than the index records"))
+	}
+	cs := xzCheckSize(check)
+	want := make([]byte, cs)
+	if _, err := ra.ReadAt(want, data+b.compressed+pad4(b.compressed)); err != nil {
+		return fail(fmt.Errorf("check: %w", truncated(err)))
+	}
+	var h hash.Hash
+	switch check {
+	case xzCheckNone:
+		return out, nil
+	case xzCheckCRC32:
+		h = crc32.NewIEEE()
+	case xzCheckCRC64:
+		h = crc64.New(crc64.MakeTable(crc64.ECMA))
+	case xzCheckSHA256:
+		h = sha256.New()
+	default:
+		return fail(fmt.Errorf("check type %#x not supported", check))
+	}
+	h.Write(out)
+	got := h.Sum(nil)
+	if check != xzCheckSHA256 { // CRCs are stored little-endian, hash.Hash gives big-endian
+		for i, j := 0, len(got)-1; i < j; i, j = i+1, j-1 {
+			got[i], got[j] = got[j], got[i]
+		}
+	}
+	if !bytes.Equal(got, want) {
+		return fail(errors.New("check mismatch: the data is corrupt"))
+	}
+	return out, nil
+}
+
+func truncated(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
