@@ -1,13 +1,9 @@
 package kabi
 
 import (
-	"io/fs"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/kabiguard/kabiguard/internal/testkit"
-	"github.com/kabiguard/kabiguard/kabi/module"
 )
 
 // sixABIs are the Debian 6.1 kernels of the benchmark.
@@ -22,35 +18,12 @@ func BenchmarkCheck50x6(b *testing.B) {
 	for _, abi := range sixABIs {
 		symvers = append(symvers, testkit.FetchKernel(b, abi).Symvers)
 	}
-	k50 := testkit.FetchKernel(b, "6.1.0-50")
-	var mods []*module.Module
-	for _, src := range []string{"kabidemo", "kabipair"} {
-		for _, p := range testkit.BuildModules(b, k50, filepath.Join(testkit.RepoDir(), "testdata", "src", src)) {
-			m, err := module.Open(p)
-			if err != nil {
-				b.Fatal(err)
-			}
-			mods = append(mods, m)
-		}
-	}
-	filepath.WalkDir(filepath.Join(k50.ModulesDir(), "kernel", "drivers", "net"), func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".ko") || len(mods) >= 50 {
-			return err
-		}
-		m, err := module.Open(p)
-		if err != nil {
-			return err
-		}
-		mods = append(mods, m)
-		return nil
-	})
-	if len(mods) != 50 {
-		b.Fatalf("%d modules", len(mods))
-	}
+	mods := realModules(b, testkit.FetchKernel(b, "6.1.0-50"), 50)
 	load := func() []*Kernel { // as `kabiguard check --symvers ...` loads them
+		need := SymbolsNeeded(mods...)
 		var targets []Target
 		for _, p := range symvers {
-			targets = append(targets, Target{Symvers: p})
+			targets = append(targets, Target{Symvers: p, Wanted: need})
 		}
 		ks, errs := LoadAll(targets)
 		for _, err := range errs {

@@ -45,7 +45,10 @@ var ErrNoKernel = errors.New("no such kernel")
 
 // LoadKernel loads release under root: its symvers (first found of symvers.Candidates) and a
 // reference in-tree module.
-func LoadKernel(root, release string) (*Kernel, error) {
+func LoadKernel(root, release string) (*Kernel, error) { return loadKernel(root, release, nil) }
+
+// loadKernel is LoadKernel whose symvers table is built for the wanted symbols (nil: all).
+func loadKernel(root, release string, wanted map[string]bool) (*Kernel, error) {
 	if release == "" || strings.ContainsAny(release, "/\x00") || release == "." || release == ".." {
 		return nil, fmt.Errorf("invalid kernel release %q", release)
 	}
@@ -57,7 +60,7 @@ func LoadKernel(root, release string) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := symvers.Load(path)
+	t, err := symvers.LoadWanted(path, wanted)
 	if err != nil {
 		return nil, err
 	}
@@ -70,8 +73,10 @@ func LoadKernel(root, release string) (*Kernel, error) {
 
 // KernelFromSymvers makes a target of a bare symvers file: exports only, so the vermagic and
 // struct module checks cannot run.
-func KernelFromSymvers(path string) (*Kernel, error) {
-	t, err := symvers.Load(path)
+func KernelFromSymvers(path string) (*Kernel, error) { return kernelFromSymvers(path, nil) }
+
+func kernelFromSymvers(path string, wanted map[string]bool) (*Kernel, error) {
+	t, err := symvers.LoadWanted(path, wanted)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,9 @@ import (
 type Target struct {
 	Root, Release string // LoadKernel(Root, Release) when Release is set
 	Symvers       string // KernelFromSymvers(Symvers) otherwise
+	// Wanted, when set, names the symbols the caller will look up (SymbolsNeeded of the
+	// modules it checks), so the symvers table is built for them alone.
+	Wanted map[string]bool
 }
 
 // LoadAll loads every target, one per CPU at a time (each is a symvers file of ~30000 lines
@@ -25,9 +28,9 @@ func LoadAll(targets []Target) ([]*Kernel, []error) {
 			slots <- struct{}{}
 			defer func() { <-slots }()
 			if t.Release != "" {
-				kernels[i], errs[i] = LoadKernel(t.Root, t.Release)
+				kernels[i], errs[i] = loadKernel(t.Root, t.Release, t.Wanted)
 			} else {
-				kernels[i], errs[i] = KernelFromSymvers(t.Symvers)
+				kernels[i], errs[i] = kernelFromSymvers(t.Symvers, t.Wanted)
 			}
 		}()
 	}

@@ -95,6 +95,21 @@ type provided struct {
 	exp module.Export
 }
 
+// SymbolsNeeded names every symbol Check may look up in a kernel's exports for mods: their
+// symbol versions and undefined symbols (Target.Wanted).
+func SymbolsNeeded(mods ...*module.Module) map[string]bool {
+	need := map[string]bool{}
+	for _, m := range mods {
+		for _, s := range m.Modversions() {
+			need[s.Name] = true
+		}
+		for _, u := range m.Undefined {
+			need[u.Name] = true
+		}
+	}
+	return need
+}
+
 // Check decides each of mods against k. Modules in mods and in with may export symbols to
 // each other, as modules installed together do; a module in mods that turns out incompatible
 // stops providing, and the check repeats until nothing changes, so a dependent of a refused

@@ -86,10 +86,20 @@ func (p *Plan) Kernel(release string) *KernelPlan {
 // LoadKernels loads the kabi view (symvers, reference module) of every installed kernel of
 // inv that is not being removed. A kernel that cannot be loaded is kept with its error.
 func LoadKernels(inv *inventory.Inventory, pol Policy) map[string]*KernelPlan {
+	// Only the external builds are ever checked against a kernel's exports.
+	var builds []*module.Module
+	for _, t := range inv.Trees {
+		for _, b := range t.Builds {
+			if b.Module != nil {
+				builds = append(builds, b.Module)
+			}
+		}
+	}
+	need := kabi.SymbolsNeeded(builds...)
 	var targets []kabi.Target
 	for _, t := range inv.Trees {
 		if t.Installed && !pol.Removing[t.Release] {
-			targets = append(targets, kabi.Target{Root: inv.Root, Release: t.Release})
+			targets = append(targets, kabi.Target{Root: inv.Root, Release: t.Release, Wanted: need})
 		}
 	}
 	kernels, errs := kabi.LoadAll(targets)

@@ -51,12 +51,13 @@ func (c *checkCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
+	need := kabi.SymbolsNeeded(append(append([]*module.Module{}, mods...), with...)...)
 	var targets []kabi.Target
 	for _, rel := range c.Kernel {
-		targets = append(targets, kabi.Target{Root: c.Root, Release: rel})
+		targets = append(targets, kabi.Target{Root: c.Root, Release: rel, Wanted: need})
 	}
 	for _, p := range c.Symvers {
-		targets = append(targets, kabi.Target{Symvers: p})
+		targets = append(targets, kabi.Target{Symvers: p, Wanted: need})
 	}
 	kernels, errs := kabi.LoadAll(targets)
 	for _, err := range errs {

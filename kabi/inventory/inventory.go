@@ -208,8 +208,13 @@ func (t *Tree) nativeFromIndex(dir string) bool {
 	if err != nil {
 		return false
 	}
+	text := string(data)
+	if len(t.Native) == 0 {
+		// A Debian kernel lists about 4000 modules: grow the map once, not a dozen times.
+		t.Native = make(map[string]string, strings.Count(text, "\n"))
+	}
 	found := false
-	for line := range strings.SplitSeq(string(data), "\n") {
+	for line := range strings.SplitSeq(text, "\n") {
 		p, _, ok := strings.Cut(line, ":")
 		if !ok || !strings.HasPrefix(p, "kernel/") {
 			continue

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"unsafe"
 
 	"github.com/kabiguard/kabiguard/internal/compression"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
@@ -31,12 +33,26 @@ type Export struct {
 
 // Table is a kernel's exports by symbol name.
 type Table struct {
-	Path    string // the file read, for messages
+	Path string // the file read, for messages
+	// Exports holds every export, or, for a table from LoadWanted, the wanted ones found.
 	Exports map[string]Export
+
+	// A table from LoadWanted keeps the file to answer, by parsing it whole once, a lookup
+	// of a name it was not asked for: a wrong guess of what is needed costs time, never a
+	// wrong answer.
+	wanted map[string]bool
+	text   string
+	once   sync.Once
+	all    map[string]Export
 }
 
 // Lookup returns the export of name.
 func (t *Table) Lookup(name string) (Export, bool) {
+	if t.wanted != nil && !t.wanted[name] {
+		t.once.Do(func() { t.all, _ = parse(t.text, nil) }) // the text parsed once already
+		e, ok := t.all[name]
+		return e, ok
+	}
 	e, ok := t.Exports[name]
 	return e, ok
 }
@@ -50,13 +66,39 @@ func Parse(path string, r io.Reader) (*Table, error) {
 	return ParseBytes(path, data)
 }
 
-// ParseBytes parses a whole symvers file. The file is converted to one string once and every
-// name is a substring of it: a 30000-line Module.symvers costs no per-line allocation, which
-// matters when a check or a plan loads six kernels' tables.
-func ParseBytes(path string, data []byte) (*Table, error) {
-	text := string(data)
-	t := &Table{Path: path, Exports: make(map[string]Export, strings.Count(text, "\n")+1)}
-	line := 0
+// ParseBytes parses a whole symvers file, which it keeps: the caller must not modify data
+// afterwards. Every name is a substring of the file, so a 30000-line Module.symvers costs no
+// per-line allocation and no copy, which matters when a check or a plan loads six kernels'
+// tables.
+func ParseBytes(path string, data []byte) (*Table, error) { return parseTable(path, data, nil) }
+
+func parseTable(path string, data []byte, wanted map[string]bool) (*Table, error) {
+	text := unsafe.String(unsafe.SliceData(data), len(data))
+	exports, err := parse(text, wanted)
+	if err != nil {
+		return nil, fmt.Errorf("%s:%w", path, err)
+	}
+	if exports == nil {
+		return nil, fmt.Errorf("%s: no exported symbols in file", path)
+	}
+	t := &Table{Path: path, Exports: exports}
+	if wanted != nil {
+		t.wanted, t.text = wanted, text
+	}
+	return t, nil
+}
+
+// parse checks every line of text and returns its exports, only those named in wanted when
+// wanted is not nil; nil when the text has no export at all. Errors start with the line
+// number.
+func parse(text string, wanted map[string]bool) (map[string]Export, error) {
+	var exports map[string]Export
+	if wanted == nil {
+		exports = make(map[string]Export, strings.Count(text, "\n")+1)
+	} else {
+		exports = make(map[string]Export, len(wanted))
+	}
+	line, any := 0, false
 	for len(text) > 0 {
 		line++
 		var s string
@@ -71,14 +113,17 @@ func ParseBytes(path string, data []byte) (*Table, error) {
 		}
 		name, e, err := parseLine(s)
 		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
+			return nil, fmt.Errorf("%d: %w", line, err)
 		}
-		t.Exports[name] = e
+		any = true
+		if wanted == nil || wanted[name] {
+			exports[name] = e
+		}
 	}
-	if len(t.Exports) == 0 {
-		return nil, fmt.Errorf("%s: no exported symbols in file", path)
+	if !any {
+		return nil, nil
 	}
-	return t, nil
+	return exports, nil
 }
 
 func parseLine(s string) (string, Export, error) {
@@ -141,12 +186,17 @@ func isNamespace(s string) bool {
 }
 
 // Load reads and parses a symvers file, plain or compressed (gzip, xz, zstd).
-func Load(path string) (*Table, error) {
+func Load(path string) (*Table, error) { return LoadWanted(path, nil) }
+
+// LoadWanted is Load for a caller that knows which symbols it will look up: the table holds
+// those (every line is still checked), which saves building a map of 30000 exports per
+// kernel. A lookup of another name stays correct (see Table). wanted nil means all.
+func LoadWanted(path string, wanted map[string]bool) (*Table, error) {
 	data, _, err := compression.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return ParseBytes(path, data)
+	return parseTable(path, data, wanted)
 }
 
 // Candidates lists, in search order, where a kernel's symvers may live under root. RHEL puts

@@ -164,3 +164,36 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A table loaded for some names holds those alone, yet answers any lookup as the whole
+// table does; every line is still checked.
+func TestLoadWanted(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "Module.symvers")
+	if err := os.WriteFile(path, []byte(layouts["5.6+ (namespace last)"]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	full, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	some, err := LoadWanted(path, map[string]bool{"kfree": true, "not_exported": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(some.Exports) != 1 {
+		t.Errorf("wanted table holds %d exports, want 1 (kfree)", len(some.Exports))
+	}
+	for _, name := range []string{"kfree", "not_exported", "module_layout", "usb_stor_sense_invalidCDB", "other"} {
+		e1, ok1 := full.Lookup(name)
+		e2, ok2 := some.Lookup(name)
+		if e1 != e2 || ok1 != ok2 {
+			t.Errorf("Lookup(%q): whole table %+v %v, wanted table %+v %v", name, e1, ok1, e2, ok2)
+		}
+	}
+	bad := filepath.Join(dir, "bad.symvers")
+	os.WriteFile(bad, []byte("0x037a0cba\tkfree\tvmlinux\tEXPORT_SYMBOL\t\nzz\tother\tvmlinux\tEXPORT_SYMBOL\t\n"), 0o644)
+	if _, err := LoadWanted(bad, map[string]bool{"kfree": true}); err == nil || !strings.Contains(err.Error(), bad+":2:") {
+		t.Errorf("a bad line outside the wanted names: %v, want an error at %s:2", err, bad)
+	}
+}
