@@ -16,8 +16,8 @@ import (
 //   - Zstd: one frame from the streaming encoder with its defaults (8 MiB window, XXH64
 //     checksum); never EncodeAll with a single segment, whose window is the whole content;
 //   - XZ: one stream with a CRC32 check (the kernel's XZ decoder rejects CRC64, the library's
-//     default), in blocks of 3 MiB with a 1 MiB dictionary (dracut's settings) compressed on
-//     every core (xz.go);
+//     default), in blocks of 1 MiB with a 256 KiB dictionary, compressed on every core
+//     (xz.go);
 //   - LZ4: the legacy frame format (the kernel rejects the modern frame);
 //   - None: w itself, with a Close that does nothing.
 //

@@ -4,12 +4,12 @@ package compression
 // coder, so that the blocks of one stream are coded on every core.
 //
 // Why: ulikunitz/xz codes a stream block after block on one goroutine. On a 2-core machine it
-// compresses a 21 MiB cpio in 7.8 s (dracut's whole image of 134 MiB would take about 50 s,
-// as long as rebuilding it with dracut) and decompresses at half the speed of liblzma. xz
-// streams made by dracut (`xz -T0`) and by this writer are split into blocks that record
-// their sizes, so each block can be coded on its own core and the stream joined in order.
-// Streams whose block headers lack the sizes (single-threaded `xz`) are read by ulikunitz's
-// sequential reader instead.
+// compressed a 21 MiB cpio in 7.8 s (a refresh of dracut's full xz image took as long as
+// rebuilding it with dracut) and decodes at a third of liblzma's speed. Streams made by
+// dracut (`xz -T0`) and by this writer are cut into blocks that record their sizes, so each
+// block is coded on its own core and the stream joined in order: 2.7 s for those 21 MiB, and
+// `initramfs ls` of dracut's xz image in 0.8 s instead of 1.4 s. Streams whose block headers
+// lack the sizes (single-threaded `xz`) are read by ulikunitz's sequential reader.
 
 import (
 	"bufio"
@@ -27,13 +27,13 @@ import (
 	"github.com/ulikunitz/xz/lzma"
 )
 
-const (
-	// xzDictCap is dracut's choice (--lzma2=dict=1MiB); xzBlockSize is what `xz -T0` makes of
-	// it (three times the dictionary). A variable so tests can make many small blocks.
-	xzDictCap = 1 << 20
-)
+// xzDictCap and xzBlockSize trade little size for speed. On a 21 MiB dracut cpio (2 cores):
+// dracut's dictionary of 1 MiB in xz -T0's blocks of 3 MiB gives 8.51 MB in 1.8 s; 256 KiB in
+// blocks of 1 MiB gives 8.54 MB (+0.3%) in 1.1 s; 64 KiB gives 8.77 MB (+3%) in as long.
+const xzDictCap = 256 << 10
 
-var xzBlockSize = 3 * xzDictCap
+// xzBlockSize is a variable so tests can cut many small blocks.
+var xzBlockSize = 1 << 20
 
 // xzMaxParallel bounds the block and dictionary sizes decoded concurrently (each block is
 // held whole in memory). `xz -9 -T0` makes blocks of 192 MiB; those are read sequentially.

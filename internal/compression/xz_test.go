@@ -108,7 +108,7 @@ func TestXZWriterRoundTrip(t *testing.T) {
 					continue
 				}
 				blocks++
-				if len(f) < 16 || f[12] != "cu" || f[9] != "CRC32" || f[15] != "--lzma2=dict=1MiB" {
+				if len(f) < 16 || f[12] != "cu" || f[9] != "CRC32" || f[15] != "--lzma2=dict=256KiB" {
 					t.Errorf("block line %q: want a header with both sizes and a CRC32 check", line)
 				}
 			}
