@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
 )
@@ -12,7 +12,8 @@ import (
 // NewWriter returns a writer that compresses into w in format f, in the form the kernel's
 // initramfs unpacker (and kmod) accepts:
 //
-//   - Gzip: one member, default level, no name and a zero mtime in the header;
+//   - Gzip: one member, default level, no name and a zero mtime in the header, compressed
+//     in chunks on every core (gzip.go);
 //   - Zstd: one frame from the streaming encoder with its defaults (8 MiB window, XXH64
 //     checksum); never EncodeAll with a single segment, whose window is the whole content;
 //   - XZ: one stream with a CRC32 check (the kernel's XZ decoder rejects CRC64, the library's
@@ -28,7 +29,7 @@ func NewWriter(w io.Writer, f Format) (io.WriteCloser, error) {
 	case None:
 		return nopWriteCloser{w}, nil
 	case Gzip:
-		return gzip.NewWriterLevel(w, gzip.DefaultCompression)
+		return newGzipWriter(w, flate.DefaultCompression), nil
 	case Zstd:
 		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest))
 	case XZ:

@@ -78,102 +78,29 @@ func takeUvarint(b *[]byte) (int64, bool) {
 
 // xzWriter writes one xz stream with a CRC32 check (the kernel rejects CRC64) whose blocks
 // of xzBlockSize bytes are compressed concurrently, each block header recording its sizes.
-// The output is the same on every run whatever the number of cores.
 type xzWriter struct {
-	w       io.Writer
-	cur     []byte           // the block being filled
-	pending []chan xzEncoded // blocks being compressed, in stream order
-	index   []xzRecord       // the blocks written
-	started bool             // stream header written
-	err     error
-	limit   int // blocks compressed at once
+	parallelWriter
+	index []xzRecord // the blocks written
 }
 
 type xzRecord struct{ unpadded, uncompressed int64 }
 
-type xzEncoded struct {
-	block []byte
-	rec   xzRecord
-	err   error
-}
-
 func newXZWriter(w io.Writer) *xzWriter {
-	return &xzWriter{w: w, limit: max(2, runtime.GOMAXPROCS(0))}
-}
-
-func (x *xzWriter) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 && x.err == nil {
-		if x.cur == nil {
-			x.cur = make([]byte, 0, xzBlockSize)
-		}
-		k := min(len(p), xzBlockSize-len(x.cur))
-		x.cur = append(x.cur, p[:k]...)
-		p = p[k:]
-		if len(x.cur) == xzBlockSize {
-			x.submit()
-		}
+	x := &xzWriter{}
+	x.parallelWriter = parallelWriter{w: w, size: xzBlockSize, head: xzStreamHeader(),
+		encode: func(chunk, _ []byte, _ bool) ([]byte, error) { return encodeXZBlock(chunk) },
+		written: func(block []byte, n int) {
+			x.index = append(x.index, xzRecord{unpadded: xzUnpadded(block), uncompressed: int64(n)})
+		},
 	}
-	if x.err != nil {
-		return 0, x.err
-	}
-	return n, nil
-}
-
-// submit starts compressing the current block, first writing out the oldest one when as many
-// blocks as cores are in flight.
-func (x *xzWriter) submit() {
-	data := x.cur
-	x.cur = nil
-	for len(x.pending) >= x.limit && x.err == nil {
-		x.writeOldest()
-	}
-	ch := make(chan xzEncoded, 1)
-	x.pending = append(x.pending, ch)
-	go func() {
-		block, rec, err := encodeXZBlock(data)
-		ch <- xzEncoded{block, rec, err}
-	}()
-}
-
-func (x *xzWriter) writeOldest() {
-	e := <-x.pending[0]
-	x.pending = x.pending[1:]
-	if x.err != nil {
-		return
-	}
-	if e.err != nil {
-		x.err = e.err
-		return
-	}
-	if !x.started {
-		x.started = true
-		if _, x.err = x.w.Write(xzStreamHeader()); x.err != nil {
-			return
-		}
-	}
-	if _, x.err = x.w.Write(e.block); x.err == nil {
-		x.index = append(x.index, e.rec)
-	}
+	return x
 }
 
 // Close writes the last block, the index and the stream footer. It does not close the
 // underlying writer.
 func (x *xzWriter) Close() error {
-	if len(x.cur) > 0 {
-		x.submit()
-	}
-	for len(x.pending) > 0 {
-		x.writeOldest()
-	}
-	if x.err != nil {
-		return x.err
-	}
-	if !x.started {
-		x.started = true
-		if _, err := x.w.Write(xzStreamHeader()); err != nil {
-			return err
-		}
+	if err := x.end(false); err != nil {
+		return err
 	}
 	index := xzIndex(x.index)
 	if _, err := x.w.Write(index); err != nil {
@@ -209,17 +136,17 @@ func xzIndex(recs []xzRecord) []byte {
 
 // encodeXZBlock compresses data into one block: a header recording the compressed and
 // uncompressed sizes and the LZMA2 filter, the LZMA2 chunks, padding and the CRC32 of data.
-func encodeXZBlock(data []byte) ([]byte, xzRecord, error) {
+func encodeXZBlock(data []byte) ([]byte, error) {
 	var comp bytes.Buffer
 	zw, err := lzma.Writer2Config{DictCap: xzDictCap, BufSize: 64 << 10}.NewWriter2(&comp)
 	if err != nil {
-		return nil, xzRecord{}, fmt.Errorf("xz: %w", err)
+		return nil, fmt.Errorf("xz: %w", err)
 	}
 	if _, err := zw.Write(data); err != nil {
-		return nil, xzRecord{}, fmt.Errorf("xz: %w", err)
+		return nil, fmt.Errorf("xz: %w", err)
 	}
 	if err := zw.Close(); err != nil {
-		return nil, xzRecord{}, fmt.Errorf("xz: %w", err)
+		return nil, fmt.Errorf("xz: %w", err)
 	}
 	h := []byte{0, 0xc0} // size (set below); flags: both sizes present, one filter
 	h = binary.AppendUvarint(h, uint64(comp.Len()))
@@ -234,7 +161,15 @@ func encodeXZBlock(data []byte) ([]byte, xzRecord, error) {
 	out = append(out, comp.Bytes()...)
 	out = append(out, make([]byte, pad4(int64(comp.Len())))...)
 	out = binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE(data))
-	return out, xzRecord{unpadded: int64(len(h) + comp.Len() + 4), uncompressed: int64(len(data))}, nil
+	return out, nil
+}
+
+// xzUnpadded is the index's "unpadded size" of a block encodeXZBlock made: header, compressed
+// data and check, without the padding.
+func xzUnpadded(block []byte) int64 {
+	rest := block[2:]
+	compressed, _ := takeUvarint(&rest)
+	return int64(block[0]+1)*4 + compressed + xzCheckSize(xzCheckCRC32)
 }
 
 // ---- Reading -------------------------------------------------------------------------------

@@ -15,9 +15,16 @@ import (
 	"github.com/ulikunitz/xz"
 )
 
-// xzTestData is compressible but not trivial: words drawn from a small vocabulary, with
+// realTool runs the host's name (gzip, xz) with stdin and returns its output.
+func realTool(stdin []byte, name string, args ...string) ([]byte, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	return cmd.Output()
+}
+
+// testData is compressible but not trivial: words drawn from a small vocabulary, with
 // random bytes mixed in, like an archive of text and binaries.
-func xzTestData(n int, seed int64) []byte {
+func testData(n int, seed int64) []byte {
 	rng := rand.New(rand.NewSource(seed))
 	words := []string{"module", "kernel", "symbol", "\x7fELF", "weak-updates", "\x00\x00\x00\x00", "crc"}
 	var b bytes.Buffer
@@ -39,14 +46,15 @@ func smallXZBlocks(t *testing.T) {
 	t.Cleanup(func() { xzBlockSize = old })
 }
 
-func xzEncode(t *testing.T, data []byte) []byte {
+// encodeInPieces compresses data in format through NewWriter, in uneven writes, so chunks
+// and blocks are cut across Write calls.
+func encodeInPieces(t *testing.T, format Format, data []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w, err := NewWriter(&buf, XZ)
+	w, err := NewWriter(&buf, format)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Uneven writes, so blocks are cut across Write calls.
 	for p := data; len(p) > 0; {
 		k := min(len(p), 10007)
 		if _, err := w.Write(p[:k]); err != nil {
@@ -78,12 +86,10 @@ func TestXZWriterRoundTrip(t *testing.T) {
 	smallXZBlocks(t)
 	for _, n := range []int{0, 1, 64<<10 - 1, 64 << 10, 64<<10 + 1, 300 << 10} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			data := xzTestData(n, int64(n))
-			stream := xzEncode(t, data)
+			data := testData(n, int64(n))
+			stream := encodeInPieces(t, XZ, data)
 
-			xzCmd := exec.Command("xz", "-dc")
-			xzCmd.Stdin = bytes.NewReader(stream)
-			viaXZ, err := xzCmd.Output()
+			viaXZ, err := realTool(stream, "xz", "-dc")
 			if err != nil {
 				t.Fatalf("xz -dc rejects the stream: %v", err)
 			}
@@ -139,11 +145,9 @@ func TestXZWriterRoundTrip(t *testing.T) {
 // Streams made by xz-utils: multi-threaded ones (sizes in the block headers) are read
 // concurrently with every check type; single-threaded ones are reported as not indexed.
 func TestXZReadsXZUtilsStreams(t *testing.T) {
-	data := xzTestData(500<<10, 7)
+	data := testData(500<<10, 7)
 	compress := func(args ...string) []byte {
-		cmd := exec.Command("xz", append(args, "-c")...)
-		cmd.Stdin = bytes.NewReader(data)
-		out, err := cmd.Output()
+		out, err := realTool(data, "xz", append(args, "-c")...)
 		if err != nil {
 			t.Fatalf("xz %v: %v", args, err)
 		}
@@ -167,8 +171,8 @@ func TestXZReadsXZUtilsStreams(t *testing.T) {
 // Damage anywhere gives an error naming the offset, never wrong data or a panic.
 func TestXZDamage(t *testing.T) {
 	smallXZBlocks(t)
-	data := xzTestData(200<<10, 3)
-	stream := xzEncode(t, data)
+	data := testData(200<<10, 3)
+	stream := encodeInPieces(t, XZ, data)
 	st, err := WalkXZ(bytes.NewReader(stream), 0, int64(len(stream)))
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +221,7 @@ func FuzzXZ(f *testing.F) {
 	xzBlockSize = 1 << 10
 	var buf bytes.Buffer
 	w, _ := NewWriter(&buf, XZ)
-	w.Write(xzTestData(3000, 1))
+	w.Write(testData(3000, 1))
 	w.Close()
 	xzBlockSize = old
 	f.Add(buf.Bytes())
