@@ -19,6 +19,7 @@ build:
 
 # The main job on the embedded sample (testdata/sample): offline, a few seconds.
 demo: build
+	@CGO_ENABLED=0 $(GO) build -o $(BIN)/demo-initrd ./scripts/demo-initrd
 	@sh scripts/demo.sh $(BIN)
 
 # Everything: unit tests, real-kernel tests (they download Debian kernels into

@@ -2,7 +2,8 @@
 # make demo: kabiguard on the embedded sample (testdata/sample), offline, in a throwaway root.
 # The sample holds three real Debian 6.1 kernels' Module.symvers (6.1.0-50, -53, -54) and the
 # project's own modules built with Kbuild against the 6.1.0-50 and 6.1.0-54 headers
-# (scripts/make-sample.sh). Links are made by kabiguard, module indexes by the real depmod.
+# (scripts/make-sample.sh). Links are made by kabiguard, module indexes by the real depmod;
+# the initramfs of step 4 by scripts/demo-initrd (dracut's layout, without dracut).
 set -eu
 BIN=${1:-bin}
 S=testdata/sample
@@ -62,12 +63,23 @@ printf '$ ls -l ROOT/lib/modules/%s/weak-updates/*\n' $K53
 printf '$ grep weak-updates ROOT/lib/modules/%s/modules.dep   (written by the real depmod)\n' $K53
 grep weak-updates "$ROOT/lib/modules/$K53/modules.dep"
 
-say "4. A kmod for $K54 arrives; then $K50 and its extra/ are removed"
+say "4. A kmod for $K54 arrives, and $K54 gets its initramfs"
 add_kmod $K54 kabidemo >"$T/files"
-run "$BIN/kabiguard" link --root "$ROOT"
-run "$BIN/weak-modules" --basedir "$ROOT" --remove-kernel $K50 --no-initramfs --verbose
+printf '$ (its scriptlet) depmod -a %s; weak-modules --add-modules --no-initramfs < file list\n' $K54
+depmod -b "$ROOT" -a $K54 2>&1 | grep -v 'could not open modules\.' || true # the sample has no modules.order
+"$BIN/weak-modules" --basedir "$ROOT" --add-modules --no-initramfs --verbose <"$T/files" 2>&1 | sed "s#$ROOT#ROOT#g"
+IMG=$ROOT/boot/initramfs-$K54.img
+printf '$ (dracut, here scripts/demo-initrd) writes ROOT/boot/initramfs-%s.img with the modules of %s\n' $K54 $K54
+"$BIN/demo-initrd" "$ROOT" $K54
+run "$BIN/kabiguard" initramfs verify --root "$ROOT" -k $K54 "$IMG"
+
+say "5. $K50 and its extra/ are removed: links go, and $K54's image drops the copies it held of them"
+run "$BIN/weak-modules" --basedir "$ROOT" --remove-kernel $K50 --verbose
 rm -rf "${ROOT:?}/lib/modules/$K50"
 run "$BIN/kabiguard" link --root "$ROOT"
 run "$BIN/kabiguard" status --root "$ROOT" || true
+run "$BIN/kabiguard" initramfs verify --root "$ROOT" -k $K54 "$IMG"
+printf '$ kabiguard initramfs ls --root ROOT -k %s ROOT/boot/initramfs-%s.img | grep .ko\n' $K54 $K54
+"$BIN/kabiguard" initramfs ls --root "$ROOT" -k $K54 "$IMG" | grep '\.ko' | sed "s#$ROOT#ROOT#g"
 printf '\nNo link dangles: '
 find "$ROOT/lib/modules" -xtype l | wc -l
