@@ -36,6 +36,9 @@ type ImageModule struct {
 	InImage string `json:"in_image"`       // path in the image
 	Tree    string `json:"tree,omitempty"` // the file the tree resolves the module to (host path)
 	State   string `json:"state"`          // current, stale, not-in-tree
+	// Unlisted is set for a not-in-tree module whose file the host's tree has at the image's
+	// path although modules.dep does not list it: depmod has not run since it came.
+	Unlisted string `json:"unlisted,omitempty"`
 }
 
 // Module states in an image.
@@ -103,6 +106,20 @@ func loadTree(root, kernel string) (*kernelTree, error) {
 		}
 	}
 	return t, nil
+}
+
+// unlisted returns the host file at the place of the image's module file imagePath in the
+// kernel's tree, when there is one: a module modules.dep does not list, but that exists.
+func (t *kernelTree) unlisted(imagePath, kernel string) string {
+	rel, ok := kernelRel(imagePath, kernel)
+	if !ok || !filepath.IsLocal(rel) {
+		return ""
+	}
+	p := filepath.Join(t.root, "lib", "modules", kernel, rel)
+	if _, err := os.Lstat(p); err != nil {
+		return ""
+	}
+	return p
 }
 
 // has reports whether the tree has a module of that name.
@@ -220,6 +237,9 @@ func verifyImage(tree *kernelTree, kernel, image string, comp compression.Format
 			return nil, err
 		}
 		rep.Modules[i] = ImageModule{Name: m.Name, InImage: m.Path, Tree: tf, State: ModNotInTree}
+		if tf == "" {
+			rep.Modules[i].Unlisted = tree.unlisted(m.Path, kernel)
+		}
 	}
 	// A full image holds hundreds of modules, a hundred megabytes: compare on every core.
 	errs := make([]error, len(km.Modules))
@@ -566,6 +586,10 @@ func planRefresh(image string, tree *kernelTree, rep *VerifyReport, cfg *config.
 			stale[m.InImage] = m
 			res.Replaced = append(res.Replaced, m.InImage)
 		case ModNotInTree:
+			if m.Unlisted != "" {
+				// Never drop what may only be waiting for depmod.
+				return nil, nil, nil, fmt.Errorf("%s: %s is in the kernel's tree but not in its modules.dep; run 'depmod -a %s' first", image, m.Unlisted, rep.Kernel)
+			}
 			// The tree no longer has it (its build went with a removed kernel): neither may the
 			// image, or the kernel would boot with a build nothing vouches for.
 			drop[m.InImage] = true

@@ -329,3 +329,51 @@ func TestRefreshHardlinkedCopy(t *testing.T) {
 		t.Fatalf("after refresh: %+v %v", rep, err)
 	}
 }
+
+// A module file the tree has at the image's path but modules.dep does not list yet (depmod
+// has not run since it came) is reported as such, and refresh refuses to drop it; once the
+// real depmod ran, the same copy is current.
+func TestRefreshKeepsModuleDepmodHasNotSeen(t *testing.T) {
+	f := newRefreshFixture(t)
+	data, err := os.ReadFile(f.own53)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// kabidemo's 6.1.0-53 build, installed a second time under another name, as a kmod package
+	// would put it, before its scriptlet ran depmod.
+	host := testkit.Install(t, f.root, f.k53, "extra/late/late.ko", f.own53)
+	inImage := "usr/lib/modules/" + f.k53 + "/extra/late/late.ko"
+	img := filepath.Join(f.root, "boot", "initrd.img-"+f.k53)
+	files := []initramfs.File{
+		initramfs.Symlink("lib", "usr/lib"),
+		initramfs.Regular(inImage, 0o644, data),
+		initramfs.Regular("usr/lib/modules/"+f.k53+"/modules.dep", 0o644, []byte("extra/late/late.ko:\n")),
+	}
+	if err := (initramfs.Writer{Compression: compression.Gzip}).WriteFile(img, files); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(img)
+
+	rep, err := Verify(f.root, f.k53, img, config.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Modules) != 1 || rep.Modules[0].State != ModNotInTree || rep.Modules[0].Unlisted != host {
+		t.Fatalf("verify: %+v, want late not-in-tree with its host file %s", rep.Modules, host)
+	}
+	_, err = Refresh(f.root, f.k53, img, config.Default(), false)
+	if err == nil || !strings.Contains(err.Error(), "run 'depmod -a "+f.k53+"' first") || errors.Is(err, ErrNeedsRebuild) {
+		t.Fatalf("refresh: %v, want a refusal naming depmod", err)
+	}
+	if after, _ := os.ReadFile(img); !bytes.Equal(after, before) {
+		t.Fatal("the refused refresh changed the image")
+	}
+
+	if out, err := exec.Command("depmod", "-b", f.root, "-a", f.k53).CombinedOutput(); err != nil {
+		t.Fatalf("depmod: %v\n%s", err, out)
+	}
+	rep, err = Verify(f.root, f.k53, img, config.Default())
+	if err != nil || len(rep.Modules) != 1 || rep.Modules[0].State != ModCurrent {
+		t.Fatalf("after depmod: %v %+v, want late current", err, rep)
+	}
+}

@@ -178,8 +178,10 @@ when so; exit 1 with the list otherwise; exit 2 when the image or the tree canno
 (a damaged image is named with the segment and offset of the defect).
 
 States: current (the tree's build), stale (another build: run 'initramfs refresh'),
-not-in-tree (the tree no longer has the module: refresh drops it), missing (a required early
-module the image lacks: refresh rebuilds the image with the generator).
+not-in-tree (modules.dep no longer lists the module: refresh drops it, unless its file is still
+in the tree, which means depmod has not run since it came: then refresh refuses and says so),
+missing (a required early module the image lacks: refresh rebuilds the image with the
+generator).
 
 Examples:
   kabiguard initramfs verify -k 6.1.0-54-amd64 /boot/initrd.img-6.1.0-54-amd64
@@ -205,13 +207,18 @@ func (c *initramfsVerifyCmd) Run(e *env) error {
 		}
 	} else {
 		w := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-		bad := 0
+		bad, unlisted := 0, false
 		for _, m := range rep.Modules {
 			if m.State == hooks.ModCurrent {
 				continue
 			}
 			bad++
-			fmt.Fprintf(w, "%s\t%s\t%s\tkernel tree: %s\n", m.Name, m.State, m.InImage, orNone(m.Tree))
+			unlisted = unlisted || m.Unlisted != ""
+			tree := orNone(m.Tree)
+			if m.Unlisted != "" {
+				tree = fmt.Sprintf("(none: %s exists but modules.dep does not list it; run 'depmod -a %s')", m.Unlisted, c.Kernel)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\tkernel tree: %s\n", m.Name, m.State, m.InImage, tree)
 		}
 		for _, n := range rep.MissingEarly {
 			fmt.Fprintf(w, "%s\tmissing\t(required early)\t\n", n)
@@ -219,6 +226,9 @@ func (c *initramfsVerifyCmd) Run(e *env) error {
 		w.Flush()
 		if bad == 0 && len(rep.MissingEarly) == 0 {
 			fmt.Fprintf(e.stdout, "%s: %d modules of %s, all current\n", c.Image, len(rep.Modules), c.Kernel)
+		} else if unlisted {
+			fmt.Fprintf(e.stdout, "%s: %d of %d modules stale, %d required early modules missing; the kernel's modules.dep is out of date: run 'depmod -a %s', then verify again\n",
+				c.Image, bad, len(rep.Modules), len(rep.MissingEarly), c.Kernel)
 		} else {
 			fmt.Fprintf(e.stdout, "%s: %d of %d modules stale, %d required early modules missing; run 'kabiguard initramfs refresh -k %s %s'\n",
 				c.Image, bad, len(rep.Modules), len(rep.MissingEarly), c.Kernel, c.Image)
