@@ -109,17 +109,29 @@ func loadTree(root, kernel string) (*kernelTree, error) {
 }
 
 // unlisted returns the host file at the place of the image's module file imagePath in the
-// kernel's tree, when there is one: a module modules.dep does not list, but that exists.
+// kernel's tree (links followed inside root), when it is a regular file, as depmod indexes
+// only those: a module modules.dep does not list, but that exists.
 func (t *kernelTree) unlisted(imagePath, kernel string) string {
 	rel, ok := kernelRel(imagePath, kernel)
 	if !ok || !filepath.IsLocal(rel) {
 		return ""
 	}
-	p := filepath.Join(t.root, "lib", "modules", kernel, rel)
-	if _, err := os.Lstat(p); err != nil {
+	p, err := rootfs.Resolve(t.root, path.Join("lib", "modules", kernel, rel))
+	if err != nil {
+		return ""
+	}
+	if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
 		return ""
 	}
 	return p
+}
+
+// DepmodCommand is the depmod an admin runs to index kernel's tree under root.
+func DepmodCommand(root, kernel string) string {
+	if filepath.Clean(root) == "/" {
+		return "depmod -a " + kernel
+	}
+	return "depmod -b " + root + " -a " + kernel
 }
 
 // has reports whether the tree has a module of that name.
@@ -588,7 +600,7 @@ func planRefresh(image string, tree *kernelTree, rep *VerifyReport, cfg *config.
 		case ModNotInTree:
 			if m.Unlisted != "" {
 				// Never drop what may only be waiting for depmod.
-				return nil, nil, nil, fmt.Errorf("%s: %s is in the kernel's tree but not in its modules.dep; run 'depmod -a %s' first", image, m.Unlisted, rep.Kernel)
+				return nil, nil, nil, fmt.Errorf("%s: %s is in the kernel's tree but not in its modules.dep; run '%s' first", image, m.Unlisted, DepmodCommand(tree.root, rep.Kernel))
 			}
 			// The tree no longer has it (its build went with a removed kernel): neither may the
 			// image, or the kernel would boot with a build nothing vouches for.
@@ -856,6 +868,9 @@ func depmodOutputs(kernel, prefix string, in depmodInput) ([]initramfs.File, err
 	}
 	defer os.RemoveAll(tmp)
 	dir := filepath.Join(tmp, "lib", "modules", kernel)
+	if err := os.MkdirAll(dir, 0o755); err != nil { // the image may keep no module at all
+		return nil, err
+	}
 	place := func(rel string) (string, error) {
 		if !filepath.IsLocal(rel) {
 			return "", fmt.Errorf("%q: not a path inside the module directory", rel)

@@ -362,7 +362,7 @@ func TestRefreshKeepsModuleDepmodHasNotSeen(t *testing.T) {
 		t.Fatalf("verify: %+v, want late not-in-tree with its host file %s", rep.Modules, host)
 	}
 	_, err = Refresh(f.root, f.k53, img, config.Default(), false)
-	if err == nil || !strings.Contains(err.Error(), "run 'depmod -a "+f.k53+"' first") || errors.Is(err, ErrNeedsRebuild) {
+	if err == nil || !strings.Contains(err.Error(), "run 'depmod -b "+f.root+" -a "+f.k53+"' first") || errors.Is(err, ErrNeedsRebuild) {
 		t.Fatalf("refresh: %v, want a refusal naming depmod", err)
 	}
 	if after, _ := os.ReadFile(img); !bytes.Equal(after, before) {
@@ -375,5 +375,21 @@ func TestRefreshKeepsModuleDepmodHasNotSeen(t *testing.T) {
 	rep, err = Verify(f.root, f.k53, img, config.Default())
 	if err != nil || len(rep.Modules) != 1 || rep.Modules[0].State != ModCurrent {
 		t.Fatalf("after depmod: %v %+v, want late current", err, rep)
+	}
+
+	// A dangling link in its place is no module depmod would index: the copy is dropped (the
+	// image's only module: depmod then runs over an empty tree).
+	if err := os.Remove(host); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/nonexistent/late.ko", host); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("depmod", "-b", f.root, "-a", f.k53).CombinedOutput(); err != nil {
+		t.Fatalf("depmod: %v\n%s", err, out)
+	}
+	res, err := Refresh(f.root, f.k53, img, config.Default(), false)
+	if err != nil || len(res.Removed) != 1 || res.Removed[0] != inImage {
+		t.Fatalf("refresh with a dangling link in the tree: %v %+v, want %s dropped", err, res, inImage)
 	}
 }

@@ -216,7 +216,7 @@ func (c *initramfsVerifyCmd) Run(e *env) error {
 			unlisted = unlisted || m.Unlisted != ""
 			tree := orNone(m.Tree)
 			if m.Unlisted != "" {
-				tree = fmt.Sprintf("(none: %s exists but modules.dep does not list it; run 'depmod -a %s')", m.Unlisted, c.Kernel)
+				tree = fmt.Sprintf("(none: %s exists but modules.dep does not list it)", m.Unlisted)
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\tkernel tree: %s\n", m.Name, m.State, m.InImage, tree)
 		}
@@ -227,8 +227,8 @@ func (c *initramfsVerifyCmd) Run(e *env) error {
 		if bad == 0 && len(rep.MissingEarly) == 0 {
 			fmt.Fprintf(e.stdout, "%s: %d modules of %s, all current\n", c.Image, len(rep.Modules), c.Kernel)
 		} else if unlisted {
-			fmt.Fprintf(e.stdout, "%s: %d of %d modules stale, %d required early modules missing; the kernel's modules.dep is out of date: run 'depmod -a %s', then verify again\n",
-				c.Image, bad, len(rep.Modules), len(rep.MissingEarly), c.Kernel)
+			fmt.Fprintf(e.stdout, "%s: %d of %d modules stale, %d required early modules missing; the kernel's modules.dep is out of date: run '%s', then verify again\n",
+				c.Image, bad, len(rep.Modules), len(rep.MissingEarly), hooks.DepmodCommand(c.Root, c.Kernel))
 		} else {
 			fmt.Fprintf(e.stdout, "%s: %d of %d modules stale, %d required early modules missing; run 'kabiguard initramfs refresh -k %s %s'\n",
 				c.Image, bad, len(rep.Modules), len(rep.MissingEarly), c.Kernel, c.Image)

@@ -67,7 +67,7 @@ func pad4(n int64) int64 { return (4 - n%4) % 4 }
 // encoding/binary's Uvarint, at most 9 bytes) from the front of *b.
 func takeUvarint(b *[]byte) (int64, bool) {
 	v, k := binary.Uvarint(*b)
-	if k <= 0 || k > 9 || v > 1<<62 {
+	if k <= 0 || k > 9 || v > 1<<62 || k > 1 && (*b)[k-1] == 0 { // the kernel rejects 0x80 0x00
 		return 0, false
 	}
 	*b = (*b)[k:]
@@ -169,7 +169,7 @@ func encodeXZBlock(data []byte) ([]byte, error) {
 func xzUnpadded(block []byte) int64 {
 	rest := block[2:]
 	compressed, _ := takeUvarint(&rest)
-	return int64(block[0]+1)*4 + compressed + xzCheckSize(xzCheckCRC32)
+	return (int64(block[0])+1)*4 + compressed + xzCheckSize(xzCheckCRC32)
 }
 
 // ---- Reading -------------------------------------------------------------------------------
@@ -198,6 +198,7 @@ var ErrXZNotIndexed = errors.New("xz block header without compressed size")
 // index agrees with the blocks. It fails with ErrXZNotIndexed when a block header lacks its
 // compressed size, and with an error naming the offset of any defect.
 func WalkXZ(ra io.ReaderAt, off, size int64) (*XZStream, error) {
+	ra = io.NewSectionReader(ra, 0, size) // nothing past size is read, whatever ra holds
 	var sh [12]byte
 	if _, err := ra.ReadAt(sh[:], off); err != nil {
 		return nil, fmt.Errorf("xz stream header at offset %d: %w", off, truncated(err))
@@ -309,6 +310,9 @@ func readXZIndex(ra io.ReaderAt, off, size int64, st *XZStream) (int64, error) {
 	}
 	// Each record takes at most 18 bytes; the count at most 9.
 	maxLen := min(size-off, 1+9+18*int64(len(st.blocks))+3+4)
+	if maxLen < 8 { // indicator, count, padding and CRC32 at the least
+		return bad("truncated")
+	}
 	buf := make([]byte, maxLen)
 	if n, err := ra.ReadAt(buf, off); int64(n) < maxLen {
 		return 0, fmt.Errorf("xz index at offset %d: %w", off, truncated(err))
@@ -362,19 +366,26 @@ func (st *XZStream) Size() int64 {
 // NewReader returns a reader of the stream's uncompressed content whose blocks are decoded
 // concurrently, a few ahead of the reader, in bounded memory. Close it to stop the decoders.
 func (st *XZStream) NewReader(ra io.ReaderAt) io.ReadCloser {
-	return &xzParallelReader{ra: ra, st: st, ahead: max(2, runtime.GOMAXPROCS(0)) + 1, free: make(chan []byte, 8)}
+	return &xzParallelReader{ra: ra, st: st, ahead: max(2, runtime.GOMAXPROCS(0)) + 1, free: make(chan []byte, 2)}
 }
 
+// xzMaxInFlight bounds the memory of the blocks being decoded and read (output and
+// dictionary): dracut's blocks take 4 MiB each, `xz -6 -T0`'s 32 MiB; one block always goes.
+var xzMaxInFlight int64 = 256 << 20 // a variable for tests
+
 type xzParallelReader struct {
-	ra      io.ReaderAt
-	st      *XZStream
-	ahead   int // blocks in flight, the one being read included
-	next    int // next block to start
-	pending []chan xzDecoded
-	cur     []byte // unread part of the block being read
-	curBuf  []byte // its buffer, returned to free when done
-	free    chan []byte
-	err     error
+	ra       io.ReaderAt
+	st       *XZStream
+	ahead    int // blocks in flight, the one being read included
+	next     int // next block to start
+	pending  []chan xzDecoded
+	costs    []int64 // memory of each pending block
+	inFlight int64   // memory of the pending blocks and of the one being read
+	cur      []byte  // unread part of the block being read
+	curBuf   []byte  // its buffer, returned to free when done
+	curCost  int64
+	free     chan []byte // a few buffers of blocks read, for the next ones
+	err      error
 }
 
 type xzDecoded struct {
@@ -382,10 +393,18 @@ type xzDecoded struct {
 	err  error
 }
 
+// xzBlockMemory is what decoding b holds: its output and its decoder's dictionary.
+func xzBlockMemory(b xzBlock) int64 { return b.size + int64(xzDecodeDict(b)) }
+
 func (x *xzParallelReader) fill() {
 	for len(x.pending) < x.ahead && x.next < len(x.st.blocks) {
 		b := x.st.blocks[x.next]
+		cost := xzBlockMemory(b)
+		if x.inFlight > 0 && x.inFlight+cost > xzMaxInFlight {
+			return
+		}
 		x.next++
+		x.inFlight += cost
 		var buf []byte
 		select {
 		case buf = <-x.free:
@@ -393,6 +412,7 @@ func (x *xzParallelReader) fill() {
 		}
 		ch := make(chan xzDecoded, 1)
 		x.pending = append(x.pending, ch)
+		x.costs = append(x.costs, cost)
 		go func() {
 			data, err := decodeXZBlock(x.ra, b, x.st.check, buf)
 			ch <- xzDecoded{data, err}
@@ -411,6 +431,7 @@ func (x *xzParallelReader) Read(p []byte) (int, error) {
 			default:
 			}
 			x.curBuf = nil
+			x.inFlight -= x.curCost
 		}
 		x.fill()
 		if len(x.pending) == 0 {
@@ -418,7 +439,7 @@ func (x *xzParallelReader) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		d := <-x.pending[0]
-		x.pending = x.pending[1:]
+		x.pending, x.curCost, x.costs = x.pending[1:], x.costs[0], x.costs[1:]
 		if d.err != nil {
 			x.err = d.err
 			return 0, d.err
@@ -443,16 +464,18 @@ func (x *xzParallelReader) Close() error {
 	return nil
 }
 
+// xzDecodeDict is the dictionary decoding b needs. A block starts with a dictionary reset, so
+// no match reaches beyond its own content: a dictionary larger than the block would only cost
+// memory.
+func xzDecodeDict(b xzBlock) int { return max(lzma.MinDictCap, min(b.dictCap, int(b.size)+4096)) }
+
 // decodeXZBlock decodes block b into buf (grown as needed) and verifies its size and check.
 func decodeXZBlock(ra io.ReaderAt, b xzBlock, check byte, buf []byte) ([]byte, error) {
 	fail := func(err error) ([]byte, error) {
 		return nil, fmt.Errorf("xz block at offset %d: %w", b.off, err)
 	}
 	data := b.off + b.headerLen
-	// A block starts with a dictionary reset, so no match reaches beyond its own content: a
-	// dictionary larger than the block would only cost memory.
-	dict := max(lzma.MinDictCap, min(b.dictCap, int(b.size)+4096))
-	zr, err := lzma.Reader2Config{DictCap: dict}.NewReader2(bufio.NewReaderSize(io.NewSectionReader(ra, data, b.compressed), 64<<10))
+	zr, err := lzma.Reader2Config{DictCap: xzDecodeDict(b)}.NewReader2(bufio.NewReaderSize(io.NewSectionReader(ra, data, b.compressed), 64<<10))
 	if err != nil {
 		return fail(err)
 	}
@@ -465,7 +488,7 @@ func decodeXZBlock(ra io.ReaderAt, b xzBlock, check byte, buf []byte) ([]byte, e
 	}
 	var one [1]byte
 	if n, err := zr.Read(one[:]); n != 0 || err != io.EOF {
-		return fail(errors.New("more data than the index records"))
+		return fail(errors.New("the LZMA2 data does not end where the index says (end marker missing or sizes wrong)"))
 	}
 	cs := xzCheckSize(check)
 	want := make([]byte, cs)

@@ -247,3 +247,73 @@ func FuzzXZ(f *testing.F) {
 		}
 	})
 }
+
+// A size shorter than the data behind the reader bounds the walk: errors, never a panic
+// (an earlier parse may pass a segment length that ends inside the stream).
+func TestXZWalkWithinSize(t *testing.T) {
+	smallXZBlocks(t)
+	empty := encodeInPieces(t, XZ, nil)
+	stream := encodeInPieces(t, XZ, testData(100<<10, 5))
+	st, err := WalkXZ(bytes.NewReader(stream), 0, int64(len(stream)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := st.blocks[0]
+	afterFirst := first.off + first.headerLen + first.compressed + pad4(first.compressed) + 4
+	for _, c := range []struct {
+		data []byte
+		size int64
+	}{{empty, 12}, {empty, 5}, {empty, int64(len(empty)) - 1}, {stream, afterFirst}, {stream, afterFirst + 3}, {stream, int64(len(stream)) - 12}} {
+		if _, err := WalkXZ(bytes.NewReader(c.data), 0, c.size); err == nil {
+			t.Errorf("walk of %d bytes within %d: no error", len(c.data), c.size)
+		}
+	}
+}
+
+// Multibyte integers must be minimal, as the kernel's xz decoder wants them.
+func TestXZIntegers(t *testing.T) {
+	for _, c := range []struct {
+		in []byte
+		ok bool
+	}{{[]byte{0x05}, true}, {[]byte{0x00}, true}, {[]byte{0x85, 0x01}, true}, {[]byte{0x85, 0x00}, false}, {[]byte{0x80}, false}} {
+		b := c.in
+		if _, ok := takeUvarint(&b); ok != c.ok {
+			t.Errorf("% x: ok %v, want %v", c.in, ok, c.ok)
+		}
+	}
+}
+
+// The blocks in flight stay within the memory budget: with room for one, one is decoded at a
+// time, and the content is still whole.
+func TestXZReaderMemoryBound(t *testing.T) {
+	smallXZBlocks(t)
+	old := xzMaxInFlight
+	xzMaxInFlight = 100 << 10 // less than one 64 KiB block and its dictionary
+	t.Cleanup(func() { xzMaxInFlight = old })
+	data := testData(400<<10, 9)
+	stream := encodeInPieces(t, XZ, data)
+	st, err := WalkXZ(bytes.NewReader(stream), 0, int64(len(stream)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := st.NewReader(bytes.NewReader(stream)).(*xzParallelReader)
+	defer r.Close()
+	var got []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := r.Read(buf)
+		got = append(got, buf[:n]...)
+		if len(r.pending) > 0 {
+			t.Fatalf("%d blocks decoding beside the one being read", len(r.pending))
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("%d bytes read, want %d", len(got), len(data))
+	}
+}
