@@ -7,9 +7,10 @@ package compression
 // compressed a 21 MiB cpio in 7.8 s (a refresh of dracut's full xz image took as long as
 // rebuilding it with dracut) and decodes at a third of liblzma's speed. Streams made by
 // dracut (`xz -T0`) and by this writer are cut into blocks that record their sizes, so each
-// block is coded on its own core and the stream joined in order: 2.7 s for those 21 MiB, and
-// `initramfs ls` of dracut's xz image in 0.8 s instead of 1.4 s. Streams whose block headers
-// lack the sizes (single-threaded `xz`) are read by ulikunitz's sequential reader.
+// block is coded on its own core and the stream joined in order: 1.1 s for those 21 MiB
+// (with the dictionary below), and `initramfs ls` of dracut's xz image in 0.6 s instead of
+// 1.0-1.4 s. Streams whose block headers lack the sizes (single-threaded `xz`) are read by
+// ulikunitz's sequential reader.
 
 import (
 	"bufio"
