@@ -134,10 +134,9 @@ func rebuild(gen, root, kernel, image string) error {
 		return fmt.Errorf("%s needs a full rebuild, but the initrd generator is \"none\" (KERNEL_INSTALL_INITRD_GENERATOR)", image)
 	}
 	os.Remove(tmp)
-	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
-	if err != nil {
+	if err := run(argv[0], argv[1:]...); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, lastLine(string(out)))
+		return err
 	}
 	f, err := os.Open(tmp)
 	if err == nil {

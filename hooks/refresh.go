@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -253,37 +252,25 @@ func verifyImage(tree *kernelTree, kernel, image string, comp compression.Format
 			rep.Modules[i].Unlisted = tree.unlisted(m.Path, kernel)
 		}
 	}
-	// A full image holds hundreds of modules, a hundred megabytes: compare on every core.
-	errs := make([]error, len(km.Modules))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var buf []byte // the tree file, read into memory reused from one module to the next
-			for i := range next {
-				r := &rep.Modules[i]
-				same, err := sameModule(contents[r.InImage], r.Tree, &buf)
-				if err != nil {
-					errs[i] = fmt.Errorf("%s: %s: %w", image, r.InImage, err)
-				}
-				r.State = map[bool]string{true: ModCurrent, false: ModStale}[same]
-			}
-		}()
-	}
+	// The scan compared nearly every copy as it streamed by; the few it could not settle (a
+	// link whose target bears another name) are compared here.
+	var buf []byte // the tree file, read into memory reused from one module to the next
 	for i := range rep.Modules {
 		r := &rep.Modules[i]
-		if same, ok := decided[r.InImage]; ok && r.Tree != "" {
-			r.State = map[bool]string{true: ModCurrent, false: ModStale}[same]
-		} else if r.Tree != "" {
-			next <- i
+		if r.Tree == "" {
+			continue
 		}
-	}
-	close(next)
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		same, ok := decided[r.InImage]
+		if !ok {
+			var err error
+			if same, err = sameModule(contents[r.InImage], r.Tree, &buf); err != nil {
+				return nil, fmt.Errorf("%s: %s: %w", image, r.InImage, err)
+			}
+		}
+		r.State = ModStale
+		if same {
+			r.State = ModCurrent
+		}
 	}
 	if cfg != nil {
 		for _, req := range cfg.Required {
@@ -541,8 +528,7 @@ func decideRecord(sc *imageScan, tree *kernelTree, kernel string, rec initramfs.
 		return nil, false, true, nil
 	}
 	mod, _, isMod := initramfs.ModuleName(rec.Name)
-	typ := rec.Mode & 0o170000
-	if !isMod || !strings.Contains(rec.Name, "lib/modules/") || typ != 0o100000 && typ != 0o120000 {
+	if !isMod || !strings.Contains(rec.Name, "lib/modules/") || !rec.IsRegular() && !rec.IsSymlink() {
 		return nil, false, false, nil
 	}
 	tf, err := tree.file(mod)
@@ -551,7 +537,7 @@ func decideRecord(sc *imageScan, tree *kernelTree, kernel string, rec initramfs.
 		return nil, false, false, err
 	case tf == "":
 		return nil, false, inKernel, nil
-	case typ != 0o100000:
+	case !rec.IsRegular():
 		return nil, false, false, nil
 	}
 	same, ok := false, false
@@ -648,7 +634,7 @@ func orphanTargets(im *initramfs.Image, km *initramfs.KernelModules, stale map[s
 		}
 	}
 	for _, e := range im.Entries() {
-		if _, isStale := stale[e.Name]; e.Mode&0o170000 != 0o120000 || drop[e.Name] || isStale {
+		if _, isStale := stale[e.Name]; !e.IsSymlink() || drop[e.Name] || isStale {
 			continue
 		}
 		if t, err := im.Resolve(e.Name); err == nil {

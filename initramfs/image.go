@@ -169,6 +169,10 @@ type Record struct {
 	Mode    uint32 // st_mode with type bits
 }
 
+// IsRegular and IsSymlink report the record's file type.
+func (r Record) IsRegular() bool { return r.Mode&modeType == modeRegular }
+func (r Record) IsSymlink() bool { return r.Mode&modeType == modeSymlink }
+
 // Scan is Open that also hands visit the body of every regular file record as the one
 // decompression passes it (name as in the record, normalised; size its length): a whole image
 // is inspected in one pass and without holding it in memory. visit may read part of the body or
@@ -580,31 +584,23 @@ func (im *Image) ReadFiles(names ...string) (map[string][]byte, error) {
 	}
 	for si, ws := range bySeg {
 		seg := im.Segments[si]
-		if seg.plain != nil {
+		ferr := func(err error) error {
+			return &FormatError{File: im.Name, Segment: si + 1, Compression: seg.Compression, Offset: seg.Offset, Err: err}
+		}
+		if seg.plain != nil || seg.Compression == compression.None { // nothing to decompress
 			for _, w := range ws {
-				b := make([]byte, w.n.size)
-				if _, err := seg.plain.ReadAt(b, w.n.off); err != nil {
-					return nil, &FormatError{File: im.Name, Segment: si + 1, Compression: seg.Compression, Offset: seg.Offset,
-						Err: fmt.Errorf("reading %q: %w", w.name, io.ErrUnexpectedEOF)}
+				b, err := im.content(w.n)
+				if err != nil {
+					return nil, ferr(fmt.Errorf("reading %q: %w", w.name, err))
+				}
+				if seg.plain != nil {
+					b = bytes.Clone(b) // content shares Load's memory
 				}
 				out[w.name] = b
 			}
 			continue
 		}
 		sort.Slice(ws, func(i, j int) bool { return ws[i].n.off < ws[j].n.off })
-		ferr := func(err error) error {
-			return &FormatError{File: im.Name, Segment: si + 1, Compression: seg.Compression, Offset: seg.Offset, Err: err}
-		}
-		if seg.Compression == compression.None {
-			for _, w := range ws {
-				b := make([]byte, w.n.size)
-				if _, err := im.ra.ReadAt(b, seg.Offset+w.n.off); err != nil {
-					return nil, ferr(fmt.Errorf("reading %q: %w", w.name, err))
-				}
-				out[w.name] = b
-			}
-			continue
-		}
 		d, err := openSegment(im.ra, seg.Offset, im.Size, seg.Compression, seg.Length)
 		if err != nil {
 			return nil, ferr(err)
@@ -639,7 +635,6 @@ func (im *Image) ReadFiles(names ...string) (map[string][]byte, error) {
 // Walk calls fn for every record of every segment in image order, with the body of regular
 // files that have one (nil otherwise), decompressing each segment once. fn must not keep r.
 func (im *Image) Walk(fn func(e Entry, r io.Reader) error) error {
-
 	for si, seg := range im.Segments {
 		var s *stream
 		var closeFn func()

@@ -230,16 +230,16 @@ func copyEdited(s *stream, w io.Writer, ed Edit, segOff int64) error {
 		}
 		name := normalize(hd.name)
 		maxIno, maxMTime = max(maxIno, hd.ino), max(maxMTime, hd.mtime)
-		typ := hd.mode & modeType
+		rec := Record{Segment: segOff, Offset: hd.off, Name: name, Size: size, Mode: hd.mode}
 		var newData []byte
 		var replace, drop bool
 		if ed.Decide != nil {
-			if newData, replace, drop, err = ed.Decide(Record{Segment: segOff, Offset: hd.off, Name: name, Size: size, Mode: hd.mode}); err != nil {
+			if newData, replace, drop, err = ed.Decide(rec); err != nil {
 				return err
 			}
 		}
-		replace = replace && (typ == modeRegular || typ == modeSymlink)
-		if (replace || drop) && hd.nlink >= 2 && typ == modeRegular {
+		replace = replace && (rec.IsRegular() || rec.IsSymlink())
+		if (replace || drop) && hd.nlink >= 2 && rec.IsRegular() {
 			return fmt.Errorf("%s: %w", name, ErrCannotEdit)
 		}
 		if replace || drop {
@@ -251,7 +251,7 @@ func copyEdited(s *stream, w io.Writer, ed Edit, segOff int64) error {
 		case drop:
 		case replace:
 			mode := hd.mode
-			if typ == modeSymlink {
+			if rec.IsSymlink() {
 				mode = modeRegular | 0o644
 			}
 			info := cpio.Info{Ino: uint64(hd.ino), Mode: uint64(mode), UID: uint64(hd.uid), GID: uint64(hd.gid),

@@ -200,9 +200,15 @@ func TestLoadWanted(t *testing.T) {
 
 func TestParseCRC(t *testing.T) {
 	for in, want := range map[string]int64{
-		"0x037a0cba": 0x037a0cba, "0X037A0CBA": 0x037a0cba, "0x1": 1,
-		"0xffffffff00000002": 2, // wider than 32 bits: the low 32, as before
-		"0x": -1, "037a0cba": -1, "0x037g0cba": -1, "0x1ffffffff00000002": -1, "": -1,
+		"0x037a0cba":          0x037a0cba,
+		"0X037A0CBA":          0x037a0cba,
+		"0x1":                 1,
+		"0xffffffff00000002":  2, // wider than 32 bits: the low 32, as before
+		"0x":                  -1,
+		"037a0cba":            -1,
+		"0x037g0cba":          -1,
+		"0x1ffffffff00000002": -1,
+		"":                    -1,
 	} {
 		got, ok := parseCRC(in)
 		if ok != (want >= 0) || ok && int64(got) != want {
