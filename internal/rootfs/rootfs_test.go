@@ -2,8 +2,10 @@ package rootfs
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -48,5 +50,100 @@ func TestResolveStaysInRoot(t *testing.T) {
 	}
 	if !Within(root, filepath.Join(root, "a/b")) || Within(root, filepath.Dir(root)) || Within(root, root+"x/y") {
 		t.Errorf("Within is wrong")
+	}
+}
+
+func TestRootConfinesEveryOperation(t *testing.T) {
+	outside := t.TempDir()
+	decoy := filepath.Join(outside, "decoy")
+	if err := os.WriteFile(decoy, []byte("host"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, d := range []string{"lib/modules/K/extra", "lib/modules/N"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Symlink(outside, filepath.Join(dir, "lib/modules/N/weak-updates"))) // absolute, outside
+	must(os.Symlink(decoy, filepath.Join(dir, "lib/modules/K/extra/abs.ko")))   // chroot: ROOT/<outside>/decoy
+	must(os.Symlink("../../../../../"+outside+"/decoy", filepath.Join(dir, "lib/modules/K/extra/rel.ko")))
+	must(syscall.Mkfifo(filepath.Join(dir, "lib/modules/K/extra/fifo.ko"), 0o644))
+
+	r, err := Open(dir)
+	must(err)
+	defer r.Close()
+	weak := r.Path("lib/modules/N/weak-updates")
+	// The absolute link means ROOT/<outside>, which does not exist: nothing lands outside.
+	if err := r.Symlink("x", filepath.Join(weak, "x.ko")); err == nil {
+		t.Errorf("symlink created through a link whose target is missing inside the root")
+	}
+	if err := r.MkdirAll(filepath.Join(weak, "sub"), 0o755); err != nil {
+		t.Fatalf("MkdirAll inside the root: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, outside, "sub")); err != nil {
+		t.Errorf("MkdirAll did not follow the absolute link inside the root: %v", err)
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 1 {
+		t.Errorf("the directory outside the root changed: %v", ents)
+	}
+	if _, err := r.ReadFile(r.Path("lib/modules/K/extra/abs.ko")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("absolute link read: %v (want not-exist inside the root)", err)
+	}
+	if _, err := r.ReadFile(r.Path("lib/modules/K/extra/rel.ko")); !errors.Is(err, ErrEscapes) {
+		t.Errorf("relative escaping link read: %v", err)
+	}
+	if _, err := r.ReadFile(r.Path("lib/modules/K/extra/fifo.ko")); !errors.Is(err, ErrNotRegular) {
+		t.Errorf("FIFO read: %v", err)
+	}
+	if _, err := r.ReadFile(filepath.Join(dir, "..", "x")); !errors.Is(err, ErrEscapes) {
+		t.Errorf("path above the root: %v", err)
+	}
+	if _, err := r.ToolPath(filepath.Join(weak, "x.ko")); !errors.Is(err, ErrToolEscape) {
+		t.Errorf("ToolPath through an absolute link out of the root: %v", err)
+	}
+	if p, err := r.ToolPath(r.Path("lib/modules/K")); err != nil || p != r.Path("lib/modules/K") {
+		t.Errorf("ToolPath of a plain path: %s %v", p, err)
+	}
+	if _, err := Open(filepath.Join(dir, "missing")); !errors.Is(err, ErrNoRoot) {
+		t.Errorf("Open of a missing root: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "missing")); err == nil {
+		t.Errorf("Open created the missing root")
+	}
+}
+
+func TestWriteAtomic(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.Path("f")
+	if err := os.WriteFile(p, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fail := errors.New("boom")
+	if err := r.WriteAtomic(p, 0o644, func(w io.Writer) error { w.Write([]byte("half")); return fail }); !errors.Is(err, fail) {
+		t.Fatalf("failed write: %v", err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "old" {
+		t.Errorf("failed write changed the file: %q", b)
+	}
+	if err := r.WriteAtomic(p, 0o644, func(w io.Writer) error { _, err := w.Write([]byte("new")); return err }); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(p)
+	if b, _ := os.ReadFile(p); string(b) != "new" || fi.Mode().Perm() != 0o644 {
+		t.Errorf("after write: %q %v", b, fi.Mode())
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("temporary file left: %v", ents)
 	}
 }
