@@ -55,6 +55,8 @@ clean:
 #   $(SYSCONFDIR)/kernel/postrm.d      dkms-kabiguard
 #   $(PREFIX)/lib/depmod.d             kabiguard.conf (search ... weak-updates)
 #   $(PREFIX)/lib/dracut/...           modules.d/90kabiguard/*, dracut.conf.d/90-kabiguard.conf
+#   $(PREFIX)/share/initramfs-tools/   hooks/kabiguard, scripts/init-premount/kabiguard (Debian's
+#                                      default generator: early modules and the boot gate)
 #   $(SYSCONFDIR)/kabiguard/           kabiguard.conf (all defaults commented; an existing one is
 #                                      never overwritten), required.d/ (empty)
 #   $(PREFIX)/share/kabiguard/         the pristine kabiguard.conf and the manifest of every
@@ -68,6 +70,7 @@ KG_DATADIR  = $(PREFIX)/share/kabiguard
 KG_MANIFEST = $(KG_DATADIR)/installed-files
 KG_DRACUT   = $(wildcard dracut/90kabiguard/*)
 KG_DRACONF  = $(wildcard dracut/dracut.conf.d/90-kabiguard.conf)
+KG_ITOOLS   = initramfs-tools/hooks/kabiguard initramfs-tools/scripts/init-premount/kabiguard
 
 .PHONY: install uninstall
 
@@ -88,6 +91,7 @@ install: build
 	if [ -n "$(KG_DRACUT)" ]; then mkd $(PREFIX)/lib/dracut/modules.d/90kabiguard; fi; \
 	for f in $(KG_DRACUT); do m=644; [ -x $$f ] && m=755; put $$m $$f $(PREFIX)/lib/dracut/modules.d/90kabiguard/$${f##*/}; done; \
 	for f in $(KG_DRACONF); do put 644 $$f $(PREFIX)/lib/dracut/dracut.conf.d/$${f##*/}; done; \
+	for f in $(KG_ITOOLS); do put 755 $$f $(PREFIX)/share/$$f; done; \
 	conf=$(SYSCONFDIR)/kabiguard/kabiguard.conf; mkd $(SYSCONFDIR)/kabiguard; mkd $(SYSCONFDIR)/kabiguard/required.d; \
 	if [ ! -e "$$D$$conf" ]; then install -m 644 etc/kabiguard.conf "$$D$$conf"; echo "conf $$conf" >>"$$new"; echo "  $$conf"; \
 	elif [ -f "$$M" ] && grep -qx "conf $$conf" "$$M"; then \

@@ -55,6 +55,8 @@ func TestMakeInstallUninstall(t *testing.T) {
 		"/usr/sbin/kabiguard",
 		"/usr/sbin/kabiguard-gate",
 		"/usr/sbin/weak-modules",
+		"/usr/share/initramfs-tools/hooks/kabiguard",
+		"/usr/share/initramfs-tools/scripts/init-premount/kabiguard",
 		"/usr/share/kabiguard/installed-files",
 		"/usr/share/kabiguard/kabiguard.conf",
 	}
