@@ -113,4 +113,3 @@ func buildKernel(kp *KernelPlan, sub string) string {
 func decisionFor(kp *KernelPlan, l *inventory.Link) *Decision {
 	return kp.Decisions[inventory.ModuleName(l.Sub)]
 }
-

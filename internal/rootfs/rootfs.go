@@ -38,8 +38,8 @@ type Root struct {
 	dir  string // clean absolute path
 	real string // dir with its own symlinks resolved by the host (for ToolPath)
 	r    *os.Root
-	dev uint64
-	ino uint64
+	dev  uint64
+	ino  uint64
 }
 
 // Open opens dir as a root. It creates nothing: a mistyped --root is an error.
