@@ -8,10 +8,11 @@ import (
 
 	"github.com/kabiguard/kabiguard/kabi"
 	"github.com/kabiguard/kabiguard/kabi/module"
+	"golang.org/x/sys/unix"
 )
 
 type checkCmd struct {
-	Kernel  []string `short:"k" placeholder:"RELEASE" help:"Kernel release to check against (repeatable); its symvers is found under --root."`
+	Kernel  []string `short:"k" placeholder:"RELEASE" help:"Kernel release to check against (repeatable; default: the running kernel); its symvers is found under --root."`
 	Root    string   `default:"/" placeholder:"DIR" help:"Root directory holding lib/modules, boot and usr/src." type:"path"`
 	Symvers []string `placeholder:"FILE" help:"A Module.symvers or symvers-K.gz file to check against instead of an installed kernel (repeatable)." type:"path"`
 	With    []string `placeholder:"MODULE" help:"Modules installed alongside that export symbols to the checked ones; trusted to load (repeatable)." type:"path"`
@@ -35,14 +36,18 @@ Examples:
   kabiguard check --symvers /boot/symvers-5.14.0-427.el9.x86_64.gz --json kmod-foo/*.ko.xz`
 }
 
-func (c *checkCmd) Validate() error {
-	if len(c.Kernel) == 0 && len(c.Symvers) == 0 {
-		return fmt.Errorf("say what to check against: --kernel RELEASE or --symvers FILE")
-	}
-	return nil
-}
-
 func (c *checkCmd) Run(e *env) error {
+	if len(c.Kernel) == 0 && len(c.Symvers) == 0 {
+		// Like modprobe and modinfo: the running kernel, but only for the running system.
+		if filepath.Clean(c.Root) != "/" {
+			return fmt.Errorf("say which kernel of %s to check against: --kernel RELEASE or --symvers FILE", c.Root)
+		}
+		rel, err := runningRelease()
+		if err != nil {
+			return fmt.Errorf("cannot tell the running kernel (%v): say --kernel RELEASE or --symvers FILE", err)
+		}
+		c.Kernel = []string{rel}
+	}
 	mods, err := openModules(c.Modules)
 	if err != nil {
 		return err
@@ -125,4 +130,13 @@ func openModules(paths []string) ([]*module.Module, error) {
 		mods = append(mods, m)
 	}
 	return mods, nil
+}
+
+// runningRelease is uname -r.
+func runningRelease() (string, error) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "", err
+	}
+	return unix.ByteSliceToString(u.Release[:]), nil
 }

@@ -72,7 +72,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "kabiguard: %v (see 'kabiguard --help')\n", err)
+		fmt.Fprintf(stderr, "kabiguard: %v (see '%s --help')\n", err, helpFor(err))
 		return exitError
 	}
 	err = ctx.Run(&env{stdout: stdout, stderr: stderr})
@@ -86,6 +86,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kabiguard: %v\n", err)
 		return exitError
 	}
+}
+
+// helpFor names the command whose --help explains a parse error: the subcommand the arguments
+// got as far as selecting, else the program.
+func helpFor(err error) string {
+	var pe *kong.ParseError
+	if errors.As(err, &pe) && pe.Context != nil {
+		if node := pe.Context.Selected(); node != nil {
+			return node.FullPath()
+		}
+	}
+	return "kabiguard"
 }
 
 // problemError means the command worked and its answer is "no": exit 1, nothing more to print.
