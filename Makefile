@@ -112,4 +112,10 @@ uninstall:
 	  if cmp -s "$$D$$p" "$$D$(KG_DATADIR)/kabiguard.conf"; then rm -f "$$D$$p"; echo "  removed $$p"; \
 	  elif [ -e "$$D$$p" ]; then echo "  kept $$p: modified by the admin"; fi; done; \
 	grep '^file ' "$$M" | while read -r k p; do rm -f "$$D$$p"; echo "  removed $$p"; done; \
-	grep '^dir ' "$$M" | sort -r | while read -r k p; do rmdir "$$D$$p" 2>/dev/null || true; done
+	grep '^dir ' "$$M" | sort -r | while read -r k p; do rmdir "$$D$$p" 2>/dev/null || true; done; \
+	n=$$(find "$$D/lib/modules/" -mindepth 2 -path '*/weak-updates/*' -type l 2>/dev/null | wc -l); \
+	if [ "$$n" -gt 0 ]; then \
+	  echo "note: $$n weak-updates link(s) under $$D/lib/modules stay: kernels may boot with those modules, but"; \
+	  echo "      nothing keeps them right any more. To drop them: rm the links under /lib/modules/*/weak-updates,"; \
+	  echo "      then 'depmod -a RELEASE' and rebuild the initramfs of each kernel that had them."; \
+	fi

@@ -124,4 +124,18 @@ func TestMakeInstallUninstall(t *testing.T) {
 	if strings.Join(left, " ") != "/etc/kabiguard/kabiguard.conf /etc/kabiguard/required.d/drbd.conf" {
 		t.Fatalf("after uninstall: %v\n%s", left, out2)
 	}
+
+	// Weak links kabiguard made outlive it: uninstall keeps them (kernels may need them to
+	// boot) and says how to drop them.
+	weak := filepath.Join(d, "lib", "modules", "6.1.0-54-amd64", "weak-updates", "drbd")
+	must(t, os.MkdirAll(weak, 0o755))
+	must(t, os.Symlink("../../../6.1.0-50-amd64/extra/drbd.ko", filepath.Join(weak, "drbd.ko")))
+	makeTarget(t, bin, d, "install")
+	out3 := makeTarget(t, bin, d, "uninstall")
+	if !strings.Contains(out3, "note: 1 weak-updates link(s) under "+d+"/lib/modules stay") || !strings.Contains(out3, "depmod -a") {
+		t.Fatalf("uninstall said nothing of the weak-updates links it leaves:\n%s", out3)
+	}
+	if _, err := os.Lstat(filepath.Join(weak, "drbd.ko")); err != nil {
+		t.Fatalf("uninstall removed a weak-updates link: %v", err)
+	}
 }
