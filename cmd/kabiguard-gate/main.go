@@ -107,7 +107,7 @@ func readList(path string) ([]string, error) {
 		}
 		where := path + ":" + strconv.Itoa(i+1) + ": "
 		if !validName(f[0]) {
-			return nil, errors.New(where + strconv.Quote(f[0]) + " is not a module name (letters, digits, '_' and '-' only)")
+			return nil, errors.New(where + strconv.Quote(f[0]) + " is not a module name (letters, digits, '_' and '-'; '-' not first)")
 		}
 		for _, flag := range f[1:] { // a required.d line is a valid list line too
 			if flag != "early" {
@@ -121,11 +121,11 @@ func readList(path string) ([]string, error) {
 
 // validName is the rule for a module name in required.d and in the image's list: kmod's
 // module name characters, letters, digits, '_' and '-' (the kernel's build turns every other
-// character of a file name into '_'). It is a copy of config.ValidModuleName, kept here so
+// character of a file name into '_'), not starting with '-'. It is a copy of config.ValidModuleName, kept here so
 // the gate stays small and free of the main program's packages; the dracut module's shell
 // parser applies the same rule, and TestValidNameAgrees keeps the two Go copies equal.
 func validName(s string) bool {
-	if s == "" {
+	if s == "" || s[0] == '-' { // never taken for an option by instmods, modprobe or dracut-install
 		return false
 	}
 	for i := 0; i < len(s); i++ {
