@@ -2,6 +2,7 @@
 # dracut module "kabiguard": put the kernel modules an admin declared required and early
 # (/etc/kabiguard/required.d/*.conf, lines "name early") into the initramfs, and refuse the
 # boot when one of them cannot load. Enabled by /etc/dracut.conf.d/90-kabiguard.conf.
+# shellcheck disable=SC2154 # kernel, initdir, moddir: set by dracut
 # Tests set KABIGUARD_CONFDIR (default /etc/kabiguard) and KABIGUARD_GATE (the gate binary).
 
 # Only when asked for (the dracut.conf.d file, -a or -m): it acts on the admin's declarations.
