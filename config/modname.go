@@ -7,11 +7,12 @@ import (
 
 // ValidModuleName is the rule for a module name in required.d: kmod's module name characters,
 // letters, digits, '_' and '-' (the kernel's build turns every other character of a module's
-// file name into '_'), not starting with '-'. A name that breaks it is a typo or an attack (a path, a shell pattern)
-// and is refused with its file and line. Two more readers of required.d apply the same rule
-// and must stay equal to this one: the dracut module's shell parser
-// (dracut/90kabiguard/module-setup.sh, kabiguard_required; TestRequiredParsersAgree) and
-// kabiguard-gate's own copy (validName; TestValidNameAgrees).
+// file name into '_'), not starting with '-'. A name that breaks it is a typo or an attack (a
+// path, a shell pattern, an option) and is refused with its file and line. Two more readers
+// of required.d apply the same rule and must stay equal to this one: the dracut module's
+// shell parser (dracut/90kabiguard/module-setup.sh, kabiguard_required;
+// TestRequiredParsersAgree in cmd/kabiguard) and kabiguard-gate's own copy (validName;
+// TestValidNameAgrees).
 func ValidModuleName(s string) bool {
 	if s == "" || s[0] == '-' { // never taken for an option by instmods, modprobe or dracut-install
 		return false

@@ -89,10 +89,10 @@ func runWith(listPath, modDir string, out io.Writer, insert func(name, path stri
 }
 
 // readList reads module names, one per line, optionally followed by "early" as in
-// required.d; '#' starts a comment. The list is what
-// module-setup.sh wrote from required.d, which accepts only valid names: anything else here
-// means a tampered or broken image, and a path-like name must never reach the file system
-// (/sys/module/../../etc/passwd exists, so it would pass as built in).
+// required.d; '#' starts a comment. The list is what module-setup.sh wrote from required.d,
+// which accepts only valid names: anything else here means a tampered or broken image, and a
+// path-like name must never reach the file system (/sys/module/../../etc/passwd exists, so it
+// would pass as built in).
 func readList(path string) ([]string, error) {
 	data, err := readRegular(path)
 	if err != nil {
@@ -121,9 +121,10 @@ func readList(path string) ([]string, error) {
 
 // validName is the rule for a module name in required.d and in the image's list: kmod's
 // module name characters, letters, digits, '_' and '-' (the kernel's build turns every other
-// character of a file name into '_'), not starting with '-'. It is a copy of config.ValidModuleName, kept here so
-// the gate stays small and free of the main program's packages; the dracut module's shell
-// parser applies the same rule, and TestValidNameAgrees keeps the two Go copies equal.
+// character of a file name into '_'), not starting with '-'. It is a copy of
+// config.ValidModuleName, kept here so the gate stays small and free of the main program's
+// packages; the dracut module's shell parser applies the same rule, and TestValidNameAgrees
+// keeps the two Go copies equal.
 func validName(s string) bool {
 	if s == "" || s[0] == '-' { // never taken for an option by instmods, modprobe or dracut-install
 		return false

@@ -14,7 +14,8 @@ depends() {
     return 0
 }
 
-# kabiguard_say reports a problem through dracut's log, or on stderr when sourced elsewhere (tests).
+# kabiguard_say reports a problem through dracut's log, or on stderr when sourced elsewhere
+# (tests).
 kabiguard_say() {
     if type derror >/dev/null 2>&1; then derror "$*"; else echo "$*" >&2; fi
 }
@@ -33,8 +34,8 @@ kabiguard_uspace=($'\xc2\x85' $'\xc2\xa0' $'\xe1\x9a\x80' $'\xe2\x80\x80' $'\xe2
 # files): every *.conf, dot files too, in byte order; a regular file (or a link to one), else
 # an error; '#' starts a comment anywhere; white space around a line is dropped; what is left
 # must be ASCII; its first word is a module name of letters, digits, '_' and '-', not starting
-# with '-' (never a path, a shell pattern or an option), the other words must be "early". A subshell: the shell options,
-# locale and variables stay here.
+# with '-' (never a path, a shell pattern or an option), the other words must be "early".
+# A subshell: the shell options, locale and variables stay here.
 kabiguard_required() (
     LC_ALL=C
     shopt -s nullglob dotglob
