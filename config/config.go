@@ -130,6 +130,9 @@ func (c *Config) loadRequired(dir string) error {
 	for _, f := range files {
 		err := eachLine(f, func(line int, text string) error {
 			fields := strings.Fields(text)
+			if err := checkRequiredLine(text, fields); err != nil { // config/modname.go
+				return err
+			}
 			r := Required{Name: strings.ReplaceAll(fields[0], "-", "_"), Source: fmt.Sprintf("%s:%d", f, line)}
 			for _, flag := range fields[1:] {
 				if flag != "early" {

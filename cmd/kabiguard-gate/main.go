@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,6 +48,12 @@ func main() {
 func say(w io.Writer, s string) { io.WriteString(w, "kabiguard: "+s+"\n") }
 
 func run(listPath, modDir string, out io.Writer) int {
+	return runWith(listPath, modDir, out, nil)
+}
+
+// runWith is run with the step that gives one module file to the kernel replaced (tests);
+// nil means the real one.
+func runWith(listPath, modDir string, out io.Writer, insert func(name, path string) error) int {
 	if modDir == "" {
 		var u unix.Utsname
 		if err := unix.Uname(&u); err != nil {
@@ -65,7 +72,10 @@ func run(listPath, modDir string, out io.Writer) int {
 		say(out, err.Error())
 		return 1
 	}
-	l := &loader{dir: modDir, dep: dep, loaded: loadedModules()}
+	l := &loader{dir: modDir, dep: dep, loaded: loadedModules(), insert: insert}
+	if l.insert == nil {
+		l.insert = l.insertFile
+	}
 	var ok []string
 	for _, name := range names {
 		if err := l.load(name); err != nil {
@@ -78,20 +88,54 @@ func run(listPath, modDir string, out io.Writer) int {
 	return 0
 }
 
-// readList reads module names, one per line; '#' starts a comment.
+// readList reads module names, one per line, optionally followed by "early" as in
+// required.d; '#' starts a comment. The list is what module-setup.sh wrote from required.d,
+// which accepts only valid names: anything else here means a tampered or broken image, and a
+// path-like name must never reach the file system (/sys/module/../../etc/passwd exists, so it
+// would pass as built in).
 func readList(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
+	data, err := readRegular(path)
 	if err != nil {
 		return nil, err
 	}
 	var names []string
-	for _, line := range strings.Split(string(data), "\n") {
+	for i, line := range strings.Split(string(data), "\n") {
 		line, _, _ = strings.Cut(line, "#")
-		if f := strings.Fields(line); len(f) > 0 {
-			names = append(names, normalize(f[0]))
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
 		}
+		where := path + ":" + strconv.Itoa(i+1) + ": "
+		if !validName(f[0]) {
+			return nil, errors.New(where + strconv.Quote(f[0]) + " is not a module name (letters, digits, '_' and '-'; '-' not first)")
+		}
+		for _, flag := range f[1:] { // a required.d line is a valid list line too
+			if flag != "early" {
+				return nil, errors.New(where + "unknown flag " + strconv.Quote(flag) + " after module " + f[0] + " (known: early)")
+			}
+		}
+		names = append(names, normalize(f[0]))
 	}
 	return names, nil
+}
+
+// validName is the rule for a module name in required.d and in the image's list: kmod's
+// module name characters, letters, digits, '_' and '-' (the kernel's build turns every other
+// character of a file name into '_'), not starting with '-'. It is a copy of
+// config.ValidModuleName, kept here so the gate stays small and free of the main program's
+// packages; the dracut module's shell parser applies the same rule, and TestValidNameAgrees
+// keeps the two Go copies equal.
+func validName(s string) bool {
+	if s == "" || s[0] == '-' { // never taken for an option by instmods, modprobe or dracut-install
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func normalize(name string) string { return strings.ReplaceAll(name, "-", "_") }
@@ -111,26 +155,77 @@ type depEntry struct {
 	deps []string
 }
 
+// maxDepLine bounds one modules.dep line: a real one is a few KB; a longer one is refused
+// with its line number instead of holding the boot on an unbounded read.
+const maxDepLine = 1 << 20
+
 func readModulesDep(path string) (map[string]depEntry, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	return parseModulesDep(f, path)
+}
+
+// parseModulesDep reads modules.dep lines "path: dep dep ..."; names of the file are in the
+// errors. A line whose module name is not a valid one is skipped: depmod never writes it and
+// no valid required name can match it.
+func parseModulesDep(r io.Reader, path string) (map[string]depEntry, error) {
 	out := map[string]depEntry{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), maxDepLine)
+	n := 0
 	for sc.Scan() {
+		n++
 		mod, rest, ok := strings.Cut(sc.Text(), ":")
 		if !ok {
 			continue
 		}
 		name := moduleName(mod)
+		if !validName(name) {
+			continue
+		}
 		if _, dup := out[name]; !dup { // depmod lists the winning file first
 			out[name] = depEntry{path: mod, deps: strings.Fields(rest)}
 		}
 	}
-	return out, sc.Err()
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			err = errors.New("a line longer than " + strconv.Itoa(maxDepLine) + " bytes")
+		}
+		return nil, errors.New(path + ":" + strconv.Itoa(n+1) + ": " + err.Error())
+	}
+	return out, nil
+}
+
+// openRegular opens path for reading only when it is a regular file: a FIFO or a device put
+// where a module or modules.dep should be must not block the boot forever (O_NONBLOCK makes
+// the open of a FIFO return at once; the type check then refuses it).
+func openRegular(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return nil, errors.New(path + ": not a regular file")
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+func readRegular(path string) ([]byte, error) {
+	f, err := openRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }
 
 // loadedModules is the set of modules already in the kernel (/proc/modules, and built-in ones
@@ -150,12 +245,36 @@ type loader struct {
 	dir    string
 	dep    map[string]depEntry
 	loaded map[string]bool
+	insert func(name, path string) error // gives one module file to the kernel
+	chain  []string                      // the modules being loaded, outermost first
 }
+
+// maxDepth bounds the dependency chain: real ones are a few modules deep; a hostile
+// modules.dep must end in a line, not in a stack overflow.
+const maxDepth = 1000
+
+// chainError is a fault of modules.dep itself (a cycle, an absurd depth): it is reported as
+// is, not wrapped once per level of the chain that found it.
+type chainError struct{ msg string }
+
+func (e *chainError) Error() string { return e.msg }
 
 // load loads name after its dependencies (modules.dep lists them deepest last).
 func (l *loader) load(name string) error {
+	if !validName(name) {
+		return errors.New(strconv.Quote(name) + " is not a module name")
+	}
 	if l.loaded[name] {
 		return nil
+	}
+	for i, c := range l.chain {
+		if c == name {
+			cycle := append(append([]string{}, l.chain[i:]...), name)
+			return &chainError{l.dir + "/modules.dep has a dependency cycle: " + strings.Join(cycle, " -> ")}
+		}
+	}
+	if len(l.chain) >= maxDepth {
+		return &chainError{l.dir + "/modules.dep: dependency chain of " + l.chain[0] + " deeper than " + strconv.Itoa(maxDepth) + " modules"}
 	}
 	e, ok := l.dep[name]
 	if !ok {
@@ -164,13 +283,23 @@ func (l *loader) load(name string) error {
 		}
 		return errors.New("not in the initramfs (" + l.dir + "/modules.dep does not list it)")
 	}
+	l.chain = append(l.chain, name)
+	defer func() { l.chain = l.chain[:len(l.chain)-1] }()
 	for i := len(e.deps) - 1; i >= 0; i-- {
 		d := moduleName(e.deps[i])
 		if err := l.load(d); err != nil {
+			var ce *chainError
+			if errors.As(err, &ce) {
+				return err
+			}
 			return errors.New("dependency " + d + ": " + err.Error())
 		}
 	}
-	return l.insert(name, filepath.Join(l.dir, e.path))
+	if err := l.insert(name, filepath.Join(l.dir, e.path)); err != nil {
+		return err
+	}
+	l.loaded[name] = true
+	return nil
 }
 
 // builtin reports whether the kernel has name built in (modules.builtin of the running kernel).
@@ -181,7 +310,7 @@ func builtin(name string) bool {
 
 // insert gives one module file to the kernel and, when it refuses, returns the kernel's
 // reason from the log, e.g. "disagrees about version of symbol misc_register".
-func (l *loader) insert(name, path string) error {
+func (l *loader) insertFile(name, path string) error {
 	// A raw descriptor: an *os.File would park a read in Go's poller until the kernel logs
 	// something, and a successful load may log nothing.
 	kmsg, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
@@ -193,7 +322,6 @@ func (l *loader) insert(name, path string) error {
 	}
 	err = loadFile(path)
 	if err == nil || errors.Is(err, unix.EEXIST) {
-		l.loaded[name] = true
 		return nil
 	}
 	if reason := kernelReason(kmsg, name); reason != "" {
@@ -210,7 +338,7 @@ const moduleInitCompressedFile = 4
 // decompressor (Linux 6.4+), or, on older kernels, through modprobe. The gate carries no
 // decompressor of its own, which keeps it small.
 func loadFile(path string) error {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,8 @@ func (symbolsCmd) Help() string {
 module's own order, exactly as 'modprobe --dump-modversions' does, so the two can be
 diffed. Modules with extended modversions (Linux 6.14+) print the extended table, which
 is the one the loader checks. With several modules, each block starts with "# PATH".
+A module without symbol versions (no __versions section, built without CONFIG_MODVERSIONS)
+is named on stderr and the exit status is 1, as modprobe's "could not get modversions".
 
 Example:
   kabiguard symbols /lib/modules/$(uname -r)/extra/drbd.ko.xz
@@ -45,6 +47,13 @@ func (c *symbolsCmd) Run(e *env) error {
 		}
 		mods = append(mods, m)
 	}
+	if err := c.print(e, mods); err != nil {
+		return err
+	}
+	return reportUnversioned(e, mods)
+}
+
+func (c *symbolsCmd) print(e *env, mods []*module.Module) error {
 	if c.JSON {
 		out := make([]symbolsJSON, 0, len(mods))
 		for _, m := range mods {
@@ -66,4 +75,22 @@ func (c *symbolsCmd) Run(e *env) error {
 		}
 	}
 	return w.Flush()
+}
+
+// reportUnversioned names, on stderr, each module that has no symbol version table at all,
+// and then fails with exit 1: modprobe --dump-modversions exits 1 with "could not get
+// modversions" on such a module, where an empty table prints nothing and succeeds. Printing
+// nothing and exiting 0 would read as "depends on no versioned symbol".
+func reportUnversioned(e *env, mods []*module.Module) error {
+	none := false
+	for _, m := range mods {
+		if m.Versions == nil && m.ExtVersions == nil {
+			fmt.Fprintf(e.stderr, "kabiguard: could not get modversions of %s: it has no symbol versions (no __versions section; built without CONFIG_MODVERSIONS?)\n", m.Path)
+			none = true
+		}
+	}
+	if none {
+		return problemError{}
+	}
+	return nil
 }

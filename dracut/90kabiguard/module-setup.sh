@@ -2,6 +2,7 @@
 # dracut module "kabiguard": put the kernel modules an admin declared required and early
 # (/etc/kabiguard/required.d/*.conf, lines "name early") into the initramfs, and refuse the
 # boot when one of them cannot load. Enabled by /etc/dracut.conf.d/90-kabiguard.conf.
+# shellcheck disable=SC2154 # kernel, initdir, moddir: set by dracut
 # Tests set KABIGUARD_CONFDIR (default /etc/kabiguard) and KABIGUARD_GATE (the gate binary).
 
 # Only when asked for (the dracut.conf.d file, -a or -m): it acts on the admin's declarations.
@@ -13,28 +14,107 @@ depends() {
     return 0
 }
 
-# kabiguard_early prints the required modules marked early, one per line.
+# kabiguard_say reports a problem through dracut's log, or on stderr when sourced elsewhere
+# (tests).
+kabiguard_say() {
+    if type derror >/dev/null 2>&1; then derror "$*"; else echo "$*" >&2; fi
+}
+
+# Go's unicode white space outside ASCII (U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028,
+# U+2029, U+202F, U+205F, U+3000) in UTF-8: strings.TrimSpace removes it around a line.
+kabiguard_uspace=($'\xc2\x85' $'\xc2\xa0' $'\xe1\x9a\x80' $'\xe2\x80\x80' $'\xe2\x80\x81' $'\xe2\x80\x82'
+    $'\xe2\x80\x83' $'\xe2\x80\x84' $'\xe2\x80\x85' $'\xe2\x80\x86' $'\xe2\x80\x87' $'\xe2\x80\x88'
+    $'\xe2\x80\x89' $'\xe2\x80\x8a' $'\xe2\x80\xa8' $'\xe2\x80\xa9' $'\xe2\x80\xaf' $'\xe2\x81\x9f'
+    $'\xe3\x80\x80')
+
+# kabiguard_required prints every module declared in required.d, one line "NAME" or
+# "NAME early" per declaration ('-' in NAME as '_'), or fails naming the file and line of the
+# first bad one. It reads the files exactly as kabiguard itself does (config.loadRequired in
+# config/config.go, rule in config/modname.go; TestRequiredParsersAgree runs both over the same
+# files): every *.conf, dot files too, in byte order; a regular file (or a link to one), else
+# an error; '#' starts a comment anywhere; white space around a line is dropped; what is left
+# must be ASCII; its first word is a module name of letters, digits, '_' and '-', not starting
+# with '-' (never a path, a shell pattern or an option), the other words must be "early".
+# A subshell: the shell options, locale and variables stay here.
+kabiguard_required() (
+    LC_ALL=C
+    shopt -s nullglob dotglob
+    dir="${KABIGUARD_CONFDIR:-${dracutsysrootdir-}/etc/kabiguard}/required.d"
+    files=("$dir"/*.conf)
+    set -f # from here on no word of a line is a pattern
+    for f in "${files[@]}"; do
+        if [ ! -f "$f" ]; then
+            kabiguard_say "kabiguard: $f: not a regular file"
+            exit 1
+        fi
+        # read drops NUL bytes; as \001 they stay what Go sees: neither space nor a name's
+        content=$(tr '\000' '\001' <"$f") || { kabiguard_say "kabiguard: $f: cannot read it"; exit 1; }
+        n=0
+        while IFS= read -r line; do
+            n=$((n + 1))
+            line=${line%%#*}
+            while :; do # strings.TrimSpace
+                old=$line
+                line=${line#[$' \t\v\f\r']}
+                line=${line%[$' \t\v\f\r']}
+                for w in "${kabiguard_uspace[@]}"; do
+                    line=${line#"$w"}
+                    line=${line%"$w"}
+                done
+                [ "$line" != "$old" ] || break
+            done
+            [ -n "$line" ] || continue
+            case $line in *[![:ascii:]]*)
+                kabiguard_say "kabiguard: $f:$n: non-ASCII byte in \"$line\""
+                exit 1 ;;
+            esac
+            IFS=$' \t\v\f\r'
+            # shellcheck disable=SC2086 # split into words on purpose; set -f: no globbing
+            set -- $line
+            IFS=$' \t\n'
+            name=$1
+            shift
+            case $name in -* | *[!A-Za-z0-9_-]*) # -*: never an option to instmods
+                kabiguard_say "kabiguard: $f:$n: \"$name\" is not a module name (letters, digits, '_' and '-'; '-' not first)"
+                exit 1 ;;
+            esac
+            early=
+            for flag in "$@"; do
+                [ -n "$flag" ] || continue # \v, \f, \r are no IFS white space: empty words
+                if [ "$flag" != early ]; then
+                    kabiguard_say "kabiguard: $f:$n: unknown flag \"$flag\" after module $name (known: early)"
+                    exit 1
+                fi
+                early=" early"
+            done
+            echo "${name//-/_}$early"
+        done <<<"$content"
+    done
+)
+
+# kabiguard_early prints the required modules marked early, one per line, each once.
 kabiguard_early() {
-    local f name rest
-    for f in "${KABIGUARD_CONFDIR:-${dracutsysrootdir-}/etc/kabiguard}"/required.d/*.conf; do
-        [ -f "$f" ] || continue
-        while read -r name rest || [ -n "$name" ]; do
-            case "$name" in '' | \#*) continue ;; esac
-            rest=${rest%%#*}
-            case " $rest " in *" early "*) echo "${name//-/_}" ;; esac
-        done <"$f"
-    done | sort -u
+    local list name flag
+    list=$(kabiguard_required) || return 1
+    [ -n "$list" ] || return 0
+    while read -r name flag; do
+        [ "$flag" = early ] && echo "$name"
+    done <<<"$list" | LC_ALL=C sort -u
 }
 
 # A required early module missing for this kernel fails the build: better no new image than
-# one that boots without the cluster's storage driver.
+# one that boots without the cluster's storage driver. So does an unreadable required.d.
 installkernel() {
-    local mods
-    mods=$(kabiguard_early)
-    [ -n "$mods" ] || return 0
-    # shellcheck disable=SC2086
-    if ! hostonly='' instmods -c $mods; then
-        derror "kabiguard: a required early module ($(echo $mods)) is not available for kernel $kernel"
+    local list
+    local -a mods
+    if ! list=$(kabiguard_early); then
+        derror "kabiguard: required.d cannot be read (see above); no image for kernel $kernel"
+        return 1
+    fi
+    [ -n "$list" ] || return 0
+    mapfile -t mods <<<"$list"
+    if ! hostonly='' instmods -c "${mods[@]}"; then
+        derror "kabiguard: a required early module (${mods[*]}) is not available for kernel $kernel"
         return 1
     fi
 }
@@ -46,8 +126,13 @@ install() {
         exit 1
     fi
     inst_simple "$gate" /usr/sbin/kabiguard-gate
+    local list
+    if ! list=$(kabiguard_early); then
+        dfatal "kabiguard: required.d cannot be read (see above)"
+        exit 1
+    fi
     mkdir -p "$initdir/etc/kabiguard"
-    kabiguard_early >"$initdir/etc/kabiguard/required"
+    printf '%s' "${list:+$list$'\n'}" >"$initdir/etc/kabiguard/required"
     # pre-udev: the earliest hook point of both the systemd and the shell initrd. The gate
     # loads modules itself (finit_module, dependencies from modules.dep), so it needs no udev,
     # and a refusal there stops the boot before any disk is touched.

@@ -69,3 +69,27 @@ func TestDracutModule(t *testing.T) {
 	}
 	t.Log(fatal)
 }
+
+// TestDracutModuleRefusesBadRequired: the real dracut with 90kabiguard fails the build and
+// leaves no image when required.d has a line kabiguard itself refuses (a path, a pattern, an
+// unknown flag), naming the file and line; a '*' never expands to the files of dracut's
+// working directory.
+func TestDracutModuleRefusesBadRequired(t *testing.T) {
+	k54 := testkit.FetchKernel(t, "6.1.0-54")
+	root := testkit.NewRoot(t, k54)
+	gate := testkit.BuildBinary(t, "kabiguard-gate")
+	for required, want := range map[string]string{
+		"../../etc/passwd early\n": `test.conf:1: "../../etc/passwd" is not a module name`,
+		"* early\n":                `test.conf:1: "*" is not a module name`,
+		"ext4 eraly\n":             `test.conf:1: unknown flag "eraly" after module ext4`,
+	} {
+		img := filepath.Join(t.TempDir(), "initrd.img")
+		out, err := dracutWith(t, root, k54, required, img, gate)
+		if err == nil || !strings.Contains(out, want) {
+			t.Errorf("%q: dracut %v, want a failure naming %q:\n%s", required, err, want, out)
+		}
+		if _, err := os.Stat(img); err == nil {
+			t.Errorf("%q: a failed build left an image", required)
+		}
+	}
+}
