@@ -57,7 +57,8 @@ clean:
 #   $(PREFIX)/lib/depmod.d             kabiguard.conf (search ... weak-updates)
 #   $(PREFIX)/lib/dracut/...           modules.d/90kabiguard/*, dracut.conf.d/90-kabiguard.conf
 #   $(PREFIX)/share/initramfs-tools/   hooks/kabiguard, scripts/init-premount/kabiguard (Debian's
-#                                      default generator: early modules and the boot gate)
+#                                      default generator: early modules and the boot gate),
+#                                      with the required.d parser in $(KG_DATADIR)/required.sh
 #   $(SYSCONFDIR)/kabiguard/           kabiguard.conf (all defaults commented; an existing one is
 #                                      never overwritten), required.d/ (empty)
 #   $(PREFIX)/share/kabiguard/         the pristine kabiguard.conf and the manifest of every
@@ -93,6 +94,7 @@ install: build
 	for f in $(KG_DRACUT); do m=644; [ -x $$f ] && m=755; put $$m $$f $(PREFIX)/lib/dracut/modules.d/90kabiguard/$${f##*/}; done; \
 	for f in $(KG_DRACONF); do put 644 $$f $(PREFIX)/lib/dracut/dracut.conf.d/$${f##*/}; done; \
 	for f in $(KG_ITOOLS); do put 755 $$f $(PREFIX)/share/$$f; done; \
+	put 644 dracut/90kabiguard/kabiguard-required.sh $(KG_DATADIR)/required.sh; \
 	conf=$(SYSCONFDIR)/kabiguard/kabiguard.conf; mkd $(SYSCONFDIR)/kabiguard; mkd $(SYSCONFDIR)/kabiguard/required.d; \
 	if [ ! -e "$$D$$conf" ]; then install -m 644 etc/kabiguard.conf "$$D$$conf"; echo "conf $$conf" >>"$$new"; echo "  $$conf"; \
 	elif [ -f "$$M" ] && grep -qx "conf $$conf" "$$M"; then \

@@ -59,6 +59,7 @@ func TestMakeInstallUninstall(t *testing.T) {
 		"/usr/share/initramfs-tools/scripts/init-premount/kabiguard",
 		"/usr/share/kabiguard/installed-files",
 		"/usr/share/kabiguard/kabiguard.conf",
+		"/usr/share/kabiguard/required.sh",
 	}
 	if extra, _ := filepath.Glob(filepath.Join(repoDir(), "dracut", "90kabiguard", "*")); len(extra) > 0 {
 		for _, p := range extra {

@@ -76,7 +76,8 @@ mkinitramfs -o "$IMG" "$K"`
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script)
 	cmd.Env = append(os.Environ(), "K="+k.Release, "TREE="+filepath.Join(root, "lib", "modules", k.Release),
 		"BOOT="+it.boot, "CONF="+it.conf, "IMG="+img,
-		"KABIGUARD_CONFDIR="+it.kabi, "KABIGUARD_GATE="+gate, "TMPDIR="+tmp)
+		"KABIGUARD_CONFDIR="+it.kabi, "KABIGUARD_GATE="+gate,
+		"KABIGUARD_REQUIRED_SH="+filepath.Join(testkit.RepoDir(), "dracut", "90kabiguard", "kabiguard-required.sh"), "TMPDIR="+tmp)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
