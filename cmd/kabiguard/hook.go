@@ -102,14 +102,15 @@ func (c *hookArgs) sync(e *env, removing []string) error {
 		}
 	}
 	res, err := weakupdates.Sync(cfg, weakupdates.SyncOptions{Root: c.Root, Removing: removing, DryRun: c.DryRun, Log: log})
-	if err != nil {
+	if err != nil && !weakupdates.OnlyIncomplete(err) {
 		return err
 	}
-	if verbose && len(res.Changes) == 0 {
+	undecided := err // a kernel or build that could not be planned: reported after the images
+	if verbose && len(res.Changes) == 0 && undecided == nil {
 		fmt.Fprintln(w, "kabiguard: weak-updates links are up to date")
 	}
 	if c.NoInitramfs {
-		return nil
+		return undecided
 	}
 	// The kernel being installed gets its image from the generator right after this plugin;
 	// the one being removed needs none. Other kernels whose links changed are refreshed.
@@ -120,9 +121,9 @@ func (c *hookArgs) sync(e *env, removing []string) error {
 		}
 	}
 	if err := refreshImages(c.Root, cfg, others, c.DryRun, func(s string) { fmt.Fprintln(w, "kabiguard: "+s) }); err != nil {
-		return initramfsError{err}
+		return errors.Join(initramfsError{err}, undecided)
 	}
-	return nil
+	return undecided
 }
 
 // initramfsError marks a failure of the initramfs step, after the links were made.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 
@@ -56,16 +57,17 @@ func (c *linkCmd) Run(e *env) error {
 			return jerr
 		}
 	}
-	if err != nil {
+	if err != nil && !weakupdates.OnlyIncomplete(err) {
 		return err
 	}
-	if !c.JSON && len(res.Changes) == 0 {
+	if !c.JSON && len(res.Changes) == 0 && err == nil {
 		fmt.Fprintln(w, "weak-updates links are up to date")
 	}
 	if c.NoInitramfs {
-		return nil
+		return err
 	}
-	return refreshImages(c.Root, cfg, res.Changed, c.DryRun, log)
+	// A kernel that could not be planned (err) does not keep the others' images stale.
+	return errors.Join(refreshImages(c.Root, cfg, res.Changed, c.DryRun, log), err)
 }
 
 type statusCmd struct {
