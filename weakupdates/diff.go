@@ -175,4 +175,3 @@ func Managed(root string, l *inventory.Link) bool {
 	}
 	return false
 }
-
