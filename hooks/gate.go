@@ -176,8 +176,8 @@ func explain(name, kernel string, row weakupdates.Row, kp *weakupdates.KernelPla
 	case string(weakupdates.Native), string(weakupdates.Weak), string(weakupdates.Admin):
 		return "", nil // then checkIndexed and loadCheck look at the file modprobe would load
 	case string(weakupdates.Unreadable):
-		if row.Path != "" {
-			return fmt.Sprintf("%s: %s cannot be loaded: %s", name, row.Path, row.Reason), nil
+		if row.Path != "" { // the reason names the file
+			return fmt.Sprintf("%s: %s", name, row.Reason), nil
 		}
 		return fmt.Sprintf("%s: no build usable by %s: %s", name, kernel, row.Reason), nil
 	case string(weakupdates.Blocked):

@@ -130,6 +130,9 @@ func removalReason(kp *KernelPlan, l *inventory.Link) string {
 		if d.Build != nil {
 			return "kernel has its own build " + d.Build.Path + ", which cannot be read"
 		}
+		if len(d.Rejected) > 0 && len(d.Rejected[0].Problems) > 0 {
+			return "no build of " + d.Module + " for this kernel can be read: " + d.Rejected[0].Problems[0].String()
+		}
 	case Admin:
 		return "an admin's link weak-updates/" + d.Link + " provides it"
 	}

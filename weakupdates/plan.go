@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/kabiguard/kabiguard/config"
+	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi"
 	"github.com/kabiguard/kabiguard/kabi/inventory"
 	"github.com/kabiguard/kabiguard/kabi/module"
@@ -76,6 +77,16 @@ type KernelPlan struct {
 	Err       error
 	Decisions map[string]*Decision // by module name
 	Links     map[string]string    // path below weak-updates/ -> host path of the build
+	// Admin holds the modules the admin's own links provide (see Managed), read by LoadKernels
+	// so their exports serve the weak builds that use them, by module name.
+	Admin map[string]*AdminLink
+}
+
+// AdminLink is a link in weak-updates that kabiguard does not manage, and what it points at.
+type AdminLink struct {
+	Link   *inventory.Link
+	Module *module.Module // nil when Err
+	Err    error          // the target cannot be read as a module
 }
 
 // Plan is the desired state of every installed kernel, by release.
@@ -115,9 +126,40 @@ func LoadKernels(inv *inventory.Inventory, pol Policy) map[string]*KernelPlan {
 	kernels, errs := kabi.LoadAll(targets)
 	out := map[string]*KernelPlan{}
 	for i, t := range targets {
-		out[t.Release] = &KernelPlan{Release: t.Release, Kernel: kernels[i], Err: errs[i]}
+		out[t.Release] = &KernelPlan{Release: t.Release, Kernel: kernels[i], Err: errs[i], Admin: adminLinks(inv, inv.Tree(t.Release))}
 	}
 	return out
+}
+
+// adminLinks reads the module behind each of t's links that kabiguard does not manage.
+func adminLinks(inv *inventory.Inventory, t *inventory.Tree) map[string]*AdminLink {
+	out := map[string]*AdminLink{}
+	for _, l := range t.Links {
+		if l.Dangling || !kabi.IsModuleFile(l.Sub) || Managed(inv.Root, l) {
+			continue
+		}
+		a := &AdminLink{Link: l}
+		a.Module, a.Err = readModule(inv.Root, l.Path)
+		name := inventory.ModuleName(l.Sub)
+		if a.Module != nil && a.Module.Name != "" {
+			name = a.Module.Name
+		}
+		out[name] = a
+	}
+	return out
+}
+
+// readModule parses the regular file p inside root (symlinks followed inside it).
+func readModule(root, p string) (*module.Module, error) {
+	r, err := rootfs.At(root)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := r.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	return module.Parse(p, raw)
 }
 
 // MakePlan computes the plan; kernels is LoadKernels' result (loaded once, planned often).
@@ -129,7 +171,7 @@ func MakePlan(inv *inventory.Inventory, pol Policy, kernels map[string]*KernelPl
 		if !ok {
 			continue
 		}
-		kp = &KernelPlan{Release: kp.Release, Kernel: kp.Kernel, Err: kp.Err,
+		kp = &KernelPlan{Release: kp.Release, Kernel: kp.Kernel, Err: kp.Err, Admin: kp.Admin,
 			Decisions: map[string]*Decision{}, Links: map[string]string{}}
 		plan.Kernels = append(plan.Kernels, kp)
 		planKernel(inv.Root, t, kp, offered, pol)
@@ -174,9 +216,13 @@ func planKernel(root string, t *inventory.Tree, kp *KernelPlan, offered []*inven
 		}
 		kp.Decisions[b.Name] = d
 	}
-	for _, l := range t.Links {
-		if n := inventory.ModuleName(l.Sub); !l.Dangling && !Managed(root, l) && kabi.IsModuleFile(l.Sub) && kp.Decisions[n] == nil {
-			kp.Decisions[n] = &Decision{Module: n, State: Admin, Link: l.Sub}
+	for _, n := range adminNames(kp) {
+		if kp.Decisions[n] != nil {
+			continue // the kernel's own build wins over a link in weak-updates (depmod's order)
+		}
+		kp.Decisions[n] = &Decision{Module: n, State: Admin, Link: kp.Admin[n].Link.Sub}
+		if m := kp.Admin[n].Module; m != nil {
+			native = append(native, m) // its exports serve weak builds like the kernel's own
 		}
 	}
 	cands := candidates(t, kp, offered, pol)
@@ -204,6 +250,15 @@ func planKernel(root string, t *inventory.Tree, kp *KernelPlan, offered []*inven
 		kp.Links[b.Sub] = b.Path
 	}
 	explainRefusals(root, t, kp, names, cands, chosen, native, offered)
+}
+
+func adminNames(kp *KernelPlan) []string {
+	out := make([]string, 0, len(kp.Admin))
+	for n := range kp.Admin {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // candidates returns, by module name, the builds of other directories that kernel t may link
@@ -353,20 +408,43 @@ func explainRefusals(root string, t *inventory.Tree, kp *KernelPlan, names []str
 			d.State = Unreadable
 		}
 	}
-	// Name the provider behind a missing symbol, and why the kernel does not get it.
+	// Name the provider behind a missing symbol and why the kernel does not get it, and the
+	// build behind a CRC that is not the kernel's but a provider's.
 	for _, n := range names {
 		for i := range kp.Decisions[n].Rejected {
 			rej := &kp.Decisions[n].Rejected[i]
 			for j, p := range rej.Problems {
-				if p.Kind != kabi.KindMissing {
-					continue
-				}
-				if prov, why := missingProvider(kp, p.Symbol, n, offered); prov != "" {
-					rej.Problems[j] = kabi.Problem{Symbol: p.Symbol, Kind: kabi.KindNoProvider, Want: prov, Have: why}
+				switch p.Kind {
+				case kabi.KindMissing:
+					if prov, why := missingProvider(kp, p.Symbol, n, offered); prov != "" {
+						rej.Problems[j] = kabi.Problem{Symbol: p.Symbol, Kind: kabi.KindNoProvider, Want: prov, Have: why}
+					}
+				case kabi.KindCRC:
+					if b := providerOf(t, chosen, n, p.Symbol); b != nil {
+						have := fmt.Sprintf("%s (%s's build from %s)", p.Have, b.Name, b.Kernel)
+						rej.Problems[j] = kabi.Problem{Symbol: p.Symbol, Kind: kabi.KindProviderCRC, Want: p.Want, Have: have}
+					}
 				}
 			}
 		}
 	}
+}
+
+// providerOf returns the build that serves symbol to a build of user in kernel t, as
+// withOthers orders them (the kernel's own builds, then the chosen ones by name); nil when
+// the kernel itself exports it.
+func providerOf(t *inventory.Tree, chosen map[string]*inventory.Build, user, symbol string) *inventory.Build {
+	for _, b := range t.Builds {
+		if b.Err == nil && exports(b, symbol) {
+			return b
+		}
+	}
+	for _, n := range sortedNames(chosen) {
+		if n != user && exports(chosen[n], symbol) {
+			return chosen[n]
+		}
+	}
+	return nil
 }
 
 // missingProvider finds a module of another name that exports symbol in some build, and says
@@ -380,7 +458,7 @@ func missingProvider(kp *KernelPlan, symbol, user string, offered []*inventory.B
 		if d == nil {
 			return b.Name, "no build of it is offered to this kernel (other series or flavour; see share_builds)"
 		}
-		return b.Name, describe(d)
+		return b.Name, describe(kp, d)
 	}
 	return "", ""
 }
@@ -400,7 +478,7 @@ func exports(b *inventory.Build, symbol string) bool {
 }
 
 // describe says in a few words why a module is not available to a kernel.
-func describe(d *Decision) string {
+func describe(kp *KernelPlan, d *Decision) string {
 	first := ""
 	if len(d.Rejected) > 0 && len(d.Rejected[0].Problems) > 0 {
 		first = ": " + d.Rejected[0].Problems[0].String()
@@ -418,7 +496,10 @@ func describe(d *Decision) string {
 	case Incompatible:
 		return "no build of it loads" + first
 	case Admin:
-		return "an admin's link provides it; kabiguard does not read it"
+		if a := kp.Admin[d.Module]; a != nil && a.Err != nil {
+			return fmt.Sprintf("the admin's link weak-updates/%s provides it, and it cannot be read: %v", d.Link, a.Err)
+		}
+		return "the admin's link weak-updates/" + d.Link + " provides it, and that build does not export it"
 	}
 	return string(d.State)
 }

@@ -231,7 +231,7 @@ func Status(res *Result, c *config.Config) ([]Row, []error) {
 				r.State, r.Path = string(Native), t.Native[n] // in-tree (kernel/), e.g. a required xfs
 			case d != nil && d.State == Unreadable && d.Build != nil:
 				r.State, r.Path = string(Unreadable), d.Build.Path
-				r.Reason = fmt.Sprintf("the kernel's own build cannot be read: %s", readError(d.Build))
+				r.Reason = fmt.Sprintf("the kernel's own build %s cannot be read: %s", d.Build.Path, readError(d.Build))
 			case l != nil && l.Dangling:
 				r.State, r.Path, r.Reason = "dangling", l.Path, "points at "+l.Target
 			case d != nil && d.State == Admin:

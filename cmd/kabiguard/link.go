@@ -85,6 +85,11 @@ func (statusCmd) Help() string {
   dangling      a weak-updates link points at nothing
   stale         a link points at a build that is not the planned one
   excluded      never_weak in /etc/kabiguard/kabiguard.conf
+  unreadable    the build cannot be read (corrupt or truncated file; the error is shown):
+                never linked, and a kernel whose own build it is cannot load it
+  blocked       a compatible build cannot be linked: a file kabiguard did not create holds
+                its link path in weak-updates/ (shown; left alone)
+  admin         an admin's own link in weak-updates/ provides it: kept, not managed
 Required modules (/etc/kabiguard/required.d) are marked with '*'.
 Exit status: 0 every required module is native or weak everywhere, 1 otherwise, 2 error.
 
