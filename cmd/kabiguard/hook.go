@@ -66,23 +66,27 @@ Examples:
 func (c *hookAddCmd) Run(e *env) error { return c.sync(e, nil) }
 
 func (c *hookRemoveCmd) Run(e *env) error {
-	if err := c.sync(e, []string{c.Kernel}); err != nil {
-		var ie initramfsError
-		if !errors.As(err, &ie) {
-			return err
-		}
+	err := c.sync(e, []string{c.Kernel})
+	var ie initramfsError
+	switch {
+	case errors.As(err, &ie):
 		// The links are right; an image that could not be refreshed must not make the
 		// package manager fail the kernel's removal. Say so and go on.
 		fmt.Fprintf(e.stderr, "kabiguard: warning: %v\n", ie.err)
+		err = nil
+	case err != nil && !weakupdates.OnlyIncomplete(err):
+		return err
 	}
+	// err is now nil or what could not be planned (another kernel): reported after the
+	// kernel's own leftovers are gone.
 	if c.DryRun {
-		return nil
+		return err
 	}
 	// Leave nothing of ours behind, so the package manager can remove the directory.
 	dir := kabi.ModulesDir(c.Root, c.Kernel)
 	os.Remove(filepath.Join(dir, ".kabiguard-depmod-pending"))
 	os.Remove(filepath.Join(dir, "weak-updates"))
-	return nil
+	return err
 }
 
 func (c *hookArgs) sync(e *env, removing []string) error {
@@ -121,7 +125,11 @@ func (c *hookArgs) sync(e *env, removing []string) error {
 		}
 	}
 	if err := refreshImages(c.Root, cfg, others, c.DryRun, func(s string) { fmt.Fprintln(w, "kabiguard: "+s) }); err != nil {
-		return errors.Join(initramfsError{err}, undecided)
+		if undecided != nil {
+			fmt.Fprintf(e.stderr, "kabiguard: %v\n", err)
+			return undecided
+		}
+		return initramfsError{err}
 	}
 	return undecided
 }
