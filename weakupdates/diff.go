@@ -72,7 +72,7 @@ func Diff(inv *inventory.Inventory, plan *Plan, pol Policy) []Change {
 				if !Managed(inv.Root, l) {
 					continue // the admin's link: kept (status shows it), never removed
 				}
-				why = removalReason(kp, l)
+				why = removalReason(inv.Root, kp, l, pol)
 			}
 			out = append(out, Change{Kernel: t.Release, Op: Remove, Link: l.Path, Old: l.Target, Why: why})
 		}
@@ -114,10 +114,27 @@ func decisionFor(kp *KernelPlan, l *inventory.Link) *Decision {
 }
 
 // removalReason says truly why a managed, non-dangling link that the plan does not want goes.
-func removalReason(kp *KernelPlan, l *inventory.Link) string {
+func removalReason(root string, kp *KernelPlan, l *inventory.Link, pol Policy) string {
 	d := decisionFor(kp, l)
-	if d == nil {
-		return "no build of " + inventory.ModuleName(l.Sub) + " is offered to this kernel any more (its directory or file is being removed, or it is of another series or flavour)"
+	from, _ := managedRelease(root, l)
+	gone := ""
+	switch {
+	case pol.Removing[from]:
+		gone = "its build's kernel " + from + " is being removed"
+	case pol.Gone[l.Resolved] || pol.Gone[lexicalTarget(root, l)]:
+		gone = "its build is being removed"
+	}
+	switch {
+	case gone != "" && d != nil && d.State == Weak:
+		return gone + "; replaced by the build from " + d.From + " at weak-updates/" + d.Link
+	case gone != "" && d != nil && d.State == Incompatible && len(d.Rejected) > 0 && len(d.Rejected[0].Problems) > 0:
+		return fmt.Sprintf("%s; no other build loads (the build from %s: %s)", gone, d.Rejected[0].From, d.Rejected[0].Problems[0])
+	case gone != "":
+		return gone
+	case d == nil && !pol.ShareAny && !shareable(from, kp.Release):
+		return "its build is for " + from + ", another series or flavour (see share_builds)"
+	case d == nil:
+		return "no build of " + inventory.ModuleName(l.Sub) + " is offered to this kernel"
 	}
 	switch d.State {
 	case Native:
@@ -160,12 +177,21 @@ var notExternal = map[string]bool{"kernel": true, "weak-updates": true, "build":
 // into kernel/. It is kept, shown by `kabiguard status` as "admin", never removed, its
 // directory never removed, and its module name is never linked by kabiguard in that kernel.
 func Managed(root string, l *inventory.Link) bool {
-	target := l.Target
-	if filepath.IsAbs(target) {
-		target = filepath.Join(root, target)
-	} else {
-		target = filepath.Join(filepath.Dir(l.Path), target)
+	_, ok := managedRelease(root, l)
+	return ok
+}
+
+// lexicalTarget is the host path l's target names, an absolute target meaning the root.
+func lexicalTarget(root string, l *inventory.Link) string {
+	if filepath.IsAbs(l.Target) {
+		return filepath.Join(root, l.Target)
 	}
+	return filepath.Join(filepath.Dir(l.Path), l.Target)
+}
+
+// managedRelease returns the release directory a managed link points into (see Managed).
+func managedRelease(root string, l *inventory.Link) (string, bool) {
+	target := lexicalTarget(root, l)
 	for _, base := range []string{"lib/modules", "usr/lib/modules"} {
 		rel, err := filepath.Rel(filepath.Join(root, base), target)
 		if err != nil {
@@ -173,8 +199,8 @@ func Managed(root string, l *inventory.Link) bool {
 		}
 		parts := strings.SplitN(rel, "/", 3)
 		if len(parts) == 3 && parts[0] != ".." && parts[0] != "." && !notExternal[parts[1]] && parts[1] != ".." && parts[2] == l.Sub {
-			return true
+			return parts[0], true
 		}
 	}
-	return false
+	return "", false
 }
