@@ -22,8 +22,10 @@ func (linkCmd) Help() string {
 	return `For every installed kernel and every external module (extra/, updates/, ...) it lacks,
 links the best kABI-compatible build of another kernel into its weak-updates/ (newest
 source kernel first); re-points links that dangle or point at a build that is no longer
-the right one; removes links nothing justifies. Modules that use each other's symbols are
-linked together or not at all. The real depmod then runs once per changed kernel, and
+the right one; removes links nothing justifies (only its own, see 'kabiguard status': an
+admin's link stays). A module that uses another's symbols is linked only when the build
+chosen for that other module (its own, in-tree or linked) exports them with the CRCs it
+wants; a provider is linked whatever its users do. The real depmod then runs once per changed kernel, and
 each changed kernel's initramfs is refreshed in place (a full generator run only when a
 required early module or a dependency is missing from it).
 Builds are offered only to kernels of the same series and flavour unless share_builds =

@@ -1,6 +1,6 @@
 // Command weak-modules is a drop-in for RHEL's /usr/sbin/weak-modules, as kmod RPM scriptlets,
-// DKMS and admins call it, backed by kabiguard's planner: decisions are per module (a group
-// only when modules use each other's symbols), removal re-points links to another compatible
+// DKMS and admins call it, backed by kabiguard's planner: decisions are per module (a user
+// is judged with the providers chosen for the kernel), removal re-points links to another compatible
 // build whether or not the removed file still exists, .ko.zst and every symvers compression
 // work, and the exit status is non-zero when anything failed.
 package main
