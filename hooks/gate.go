@@ -11,8 +11,10 @@ import (
 
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/initramfs"
+	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi"
 	"github.com/kabiguard/kabiguard/kabi/inventory"
+	"github.com/kabiguard/kabiguard/kabi/module"
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
 
@@ -102,6 +104,7 @@ func Gate(opt GateOptions) (*GateResult, error) {
 	for p := range dep {
 		depPath[inventory.ModuleName(p)] = p
 	}
+	lc := &loadCheck{root: opt.Root, kernel: opt.Kernel, inv: prev.Inventory, rows: byName}
 
 	for _, req := range cfg.Required {
 		m := GateModule{Name: req.Name, Early: req.Early, Source: req.Source, Initrd: "not required"}
@@ -111,12 +114,12 @@ func Gate(opt GateOptions) (*GateResult, error) {
 		row, ok := byName[req.Name]
 		tree := prev.Inventory.Tree(opt.Kernel)
 		switch {
-		case tree != nil && tree.Native[req.Name] != "":
-			// The kernel's own module: in-tree (kernel/) or built for it (extra/, updates/).
-			m.State, m.Path = string(weakupdates.Native), tree.Native[req.Name]
 		case kp == nil:
 			m.State = "missing"
 			m.Reason = fmt.Sprintf("%s: %s is not an installed kernel under %s (no module tree)", req.Name, opt.Kernel, filepath.Join(opt.Root, "lib", "modules"))
+		case !ok && tree != nil && tree.Native[req.Name] != "":
+			// The kernel's own module: in-tree (kernel/) or built for it (extra/, updates/).
+			m.State, m.Path = string(weakupdates.Native), tree.Native[req.Name]
 		case !ok:
 			m.State = "missing"
 			m.Reason = noBuild(req.Name, opt.Kernel)
@@ -126,6 +129,9 @@ func Gate(opt GateOptions) (*GateResult, error) {
 		}
 		if m.Reason == "" {
 			m.Reason, m.Path, m.Depends = checkIndexed(opt.Root, opt.Kernel, req.Name, dep, depErr, depPath)
+		}
+		if m.Reason == "" {
+			m.Reason, m.Problems = lc.check(req.Name, m.Path, m.Depends, depPath)
 		}
 		m.OK = m.Reason == ""
 		res.Modules = append(res.Modules, m)
@@ -167,8 +173,15 @@ const maxProblems = 3
 // explain returns why a module's row is not usable, "" when it is (native or weak).
 func explain(name, kernel string, row weakupdates.Row, kp *weakupdates.KernelPlan, inv *inventory.Inventory) (string, []kabi.Problem) {
 	switch row.State {
-	case string(weakupdates.Native), string(weakupdates.Weak):
-		return "", nil
+	case string(weakupdates.Native), string(weakupdates.Weak), string(weakupdates.Admin):
+		return "", nil // then checkIndexed and loadCheck look at the file modprobe would load
+	case string(weakupdates.Unreadable):
+		if row.Path != "" { // the reason names the file
+			return fmt.Sprintf("%s: %s", name, row.Reason), nil
+		}
+		return fmt.Sprintf("%s: no build usable by %s: %s", name, kernel, row.Reason), nil
+	case string(weakupdates.Blocked):
+		return fmt.Sprintf("%s: not linked into %s: %s", name, kernel, row.Reason), nil
 	case string(weakupdates.Incompatible):
 		if kp.Kernel == nil {
 			return fmt.Sprintf("%s: cannot tell whether any build loads into %s: %v", name, kernel, kp.Err), nil
@@ -245,6 +258,115 @@ func checkIndexed(root, kernel, name string, dep map[string][]string, depErr err
 		}
 	}
 	return "", path, deps
+}
+
+// loadCheck decides, by the loader's rules, whether the file modprobe would load for a
+// required module loads into the kernel together with the modules modules.dep makes modprobe
+// load first: depmod indexes a module whose symbol nobody exports (it only warns "needs unknown
+// symbol"), so an indexed module with existing dependencies may still be refused at boot.
+type loadCheck struct {
+	root, kernel string
+	inv          *inventory.Inventory
+	rows         map[string]weakupdates.Row
+	k            *kabi.Kernel // every export of the kernel, loaded on first use
+	kerr         error
+}
+
+// check returns a reason (and the problems) when the module at path does not load, "" when it
+// does. In-tree modules (kernel/) are the kernel's own and are not checked.
+func (lc *loadCheck) check(name, path string, deps []string, depPath map[string]string) (string, []kabi.Problem) {
+	dir := kabi.ModulesDir(lc.root, lc.kernel)
+	if strings.HasPrefix(path, filepath.Join(dir, "kernel")+"/") {
+		return "", nil
+	}
+	if lc.k == nil && lc.kerr == nil {
+		lc.k, lc.kerr = kabi.LoadKernel(lc.root, lc.kernel)
+	}
+	if lc.kerr != nil {
+		return fmt.Sprintf("%s: cannot tell whether %s loads into %s: %v", name, path, lc.kernel, lc.kerr), nil
+	}
+	mod, err := lc.parse(path)
+	if err != nil {
+		return fmt.Sprintf("%s: %s cannot be read: %v", name, path, err), nil
+	}
+	var with []*module.Module
+	for _, d := range deps {
+		p := filepath.Join(dir, depPath[d])
+		if filepath.IsAbs(depPath[d]) {
+			p = filepath.Join(lc.root, depPath[d])
+		}
+		dm, err := lc.parse(p)
+		if err != nil {
+			return fmt.Sprintf("%s: its dependency %s cannot be read: %v", name, p, err), nil
+		}
+		with = append(with, dm)
+	}
+	v := kabi.Check(lc.k, []*module.Module{mod}, with)[0]
+	if v.Compatible {
+		return "", nil
+	}
+	var parts []string
+	for i, p := range v.Problems {
+		if i == maxProblems {
+			parts = append(parts, fmt.Sprintf("and %d more", len(v.Problems)-maxProblems))
+			break
+		}
+		parts = append(parts, lc.describe(p))
+	}
+	return fmt.Sprintf("%s: %s does not load into %s with the modules modprobe loads first (%s): %s",
+		name, path, lc.kernel, dependsList(deps), strings.Join(parts, "; ")), v.Problems
+}
+
+// describe is p, with the module whose build exports a missing symbol named, and why the
+// kernel does not have it.
+func (lc *loadCheck) describe(p kabi.Problem) string {
+	if p.Kind != kabi.KindMissing {
+		return p.String()
+	}
+	for _, t := range lc.inv.Trees {
+		for _, b := range t.Builds {
+			if b.Module == nil {
+				continue
+			}
+			for _, e := range b.Module.Exports {
+				if e.Name == p.Symbol {
+					why := "it is not in modules.dep"
+					if r, ok := lc.rows[b.Name]; ok && r.State != string(weakupdates.Native) && r.State != string(weakupdates.Weak) {
+						why = r.State
+						if r.Reason != "" {
+							why += ": " + r.Reason
+						}
+					}
+					return fmt.Sprintf("%s: exported by %s, which %s does not get (%s)", p.Symbol, b.Name, lc.kernel, why)
+				}
+			}
+		}
+	}
+	return p.String()
+}
+
+func dependsList(deps []string) string {
+	if len(deps) == 0 {
+		return "none"
+	}
+	return strings.Join(deps, ", ")
+}
+
+// parse reads the regular file p inside the root and parses it as a module.
+func (lc *loadCheck) parse(p string) (*module.Module, error) {
+	r, err := rootfs.At(lc.root)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := r.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	m, err := module.Parse(p, raw)
+	if err != nil {
+		return nil, errors.New(strings.TrimPrefix(err.Error(), p+": "))
+	}
+	return m, nil
 }
 
 func readModulesDep(dir string) (map[string][]string, error) {

@@ -32,6 +32,11 @@ const (
 	KindUnversioned  = "unversioned"   // no modversions and not built for this release
 	KindProvider     = "provider"      // the module exporting the symbol is itself incompatible
 	KindGroup        = "group"         // linked only with its group, and a sibling is incompatible
+	// Kinds the weak-updates planner adds (package weakupdates): a build it cannot offer.
+	KindUnreadable  = "unreadable"   // the build file cannot be parsed (Want: file, Have: error)
+	KindBlocked     = "blocked"      // its link path is taken by a file kabiguard did not create (Want: link, Have: file)
+	KindNoProvider  = "no-provider"  // the symbol's exporter is not available to the kernel (Want: module, Have: why)
+	KindProviderCRC = "provider-crc" // the module the kernel gets exports another CRC (Want: CRC, Have: CRC and which build)
 )
 
 // Problem is one reason a module would be refused.
@@ -62,6 +67,14 @@ func (p Problem) String() string {
 		return fmt.Sprintf("links only together with %s, which is incompatible", p.Want)
 	case KindProvider:
 		return fmt.Sprintf("%s: exported by %s, which is itself incompatible", p.Symbol, p.Want)
+	case KindUnreadable:
+		return fmt.Sprintf("%s cannot be read: %s", p.Want, p.Have)
+	case KindBlocked:
+		return fmt.Sprintf("its link %s is taken by %s, not created by kabiguard, left alone", p.Want, p.Have)
+	case KindProviderCRC:
+		return fmt.Sprintf("%s: module wants CRC %s, the provider has %s", p.Symbol, p.Want, p.Have)
+	case KindNoProvider:
+		return fmt.Sprintf("%s: exported by %s, which this kernel does not get (%s)", p.Symbol, p.Want, p.Have)
 	}
 	return fmt.Sprintf("%s: %s (want %s, have %s)", p.Symbol, p.Kind, p.Want, p.Have)
 }

@@ -3,15 +3,23 @@
 // Plan is a pure function of an inventory and a policy: for each installed kernel and each
 // external module name it lacks natively, it picks the best build from another release
 // directory that the kernel's loader would accept (kabi.Check), keeping the reason for every
-// build it refuses. Modules of one directory that export symbols to each other form a group
-// that is linked whole or not at all; nothing else is grouped, so one incompatible module never
-// blocks an unrelated one (RHEL's weak-modules defect R5). Apply then makes the tree match.
+// build it refuses. A build is judged with the modules the kernel will really have: its own
+// (in-tree and extra/), and the builds chosen for it, whichever directory they come from. So a
+// provider the kernel would load is linked whatever its users do, and a user is linked only
+// when the providers chosen for that kernel export what it wants, with the CRCs it wants
+// (RHEL's weak-modules drops a package's compatible provider when a sibling is incompatible,
+// and judges a user with its own directory's provider only: defects not copied).
+// Apply then makes the tree match.
 package weakupdates
 
 import (
+	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 
+	"github.com/kabiguard/kabiguard/config"
+	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi"
 	"github.com/kabiguard/kabiguard/kabi/inventory"
 	"github.com/kabiguard/kabiguard/kabi/module"
@@ -40,6 +48,9 @@ const (
 	Weak         State = "weak"         // linked from another kernel's build
 	Incompatible State = "incompatible" // builds exist, none loads into this kernel
 	Excluded     State = "excluded"     // policy says never link it weakly
+	Unreadable   State = "unreadable"   // the build(s) cannot be parsed: never linked, never trusted
+	Blocked      State = "blocked"      // a compatible build's link path is taken by a file kabiguard did not create
+	Admin        State = "admin"        // an admin's own link in weak-updates provides it: not managed
 )
 
 // Rejection is a build that was considered for a kernel and refused.
@@ -55,7 +66,7 @@ type Decision struct {
 	State    State            `json:"state"`
 	Build    *inventory.Build `json:"-"`
 	From     string           `json:"from,omitempty"`     // release the chosen build belongs to
-	Link     string           `json:"link,omitempty"`     // path below weak-updates/
+	Link     string           `json:"link,omitempty"`     // path below weak-updates/ (Admin: the admin's link)
 	Rejected []Rejection      `json:"rejected,omitempty"` // builds refused, best first
 }
 
@@ -66,6 +77,16 @@ type KernelPlan struct {
 	Err       error
 	Decisions map[string]*Decision // by module name
 	Links     map[string]string    // path below weak-updates/ -> host path of the build
+	// Admin holds the modules the admin's own links provide (see Managed), read by LoadKernels
+	// so their exports serve the weak builds that use them, by module name.
+	Admin map[string]*AdminLink
+}
+
+// AdminLink is a link in weak-updates that kabiguard does not manage, and what it points at.
+type AdminLink struct {
+	Link   *inventory.Link
+	Module *module.Module // nil when Err
+	Err    error          // the target cannot be read as a module
 }
 
 // Plan is the desired state of every installed kernel, by release.
@@ -105,243 +126,386 @@ func LoadKernels(inv *inventory.Inventory, pol Policy) map[string]*KernelPlan {
 	kernels, errs := kabi.LoadAll(targets)
 	out := map[string]*KernelPlan{}
 	for i, t := range targets {
-		out[t.Release] = &KernelPlan{Release: t.Release, Kernel: kernels[i], Err: errs[i]}
+		out[t.Release] = &KernelPlan{Release: t.Release, Kernel: kernels[i], Err: errs[i], Admin: adminLinks(inv, inv.Tree(t.Release))}
 	}
 	return out
 }
 
-// group is a set of builds of one directory that use each other's exports.
-type group struct {
-	from   string
-	builds []*inventory.Build
+// adminLinks reads the module behind each of t's links that kabiguard does not manage.
+func adminLinks(inv *inventory.Inventory, t *inventory.Tree) map[string]*AdminLink {
+	out := map[string]*AdminLink{}
+	for _, l := range t.Links {
+		if l.Dangling || !kabi.IsModuleFile(l.Sub) || Managed(inv.Root, l) {
+			continue
+		}
+		a := &AdminLink{Link: l}
+		a.Module, a.Err = readModule(inv.Root, l.Path)
+		name := inventory.ModuleName(l.Sub)
+		if a.Module != nil && a.Module.Name != "" {
+			name = a.Module.Name
+		}
+		out[name] = a
+	}
+	return out
+}
+
+// readModule parses the regular file p inside root (symlinks followed inside it).
+func readModule(root, p string) (*module.Module, error) {
+	r, err := rootfs.At(root)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := r.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	return module.Parse(p, raw)
 }
 
 // MakePlan computes the plan; kernels is LoadKernels' result (loaded once, planned often).
 func MakePlan(inv *inventory.Inventory, pol Policy, kernels map[string]*KernelPlan) *Plan {
-	groups := makeGroups(inv, pol)
+	offered := offers(inv, pol)
 	plan := &Plan{}
 	for _, t := range inv.Trees {
 		kp, ok := kernels[t.Release]
 		if !ok {
 			continue
 		}
-		kp = &KernelPlan{Release: kp.Release, Kernel: kp.Kernel, Err: kp.Err,
+		kp = &KernelPlan{Release: kp.Release, Kernel: kp.Kernel, Err: kp.Err, Admin: kp.Admin,
 			Decisions: map[string]*Decision{}, Links: map[string]string{}}
 		plan.Kernels = append(plan.Kernels, kp)
-		planKernel(t, kp, groups, pol)
+		planKernel(inv.Root, t, kp, offered, pol)
 	}
 	return plan
 }
 
-func planKernel(t *inventory.Tree, kp *KernelPlan, groups []group, pol Policy) {
-	for _, b := range t.Builds {
-		if !pol.Gone[b.Path] {
-			kp.Decisions[b.Name] = &Decision{Module: b.Name, State: Native, Build: b, From: t.Release}
-		}
-	}
-	// Candidate groups for this kernel: same series and flavour unless shared freely, and only
-	// the members this kernel lacks natively.
-	var cands []group
-	for _, g := range groups {
-		if g.from == t.Release || !pol.ShareAny && !shareable(g.from, t.Release) {
+// offers lists every build a directory offers to other kernels, best first: newest source
+// kernel, then path. Unreadable builds are listed too (never chosen, but named in reasons).
+func offers(inv *inventory.Inventory, pol Policy) []*inventory.Build {
+	var out []*inventory.Build
+	for _, t := range inv.Trees {
+		if pol.Removing[t.Release] {
 			continue
 		}
-		var need []*inventory.Build
-		for _, b := range g.builds {
-			if p, native := t.Native[b.Name]; native && !pol.Gone[p] {
-				continue
-			}
-			if pol.Never[b.Name] {
-				if kp.Decisions[b.Name] == nil {
-					kp.Decisions[b.Name] = &Decision{Module: b.Name, State: Excluded}
-				}
-				continue
-			}
-			need = append(need, b)
-		}
-		if len(need) > 0 {
-			cands = append(cands, group{g.from, need})
-		}
-	}
-	for _, g := range cands {
-		for _, b := range g.builds {
-			if kp.Decisions[b.Name] == nil {
-				kp.Decisions[b.Name] = &Decision{Module: b.Name, State: Incompatible}
+		for _, b := range t.Builds {
+			if !pol.Gone[b.Path] {
+				out = append(out, b)
 			}
 		}
 	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if c := kabi.CompareReleases(out[i].Kernel, out[j].Kernel); c != 0 {
+			return c > 0
+		}
+		return out[i].Path < out[j].Path
+	})
+	return out
+}
+
+func planKernel(root string, t *inventory.Tree, kp *KernelPlan, offered []*inventory.Build, pol Policy) {
+	var native []*module.Module // what the kernel's own external builds export to weak ones
+	for _, b := range t.Builds {
+		if pol.Gone[b.Path] {
+			continue
+		}
+		d := &Decision{Module: b.Name, State: Native, Build: b, From: t.Release}
+		if b.Err != nil {
+			d.State = Unreadable
+		} else {
+			native = append(native, b.Module)
+		}
+		kp.Decisions[b.Name] = d
+	}
+	for _, n := range adminNames(kp) {
+		if kp.Decisions[n] != nil {
+			continue // the kernel's own build wins over a link in weak-updates (depmod's order)
+		}
+		kp.Decisions[n] = &Decision{Module: n, State: Admin, Link: kp.Admin[n].Link.Sub}
+		if m := kp.Admin[n].Module; m != nil {
+			native = append(native, m) // its exports serve weak builds like the kernel's own
+		}
+	}
+	cands := candidates(t, kp, offered, pol)
+	names := make([]string, 0, len(cands))
+	for n := range cands {
+		names = append(names, n)
+		kp.Decisions[n] = &Decision{Module: n, State: Incompatible}
+	}
+	sort.Strings(names)
 	if kp.Kernel == nil {
 		return // no symvers: nothing can be decided; the error is reported per kernel
 	}
-	// The kernel's own external modules export to weak ones (a kmod built for this kernel
-	// that another package's module uses).
-	var native []*module.Module
-	for _, b := range t.Builds {
-		if b.Module != nil && !pol.Gone[b.Path] {
-			native = append(native, b.Module)
+	usable := map[string][]*inventory.Build{}
+	for _, n := range names {
+		for _, b := range cands[n] {
+			if b.Err == nil && blocker(root, t, b.Sub) == "" {
+				usable[n] = append(usable[n], b)
+			}
 		}
 	}
-	// Candidates are ranked newest source kernel first (groups are built in that order);
-	// a group is taken whole or not at all, and only while none of its names is chosen yet.
-	// Passes repeat until nothing changes, so a group that needs another group's exports
-	// is accepted once that one is chosen.
-	chosen := map[string]*inventory.Build{}
-	for changed := true; changed; {
-		changed = false
-		for _, g := range cands {
-			if anyChosen(g, chosen) {
-				continue
-			}
-			mods := make([]*module.Module, len(g.builds))
-			for i, b := range g.builds {
-				mods[i] = b.Module
-			}
-			with := append([]*module.Module(nil), native...)
-			for _, b := range chosen {
-				with = append(with, b.Module)
-			}
-			verdicts := kabi.Check(kp.Kernel, mods, with)
-			ok := true
-			for _, v := range verdicts {
-				ok = ok && v.Compatible
-			}
-			if !ok {
-				continue
-			}
-			for _, b := range g.builds {
-				chosen[b.Name] = b
-				d := kp.Decisions[b.Name]
-				d.State, d.Build, d.From, d.Link = Weak, b, b.Kernel, b.Sub
-				kp.Links[b.Sub] = b.Path
-			}
-			changed = true
-		}
+	chosen := choose(kp.Kernel, names, usable, native)
+	for n, b := range chosen {
+		d := kp.Decisions[n]
+		d.State, d.Build, d.From, d.Link = Weak, b, b.Kernel, b.Sub
+		kp.Links[b.Sub] = b.Path
 	}
-	// Explain every refused candidate of the names still without a build, and of the chosen
-	// ones the better-ranked builds that were passed over.
-	for _, g := range cands {
-		mods := make([]*module.Module, len(g.builds))
-		for i, b := range g.builds {
-			mods[i] = b.Module
-		}
-		with := append([]*module.Module(nil), native...)
-		for _, b := range chosen {
-			with = append(with, b.Module)
-		}
-		for i, v := range kabi.Check(kp.Kernel, mods, with) {
-			b := g.builds[i]
-			d := kp.Decisions[b.Name]
-			if d.Build == b {
-				continue
-			}
-			if v.Compatible {
-				// Refused only because a sibling in its group is not.
-				v.Problems = append(v.Problems, groupProblem(g, b, kp.Kernel, with))
-			}
-			if d.State == Weak && kabi.CompareReleases(b.Kernel, d.From) < 0 {
-				continue // an older build than the chosen one: not worth listing
-			}
-			d.Rejected = append(d.Rejected, Rejection{Build: b.Path, From: b.Kernel, Problems: v.Problems})
-		}
-	}
+	explainRefusals(root, t, kp, names, cands, chosen, native, offered)
 }
 
-// groupProblem names the sibling that kept a compatible build out.
-func groupProblem(g group, b *inventory.Build, k *kabi.Kernel, with []*module.Module) kabi.Problem {
-	for _, s := range g.builds {
-		if s != b && !kabi.Check(k, []*module.Module{s.Module}, append(with, moduleList(g)...))[0].Compatible {
-			return kabi.Problem{Kind: kabi.KindGroup, Want: s.Name, Have: "incompatible"}
-		}
+func adminNames(kp *KernelPlan) []string {
+	out := make([]string, 0, len(kp.Admin))
+	for n := range kp.Admin {
+		out = append(out, n)
 	}
-	return kabi.Problem{Kind: kabi.KindGroup, Want: "a sibling", Have: "incompatible"}
+	sort.Strings(out)
+	return out
 }
 
-func moduleList(g group) []*module.Module {
-	out := make([]*module.Module, 0, len(g.builds))
-	for _, b := range g.builds {
-		out = append(out, b.Module)
+// candidates returns, by module name, the builds of other directories that kernel t may link
+// (its own series and flavour unless shared freely), best first, for every name t lacks: not
+// its own build, no admin's link, not excluded by never_weak (recorded as Excluded).
+func candidates(t *inventory.Tree, kp *KernelPlan, offered []*inventory.Build, pol Policy) map[string][]*inventory.Build {
+	out := map[string][]*inventory.Build{}
+	for _, b := range offered {
+		if b.Kernel == t.Release || !pol.ShareAny && !shareable(b.Kernel, t.Release) {
+			continue
+		}
+		if p, native := t.Native[b.Name]; native && !pol.Gone[p] {
+			continue
+		}
+		if d := kp.Decisions[b.Name]; d != nil && d.State == Admin {
+			continue
+		}
+		if pol.Never[b.Name] {
+			kp.Decisions[b.Name] = &Decision{Module: b.Name, State: Excluded}
+			continue
+		}
+		out[b.Name] = append(out[b.Name], b)
 	}
 	return out
 }
 
-func anyChosen(g group, chosen map[string]*inventory.Build) bool {
-	for _, b := range g.builds {
-		if chosen[b.Name] != nil {
+// choose picks, for each name, the best usable build that loads into k together with the
+// kernel's own modules and the builds chosen for the other names. Each pass re-decides every
+// name against the others' current picks; since module dependencies form no cycle (the loader
+// refuses one), providers settle first and their users one pass later, so the passes stop
+// after at most one per dependency level.
+func choose(k *kabi.Kernel, names []string, usable map[string][]*inventory.Build, native []*module.Module) map[string]*inventory.Build {
+	chosen := map[string]*inventory.Build{}
+	for pass := 0; pass <= len(names); pass++ {
+		changed := false
+		for _, n := range names {
+			var best *inventory.Build
+			with := withOthers(native, chosen, n)
+			for _, b := range usable[n] {
+				if kabi.Check(k, []*module.Module{b.Module}, with)[0].Compatible {
+					best = b
+					break
+				}
+			}
+			if chosen[n] != best {
+				changed = true
+				if best == nil {
+					delete(chosen, n)
+				} else {
+					chosen[n] = best
+				}
+			}
+		}
+		if !changed {
+			break
+		}
+	}
+	// The picks must load together: drop any that does not (and, through Check's fixpoint,
+	// its users), should the passes have stopped on a pick whose provider changed last.
+	picked := sortedNames(chosen)
+	mods := make([]*module.Module, len(picked))
+	for i, n := range picked {
+		mods[i] = chosen[n].Module
+	}
+	for i, v := range kabi.Check(k, mods, native) {
+		if !v.Compatible {
+			delete(chosen, picked[i])
+		}
+	}
+	return chosen
+}
+
+// withOthers is what a build of name loads with: the kernel's own modules, then the builds
+// chosen for every other name (in name order, so the first exporter of a symbol is stable).
+func withOthers(native []*module.Module, chosen map[string]*inventory.Build, name string) []*module.Module {
+	with := append([]*module.Module(nil), native...)
+	for _, n := range sortedNames(chosen) {
+		if n != name {
+			with = append(with, chosen[n].Module)
+		}
+	}
+	return with
+}
+
+func sortedNames(m map[string]*inventory.Build) []string {
+	out := make([]string, 0, len(m))
+	for n := range m {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// blocker returns the file that keeps a link at weak-updates/sub from being made in t: a
+// file that is not a symlink (kabiguard never replaces one) at the link path or at one of its
+// parent directories, or an admin's link (not managed) at the link path. "" when free.
+func blocker(root string, t *inventory.Tree, sub string) string {
+	p := filepath.Join(t.Dir, "weak-updates", sub)
+	for _, o := range t.Others {
+		if o == p || strings.HasPrefix(p, o+"/") {
+			return o
+		}
+	}
+	for _, l := range t.Links {
+		if l.Path == p && !l.Dangling && !Managed(root, l) {
+			return l.Path
+		}
+	}
+	return ""
+}
+
+// explainRefusals records why each candidate better than the chosen one (all of them when none
+// is chosen) was refused, and sets the state of the names left without a build: Unreadable when
+// every build is, Blocked when a build would load but its link path is taken, else Incompatible.
+func explainRefusals(root string, t *inventory.Tree, kp *KernelPlan, names []string, cands map[string][]*inventory.Build,
+	chosen map[string]*inventory.Build, native []*module.Module, offered []*inventory.Build) {
+	for _, n := range names {
+		d := kp.Decisions[n]
+		with := withOthers(native, chosen, n)
+		unreadable, blocked := 0, false
+		for _, b := range cands[n] {
+			if b == chosen[n] {
+				break
+			}
+			rej := Rejection{Build: b.Path, From: b.Kernel}
+			if b.Err != nil {
+				unreadable++
+				rej.Problems = []kabi.Problem{{Kind: kabi.KindUnreadable, Want: b.Path, Have: readError(b)}}
+				d.Rejected = append(d.Rejected, rej)
+				continue
+			}
+			v := kabi.Check(kp.Kernel, []*module.Module{b.Module}, with)[0]
+			if o := blocker(root, t, b.Sub); o != "" {
+				blocked = blocked || v.Compatible
+				rej.Problems = append(rej.Problems, kabi.Problem{Kind: kabi.KindBlocked, Want: "weak-updates/" + b.Sub, Have: o})
+			}
+			rej.Problems = append(rej.Problems, v.Problems...)
+			d.Rejected = append(d.Rejected, rej)
+		}
+		if chosen[n] != nil {
+			continue
+		}
+		switch {
+		case blocked:
+			d.State = Blocked
+		case unreadable == len(cands[n]):
+			d.State = Unreadable
+		}
+	}
+	// Name the provider behind a missing symbol and why the kernel does not get it, and the
+	// build behind a CRC that is not the kernel's but a provider's.
+	for _, n := range names {
+		for i := range kp.Decisions[n].Rejected {
+			rej := &kp.Decisions[n].Rejected[i]
+			for j, p := range rej.Problems {
+				switch p.Kind {
+				case kabi.KindMissing:
+					if prov, why := missingProvider(kp, p.Symbol, n, offered); prov != "" {
+						rej.Problems[j] = kabi.Problem{Symbol: p.Symbol, Kind: kabi.KindNoProvider, Want: prov, Have: why}
+					}
+				case kabi.KindCRC:
+					if b := providerOf(t, chosen, n, p.Symbol); b != nil {
+						have := fmt.Sprintf("%s (%s's build from %s)", p.Have, b.Name, b.Kernel)
+						rej.Problems[j] = kabi.Problem{Symbol: p.Symbol, Kind: kabi.KindProviderCRC, Want: p.Want, Have: have}
+					}
+				}
+			}
+		}
+	}
+}
+
+// providerOf returns the build that serves symbol to a build of user in kernel t, as
+// withOthers orders them (the kernel's own builds, then the chosen ones by name); nil when
+// the kernel itself exports it.
+func providerOf(t *inventory.Tree, chosen map[string]*inventory.Build, user, symbol string) *inventory.Build {
+	for _, b := range t.Builds {
+		if b.Err == nil && exports(b, symbol) {
+			return b
+		}
+	}
+	for _, n := range sortedNames(chosen) {
+		if n != user && exports(chosen[n], symbol) {
+			return chosen[n]
+		}
+	}
+	return nil
+}
+
+// missingProvider finds a module of another name that exports symbol in some build, and says
+// why the kernel of kp does not get it. "" when no build exports it.
+func missingProvider(kp *KernelPlan, symbol, user string, offered []*inventory.Build) (string, string) {
+	for _, b := range offered {
+		if b.Err != nil || b.Name == user || !exports(b, symbol) {
+			continue
+		}
+		d := kp.Decisions[b.Name]
+		if d == nil {
+			return b.Name, "no build of it is offered to this kernel (other series or flavour; see share_builds)"
+		}
+		return b.Name, describe(kp, d)
+	}
+	return "", ""
+}
+
+// readError is why build b could not be parsed, without the file name the error starts with.
+func readError(b *inventory.Build) string {
+	return strings.TrimPrefix(b.Err.Error(), b.Path+": ")
+}
+
+func exports(b *inventory.Build, symbol string) bool {
+	for _, e := range b.Module.Exports {
+		if e.Name == symbol {
 			return true
 		}
 	}
 	return false
 }
 
+// describe says in a few words why a module is not available to a kernel.
+func describe(kp *KernelPlan, d *Decision) string {
+	first := ""
+	if len(d.Rejected) > 0 && len(d.Rejected[0].Problems) > 0 {
+		first = ": " + d.Rejected[0].Problems[0].String()
+	}
+	switch d.State {
+	case Unreadable:
+		if d.Build != nil && d.Build.Err != nil {
+			return fmt.Sprintf("its own build %s cannot be read: %s", d.Build.Path, readError(d.Build))
+		}
+		return "its build cannot be read" + first
+	case Blocked:
+		return "its build cannot be linked" + first
+	case Excluded:
+		return "never_weak in " + config.MainFile
+	case Incompatible:
+		return "no build of it loads" + first
+	case Admin:
+		if a := kp.Admin[d.Module]; a != nil && a.Err != nil {
+			return fmt.Sprintf("the admin's link weak-updates/%s provides it, and it cannot be read: %v", d.Link, a.Err)
+		}
+		return "the admin's link weak-updates/" + d.Link + " provides it, and that build does not export it"
+	}
+	return string(d.State)
+}
+
 func shareable(a, b string) bool {
 	return kabi.Series(a) == kabi.Series(b) && kabi.Flavour(a) == kabi.Flavour(b)
-}
-
-// makeGroups splits each directory's parsed builds into groups connected by symbol use, newest
-// directory first, then by path.
-func makeGroups(inv *inventory.Inventory, pol Policy) []group {
-	var out []group
-	trees := append([]*inventory.Tree(nil), inv.Trees...)
-	sort.SliceStable(trees, func(i, j int) bool { return kabi.CompareReleases(trees[i].Release, trees[j].Release) > 0 })
-	for _, t := range trees {
-		if pol.Removing[t.Release] {
-			continue
-		}
-		var builds []*inventory.Build
-		for _, b := range t.Builds {
-			if b.Err == nil && !pol.Gone[b.Path] {
-				builds = append(builds, b)
-			}
-		}
-		sort.Slice(builds, func(i, j int) bool { return builds[i].Path < builds[j].Path })
-		for _, comp := range components(builds) {
-			out = append(out, group{from: t.Release, builds: comp})
-		}
-	}
-	return out
-}
-
-// components returns the connected components of builds under "uses an export of".
-func components(builds []*inventory.Build) [][]*inventory.Build {
-	exporter := map[string]int{}
-	for i, b := range builds {
-		for _, e := range b.Module.Exports {
-			exporter[e.Name] = i
-		}
-	}
-	parent := make([]int, len(builds))
-	for i := range parent {
-		parent[i] = i
-	}
-	var find func(int) int
-	find = func(i int) int {
-		for parent[i] != i {
-			parent[i] = parent[parent[i]]
-			i = parent[i]
-		}
-		return i
-	}
-	for i, b := range builds {
-		for _, u := range b.Module.Undefined {
-			if j, ok := exporter[u.Name]; ok && j != i {
-				parent[find(i)] = find(j)
-			}
-		}
-	}
-	byRoot := map[int][]*inventory.Build{}
-	var order []int
-	for i, b := range builds {
-		r := find(i)
-		if byRoot[r] == nil {
-			order = append(order, r)
-		}
-		byRoot[r] = append(byRoot[r], b)
-	}
-	out := make([][]*inventory.Build, 0, len(order))
-	for _, r := range order {
-		out = append(out, byRoot[r])
-	}
-	return out
 }
 
 // LinkTarget is the symlink content for a link at weak-updates/sub in kernel dir kdir pointing

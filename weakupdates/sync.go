@@ -1,8 +1,11 @@
 package weakupdates
 
 import (
+	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/kabi"
@@ -50,11 +53,6 @@ func Sync(c *config.Config, opt SyncOptions) (*Result, error) {
 		return nil, err
 	}
 	defer unlock()
-	for _, k := range opt.Only {
-		if _, err := kabi.LoadKernel(opt.Root, k); err != nil {
-			return nil, err
-		}
-	}
 	res, err := Preview(c, opt.Root, opt.Removing, opt.Gone)
 	if err != nil {
 		return nil, err
@@ -78,7 +76,84 @@ func Sync(c *config.Config, opt SyncOptions) (*Result, error) {
 		noDepmod[k] = true
 	}
 	res.Changed, err = Apply(opt.Root, changes, Options{DryRun: opt.DryRun, Depmod: opt.Depmod, Log: opt.Log, NoDepmod: noDepmod})
+	if u := Unplanned(res, opt); u != nil {
+		if err == nil {
+			err = u // alone, so callers can tell "links made, something undecided" (OnlyIncomplete)
+		} else {
+			err = errors.Join(err, u)
+		}
+	}
 	return res, err
+}
+
+// ErrIncomplete is wrapped by Sync's error when a kernel in scope could not be planned (no or
+// a broken symvers) or a build cannot be read: the links of everything else were still made,
+// and the caller goes on (depmod ran, images may be refreshed) but must exit non-zero.
+var ErrIncomplete = errors.New("weak-updates links could not be decided for everything")
+
+// IncompleteError lists what could not be planned, one line per kernel or build.
+type IncompleteError struct{ Problems []string }
+
+func (e *IncompleteError) Error() string {
+	return ErrIncomplete.Error() + ":\n  " + strings.Join(e.Problems, "\n  ")
+}
+
+func (e *IncompleteError) Unwrap() error { return ErrIncomplete }
+
+// OnlyIncomplete reports whether err is Sync's IncompleteError alone: every link change was
+// made and depmod ran, so the caller still refreshes images before it reports err.
+func OnlyIncomplete(err error) bool {
+	ie, ok := err.(*IncompleteError)
+	return ok && ie != nil
+}
+
+// Unplanned returns what Sync could not decide: each kernel in scope (opt.Only, else every
+// installed kernel not being removed) whose kabi view could not be loaded, each kernel of
+// opt.Only that is not an installed kernel, and each unreadable build (never linked anywhere,
+// and a kernel that has it as its own build cannot load it). nil when everything was decided.
+func Unplanned(res *Result, opt SyncOptions) error {
+	var problems []string
+	inScope := func(string) bool { return true }
+	if len(opt.Only) > 0 {
+		only := map[string]bool{}
+		for _, k := range opt.Only {
+			only[k] = true
+			if res.Plan.Kernel(k) == nil {
+				why := "not an installed kernel (no kernel/, modules.order or vmlinuz)"
+				if _, err := kabi.LoadKernel(opt.Root, k); err != nil {
+					why = err.Error()
+				}
+				problems = append(problems, fmt.Sprintf("kernel %s: %s", k, why))
+			}
+		}
+		inScope = func(k string) bool { return only[k] }
+	}
+	for _, kp := range res.Plan.Kernels {
+		if kp.Err != nil && inScope(kp.Release) {
+			problems = append(problems, fmt.Sprintf("kernel %s: its links cannot be planned: %v", kp.Release, kp.Err))
+		}
+	}
+	removing, gone := map[string]bool{}, map[string]bool{}
+	for _, k := range opt.Removing {
+		removing[k] = true
+	}
+	for _, g := range opt.Gone {
+		gone[g] = true
+	}
+	for _, t := range res.Inventory.Trees {
+		if removing[t.Release] {
+			continue
+		}
+		for _, b := range t.Builds {
+			if b.Err != nil && !gone[b.Path] {
+				problems = append(problems, fmt.Sprintf("%s: cannot be read, so it is linked nowhere and %s cannot load it: %s", b.Path, t.Release, readError(b)))
+			}
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return &IncompleteError{Problems: problems}
 }
 
 // Preview scans, plans and diffs without changing anything and without the lock.
@@ -97,7 +172,7 @@ type Row struct {
 	Kernel   string `json:"kernel"`
 	Module   string `json:"module"`
 	Required bool   `json:"required"`
-	State    string `json:"state"` // native, weak, incompatible, missing, dangling, excluded, stale, pending
+	State    string `json:"state"` // native, weak, incompatible, missing, dangling, excluded, stale, pending, unreadable, blocked, admin
 	From     string `json:"from,omitempty"`
 	Path     string `json:"path,omitempty"`
 	Reason   string `json:"reason,omitempty"`
@@ -116,6 +191,11 @@ func Status(res *Result, c *config.Config) ([]Row, []error) {
 	for _, t := range res.Inventory.Trees {
 		for _, b := range t.Builds {
 			names[b.Name] = true
+		}
+	}
+	for _, kp := range res.Plan.Kernels {
+		for n := range kp.Decisions {
+			names[n] = true // an admin's link's module, too
 		}
 	}
 	anywhere := map[string]string{} // module name -> a release that has a build of it
@@ -149,8 +229,14 @@ func Status(res *Result, c *config.Config) ([]Row, []error) {
 				r.State, r.Path = string(Native), d.Build.Path
 			case d == nil && t.Native[n] != "":
 				r.State, r.Path = string(Native), t.Native[n] // in-tree (kernel/), e.g. a required xfs
+			case d != nil && d.State == Unreadable && d.Build != nil:
+				r.State, r.Path = string(Unreadable), d.Build.Path
+				r.Reason = fmt.Sprintf("the kernel's own build %s cannot be read: %s", d.Build.Path, readError(d.Build))
 			case l != nil && l.Dangling:
 				r.State, r.Path, r.Reason = "dangling", l.Path, "points at "+l.Target
+			case d != nil && d.State == Admin:
+				r.State, r.Path = string(Admin), filepath.Join(t.Dir, "weak-updates", d.Link)
+				r.Reason = "admin's link to " + adminTarget(t, d.Link) + ", not managed by kabiguard"
 			case l != nil && d != nil && d.State == Weak && sameFile(res.Inventory.Root, l.Resolved, d.Build.Path):
 				r.State, r.From, r.Path = string(Weak), d.From, l.Resolved
 			case l != nil:
@@ -159,8 +245,10 @@ func Status(res *Result, c *config.Config) ([]Row, []error) {
 				r.State, r.From, r.Reason = "pending", d.From, "compatible build from "+d.From+" not linked yet; run kabiguard link"
 			case d != nil && d.State == Excluded:
 				r.State, r.Reason = string(Excluded), "never_weak in "+config.MainFile
-			case d != nil && d.State == Incompatible:
-				r.State = string(Incompatible)
+			case d != nil && d.State == Blocked:
+				r.State, r.Path, r.Reason = string(Blocked), blockedBy(d), firstReason(d, kp)+"; move it away, then run kabiguard link"
+			case d != nil && (d.State == Incompatible || d.State == Unreadable):
+				r.State = string(d.State)
 				r.Reason = firstReason(d, kp)
 			case kp.Err != nil:
 				r.State, r.Reason = "missing", "cannot decide: "+kp.Err.Error()
@@ -173,6 +261,28 @@ func Status(res *Result, c *config.Config) ([]Row, []error) {
 		}
 	}
 	return rows, errs
+}
+
+// blockedBy is the file that takes the link path of a Blocked decision's best build.
+func blockedBy(d *Decision) string {
+	for _, rej := range d.Rejected {
+		for _, p := range rej.Problems {
+			if p.Kind == kabi.KindBlocked {
+				return p.Have
+			}
+		}
+	}
+	return ""
+}
+
+// adminTarget is the target of the admin's link at weak-updates/sub of t, as written.
+func adminTarget(t *inventory.Tree, sub string) string {
+	for _, l := range t.Links {
+		if l.Sub == sub {
+			return l.Target
+		}
+	}
+	return "?"
 }
 
 func firstReason(d *Decision, kp *KernelPlan) string {

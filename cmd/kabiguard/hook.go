@@ -66,23 +66,27 @@ Examples:
 func (c *hookAddCmd) Run(e *env) error { return c.sync(e, nil) }
 
 func (c *hookRemoveCmd) Run(e *env) error {
-	if err := c.sync(e, []string{c.Kernel}); err != nil {
-		var ie initramfsError
-		if !errors.As(err, &ie) {
-			return err
-		}
+	err := c.sync(e, []string{c.Kernel})
+	var ie initramfsError
+	switch {
+	case errors.As(err, &ie):
 		// The links are right; an image that could not be refreshed must not make the
 		// package manager fail the kernel's removal. Say so and go on.
 		fmt.Fprintf(e.stderr, "kabiguard: warning: %v\n", ie.err)
+		err = nil
+	case err != nil && !weakupdates.OnlyIncomplete(err):
+		return err
 	}
+	// err is now nil or what could not be planned (another kernel): reported after the
+	// kernel's own leftovers are gone.
 	if c.DryRun {
-		return nil
+		return err
 	}
 	// Leave nothing of ours behind, so the package manager can remove the directory.
 	dir := kabi.ModulesDir(c.Root, c.Kernel)
 	os.Remove(filepath.Join(dir, ".kabiguard-depmod-pending"))
 	os.Remove(filepath.Join(dir, "weak-updates"))
-	return nil
+	return err
 }
 
 func (c *hookArgs) sync(e *env, removing []string) error {
@@ -102,14 +106,15 @@ func (c *hookArgs) sync(e *env, removing []string) error {
 		}
 	}
 	res, err := weakupdates.Sync(cfg, weakupdates.SyncOptions{Root: c.Root, Removing: removing, DryRun: c.DryRun, Log: log})
-	if err != nil {
+	if err != nil && !weakupdates.OnlyIncomplete(err) {
 		return err
 	}
-	if verbose && len(res.Changes) == 0 {
+	undecided := err // a kernel or build that could not be planned: reported after the images
+	if verbose && len(res.Changes) == 0 && undecided == nil {
 		fmt.Fprintln(w, "kabiguard: weak-updates links are up to date")
 	}
 	if c.NoInitramfs {
-		return nil
+		return undecided
 	}
 	// The kernel being installed gets its image from the generator right after this plugin;
 	// the one being removed needs none. Other kernels whose links changed are refreshed.
@@ -120,9 +125,13 @@ func (c *hookArgs) sync(e *env, removing []string) error {
 		}
 	}
 	if err := refreshImages(c.Root, cfg, others, c.DryRun, func(s string) { fmt.Fprintln(w, "kabiguard: "+s) }); err != nil {
+		if undecided != nil {
+			fmt.Fprintf(e.stderr, "kabiguard: %v\n", err)
+			return undecided
+		}
 		return initramfsError{err}
 	}
-	return nil
+	return undecided
 }
 
 // initramfsError marks a failure of the initramfs step, after the links were made.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 
@@ -21,8 +22,10 @@ func (linkCmd) Help() string {
 	return `For every installed kernel and every external module (extra/, updates/, ...) it lacks,
 links the best kABI-compatible build of another kernel into its weak-updates/ (newest
 source kernel first); re-points links that dangle or point at a build that is no longer
-the right one; removes links nothing justifies. Modules that use each other's symbols are
-linked together or not at all. The real depmod then runs once per changed kernel, and
+the right one; removes links nothing justifies (only its own, see 'kabiguard status': an
+admin's link stays). A module that uses another's symbols is linked only when the build
+chosen for that other module (its own, in-tree or linked) exports them with the CRCs it
+wants; a provider is linked whatever its users do. The real depmod then runs once per changed kernel, and
 each changed kernel's initramfs is refreshed in place (a full generator run only when a
 required early module or a dependency is missing from it).
 Builds are offered only to kernels of the same series and flavour unless share_builds =
@@ -56,16 +59,17 @@ func (c *linkCmd) Run(e *env) error {
 			return jerr
 		}
 	}
-	if err != nil {
+	if err != nil && !weakupdates.OnlyIncomplete(err) {
 		return err
 	}
-	if !c.JSON && len(res.Changes) == 0 {
+	if !c.JSON && len(res.Changes) == 0 && err == nil {
 		fmt.Fprintln(w, "weak-updates links are up to date")
 	}
 	if c.NoInitramfs {
-		return nil
+		return err
 	}
-	return refreshImages(c.Root, cfg, res.Changed, c.DryRun, log)
+	// A kernel that could not be planned (err) does not keep the others' images stale.
+	return errors.Join(refreshImages(c.Root, cfg, res.Changed, c.DryRun, log), err)
 }
 
 type statusCmd struct {
@@ -83,6 +87,11 @@ func (statusCmd) Help() string {
   dangling      a weak-updates link points at nothing
   stale         a link points at a build that is not the planned one
   excluded      never_weak in /etc/kabiguard/kabiguard.conf
+  unreadable    the build cannot be read (corrupt or truncated file; the error is shown):
+                never linked, and a kernel whose own build it is cannot load it
+  blocked       a compatible build cannot be linked: a file kabiguard did not create holds
+                its link path in weak-updates/ (shown; left alone)
+  admin         an admin's own link in weak-updates/ provides it: kept, not managed
 Required modules (/etc/kabiguard/required.d) are marked with '*'.
 Exit status: 0 every required module is native or weak everywhere, 1 otherwise, 2 error.
 

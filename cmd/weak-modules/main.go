@@ -1,6 +1,6 @@
 // Command weak-modules is a drop-in for RHEL's /usr/sbin/weak-modules, as kmod RPM scriptlets,
-// DKMS and admins call it, backed by kabiguard's planner: decisions are per module (a group
-// only when modules use each other's symbols), removal re-points links to another compatible
+// DKMS and admins call it, backed by kabiguard's planner: decisions are per module (a user
+// is judged with the providers chosen for the kernel), removal re-points links to another compatible
 // build whether or not the removed file still exists, .ko.zst and every symvers compression
 // work, and the exit status is non-zero when anything failed.
 package main
@@ -130,9 +130,10 @@ func (c *cli) run(stdin io.Reader, stdout io.Writer) error {
 		}
 	}
 	res, err := weakupdates.Sync(cfg, opt)
-	if err != nil {
+	if err != nil && !weakupdates.OnlyIncomplete(err) {
 		return err
 	}
+	undecided := err // a kernel or build that could not be planned: reported after the images
 	var upd hooks.InitramfsUpdater = hooks.NoInitramfs{}
 	gen := hooks.GeneratorUpdater{Root: c.Basedir, Generator: c.Dracut, CheckProg: c.CheckInitramfsProg, DryRun: c.DryRun, Log: log}
 	switch {
@@ -153,9 +154,9 @@ func (c *cli) run(stdin io.Reader, stdout io.Writer) error {
 		}
 	}
 	if len(errs) > 0 {
-		return errors.New(strings.Join(errs, "; "))
+		return errors.Join(errors.New(strings.Join(errs, "; ")), undecided)
 	}
-	return nil
+	return undecided
 }
 
 // progress prints initramfs progress whatever the verbosity: a rebuild takes a minute and the
