@@ -1,0 +1,225 @@
+package weakupdates
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kabiguard/kabiguard/config"
+	"github.com/kabiguard/kabiguard/internal/rootfs"
+	"github.com/kabiguard/kabiguard/internal/testkit"
+	"github.com/kabiguard/kabiguard/kabi"
+)
+
+const k50, k53, k54 = testkit.SampleK50, testkit.SampleK53, testkit.SampleK54
+
+type syncOut struct {
+	res *Result
+	err error
+}
+
+// syncRoot runs Sync of root as `kabiguard link --no-initramfs` does (the real depmod
+// included), within a deadline.
+func syncRoot(t *testing.T, root string, dryRun bool) (*Result, error) {
+	t.Helper()
+	cfg, err := config.Load(root)
+	if err != nil {
+		return nil, err
+	}
+	out := testkit.WithDeadline(t, time.Minute, "Sync", func() syncOut {
+		r, e := Sync(cfg, SyncOptions{Root: root, DryRun: dryRun})
+		return syncOut{r, e}
+	})
+	return out.res, out.err
+}
+
+func syncErr(t *testing.T, root string) error {
+	t.Helper()
+	_, err := syncRoot(t, root, false)
+	return err
+}
+
+// links lists the symlinks below dir (relative path -> target).
+func linksUnder(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type()&os.ModeSymlink != 0 {
+			rel, _ := filepath.Rel(dir, p)
+			out[rel], _ = os.Readlink(p)
+		}
+		return nil
+	})
+	return out
+}
+
+// Finding 1: a kernel's weak-updates that is a symlink out of the root, by an absolute target
+// (which depmod -b and the kernel would follow on the host) or by a relative one climbing out,
+// is refused with one error naming it; nothing is written outside, an existing symlink there is
+// not overwritten, and the other kernels are still linked.
+func TestWeakUpdatesSymlinkOutsideRootRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		relative bool
+		want     error
+	}{
+		{"absolute", false, rootfs.ErrToolEscape},
+		{"relative", true, rootfs.ErrEscapes},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := testkit.SampleDemoRoot(t)
+			dec := testkit.NewDecoys(t)
+			dec.Write(t, "wu/README", "an admin's directory\n")
+			must(t, os.Symlink("/etc/hostname", filepath.Join(dec.Dir, "wu/kabiprov.ko.xz")))
+			must(t, os.MkdirAll(filepath.Join(dec.Dir, "wu/kabidemo"), 0o755))
+			must(t, os.Symlink("/etc/hostname", filepath.Join(dec.Dir, "wu/kabidemo/kabidemo.ko.xz")))
+			dec.Seal(t)
+			weak := filepath.Join(kabi.ModulesDir(root, k53), "weak-updates")
+			target := filepath.Join(dec.Dir, "wu")
+			if tc.relative {
+				target, _ = filepath.Rel(filepath.Dir(weak), target)
+			}
+			must(t, os.Symlink(target, weak))
+
+			err := syncErr(t, root)
+			if err == nil {
+				t.Fatal("link through a weak-updates outside the root succeeded")
+			}
+			if !errors.Is(err, tc.want) && !strings.Contains(err.Error(), tc.want.Error()) {
+				t.Errorf("error %q does not say %q", err, tc.want)
+			}
+			if !strings.Contains(err.Error(), weak) {
+				t.Errorf("error %q does not name %s", err, weak)
+			}
+			dec.Unchanged(t)
+			if !tc.relative {
+				// The other kernels are linked all the same.
+				if got := linksUnder(t, filepath.Join(kabi.ModulesDir(root, k54), "weak-updates")); len(got) != 2 {
+					t.Errorf("6.1.0-54 links: %v, want kabiprov and kabiuser", got)
+				}
+			}
+			// Every run refuses again, never "up to date".
+			if err := syncErr(t, root); err == nil {
+				t.Error("second run succeeded")
+			}
+			dec.Unchanged(t)
+		})
+	}
+}
+
+// Finding 1: an absolute lib symlink in the root (lib -> /usr/lib) means the root's usr/lib for
+// kabiguard, but the host's /usr/lib for depmod -b: no link is written and depmod is not run.
+func TestAbsoluteLibSymlinkRefused(t *testing.T) {
+	base := t.TempDir()
+	sample := testkit.SampleDemoRoot(t)
+	root := filepath.Join(base, "root")
+	must(t, os.MkdirAll(filepath.Join(root, "usr"), 0o755))
+	must(t, os.Rename(filepath.Join(sample, "lib"), filepath.Join(root, "usr/lib")))
+	must(t, os.Rename(filepath.Join(sample, "etc"), filepath.Join(root, "etc")))
+	// The host's /usr/lib/modules (absent in a container) must not change: the decoy here is
+	// the host's real tree.
+	host := testkit.NewDecoys(t)
+	host.Dir = "/usr/lib/modules"
+	host.Seal(t)
+	must(t, os.Symlink("/usr/lib", filepath.Join(root, "lib")))
+
+	err := syncErr(t, root)
+	if err == nil || !strings.Contains(err.Error(), rootfs.ErrToolEscape.Error()) {
+		t.Fatalf("link with an absolute lib symlink: %v, want a refusal (%v)", err, rootfs.ErrToolEscape)
+	}
+	host.Unchanged(t)
+	for _, k := range []string{k53, k54} {
+		if got := linksUnder(t, filepath.Join(root, "usr/lib/modules", k)); len(got) != 0 {
+			t.Errorf("%s: links written in a refused kernel: %v", k, got)
+		}
+		if _, err := os.Stat(filepath.Join(root, "usr/lib/modules", k, "modules.dep")); err == nil {
+			t.Errorf("%s: depmod ran", k)
+		}
+	}
+}
+
+// Finding 1: Depmod itself refuses a kernel directory the host resolves elsewhere.
+func TestDepmodRefusesHostEscape(t *testing.T) {
+	root := testkit.SampleDemoRoot(t)
+	dec := testkit.NewDecoys(t)
+	dec.Write(t, "k/kernel/placeholder", "x\n")
+	dec.Seal(t)
+	dir := kabi.ModulesDir(root, "6.1.0-99-amd64")
+	must(t, os.Symlink(filepath.Join(dec.Dir, "k"), dir))
+	err := Depmod(root, "6.1.0-99-amd64", "")
+	if !errors.Is(err, rootfs.ErrToolEscape) {
+		t.Fatalf("Depmod: %v, want %v", err, rootfs.ErrToolEscape)
+	}
+	dec.Unchanged(t)
+}
+
+// Finding 13: a mistyped root is an error and nothing is created, not even by Lock.
+func TestLockMistypedRoot(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "no-such-root")
+	if _, err := Lock(root); !errors.Is(err, rootfs.ErrNoRoot) {
+		t.Fatalf("Lock: %v, want %v", err, rootfs.ErrNoRoot)
+	}
+	if _, err := Sync(config.Default(), SyncOptions{Root: root}); !errors.Is(err, rootfs.ErrNoRoot) {
+		t.Fatalf("Sync: %v, want %v", err, rootfs.ErrNoRoot)
+	}
+	if _, err := os.Lstat(root); !os.IsNotExist(err) {
+		t.Fatalf("%s was created", root)
+	}
+}
+
+// Finding 13: a dry run takes no lock (it completes while another process holds it) and
+// creates no file, not even the lock file.
+func TestDryRunTakesNoLock(t *testing.T) {
+	root := testkit.SampleDemoRoot(t)
+	lock := filepath.Join(root, "lib/modules/.kabiguard.lock")
+	res, err := syncRoot(t, root, true)
+	if err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	if len(res.Changes) == 0 {
+		t.Fatal("dry run found nothing to do on a fresh root")
+	}
+	if _, err := os.Lstat(lock); !os.IsNotExist(err) {
+		t.Fatalf("dry run created %s", lock)
+	}
+	for _, k := range []string{k53, k54} {
+		if _, err := os.Lstat(filepath.Join(kabi.ModulesDir(root, k), "weak-updates")); !os.IsNotExist(err) {
+			t.Errorf("dry run created %s's weak-updates", k)
+		}
+		if _, err := os.Lstat(depmodMarker(root, k)); !os.IsNotExist(err) {
+			t.Errorf("dry run left a depmod marker in %s", k)
+		}
+	}
+	unlock, err := Lock(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if _, err := syncRoot(t, root, true); err != nil { // fails the test if it waits for the lock
+		t.Fatalf("dry run under another's lock: %v", err)
+	}
+}
+
+// Finding 13: a directory where a link goes is called a directory.
+func TestDirectoryAtLinkPathNamed(t *testing.T) {
+	root := testkit.SampleDemoRoot(t)
+	in := filepath.Join(kabi.ModulesDir(root, k54), "weak-updates/kabiprov/kabiprov.ko.xz")
+	must(t, os.MkdirAll(in, 0o755))
+	err := syncErr(t, root)
+	if err == nil || !strings.Contains(err.Error(), in+": a directory is in the way") {
+		t.Fatalf("link: %v, want %s called a directory", err, in)
+	}
+	if strings.Contains(err.Error(), "regular file") {
+		t.Errorf("a directory called a regular file: %v", err)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
