@@ -3,6 +3,7 @@ package weakupdates
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -110,32 +111,31 @@ func TestWeakUpdatesSymlinkOutsideRootRefused(t *testing.T) {
 	}
 }
 
-// Finding 1: an absolute lib symlink in the root (lib -> /usr/lib) means the root's usr/lib for
-// kabiguard, but the host's /usr/lib for depmod -b: no link is written and depmod is not run.
+// Finding 1: an absolute lib symlink in the root (lib -> /H/lib) means the root's H/lib for
+// kabiguard, but the host's /H/lib for depmod -b: no link is written and depmod is not run.
+// /H is a decoy holding a copy of the tree, as a host would; it must not change.
 func TestAbsoluteLibSymlinkRefused(t *testing.T) {
-	base := t.TempDir()
-	sample := testkit.SampleDemoRoot(t)
-	root := filepath.Join(base, "root")
-	must(t, os.MkdirAll(filepath.Join(root, "usr"), 0o755))
-	must(t, os.Rename(filepath.Join(sample, "lib"), filepath.Join(root, "usr/lib")))
-	must(t, os.Rename(filepath.Join(sample, "etc"), filepath.Join(root, "etc")))
-	// The host's /usr/lib/modules (absent in a container) must not change: the decoy here is
-	// the host's real tree.
-	host := testkit.NewDecoys(t)
-	host.Dir = "/usr/lib/modules"
-	host.Seal(t)
-	must(t, os.Symlink("/usr/lib", filepath.Join(root, "lib")))
+	root := testkit.SampleDemoRoot(t)
+	dec := testkit.NewDecoys(t)
+	host := filepath.Join(dec.Dir, "lib")
+	inRoot := filepath.Join(root, host)
+	must(t, os.MkdirAll(filepath.Dir(inRoot), 0o755))
+	must(t, os.Rename(filepath.Join(root, "lib"), inRoot))
+	must(t, os.MkdirAll(dec.Dir, 0o755))
+	must(t, exec.Command("cp", "-a", inRoot, host).Run())
+	dec.Seal(t)
+	must(t, os.Symlink(host, filepath.Join(root, "lib")))
 
 	err := syncErr(t, root)
 	if err == nil || !strings.Contains(err.Error(), rootfs.ErrToolEscape.Error()) {
 		t.Fatalf("link with an absolute lib symlink: %v, want a refusal (%v)", err, rootfs.ErrToolEscape)
 	}
-	host.Unchanged(t)
+	dec.Unchanged(t)
 	for _, k := range []string{k53, k54} {
-		if got := linksUnder(t, filepath.Join(root, "usr/lib/modules", k)); len(got) != 0 {
+		if got := linksUnder(t, filepath.Join(inRoot, "modules", k)); len(got) != 0 {
 			t.Errorf("%s: links written in a refused kernel: %v", k, got)
 		}
-		if _, err := os.Stat(filepath.Join(root, "usr/lib/modules", k, "modules.dep")); err == nil {
+		if _, err := os.Stat(filepath.Join(inRoot, "modules", k, "modules.dep")); err == nil {
 			t.Errorf("%s: depmod ran", k)
 		}
 	}
