@@ -75,6 +75,11 @@ func Apply(root string, changes []Change, opt Options) ([]string, error) {
 			errs = append(errs, err.Error())
 			continue
 		}
+		if err := checkTarget(r, c); err != nil {
+			refused[c.Kernel] = true
+			errs = append(errs, fmt.Sprintf("%s: %v: %v", c.Kernel, ErrRefusedKernel, err))
+			continue
+		}
 		log(fmt.Sprintf("%s: %s %s%s (%s)", c.Kernel, c.Op, c.Link, arrow(c), c.Why))
 		if opt.DryRun {
 			changed[c.Kernel] = true
@@ -138,6 +143,46 @@ func checkKernelDir(r *rootfs.Root, root, release string) error {
 		return fmt.Errorf("%s: %w: %w", release, ErrRefusedKernel, err)
 	}
 	return nil
+}
+
+// ErrLinkWouldDangle is wrapped when a relative link target, planned from the link's path as
+// written, would lead elsewhere from the directory the link really lands in: a symlink on the
+// way (weak-updates -> ../../../srv/w) moves the link but not the build it names.
+var ErrLinkWouldDangle = errors.New("a symlink on its path moves the link away from its build")
+
+// checkTarget makes sure that a link created with c.Target leads, once on disk, where the
+// plan meant: c.Target is relative to the link's directory as written (lib/modules/K/
+// weak-updates/...), but the kernel, depmod and modprobe resolve it from the directory the
+// link really lands in. A symlink above lib/modules (merged /usr's lib -> usr/lib) moves the
+// link and the builds alike and passes; a symlinked kernel directory or weak-updates at
+// another depth does not.
+func checkTarget(r *rootfs.Root, c Change) error {
+	if c.Op == Remove || c.Target == "" || filepath.IsAbs(c.Target) {
+		return nil
+	}
+	dir := filepath.Dir(c.Link)
+	meant, err := r.Resolve(filepath.Join(dir, c.Target))
+	if err != nil {
+		return err
+	}
+	real, err := r.Resolve(dir)
+	if err != nil {
+		return err
+	}
+	// real has no symlink left in it, so joining c.Target to it resolves ".." as the kernel does.
+	got, err := r.Resolve(filepath.Join(real, c.Target))
+	if err != nil || got != meant {
+		return fmt.Errorf("%s: %w (it would land in %s, where %s leads to %s)", c.Link, ErrLinkWouldDangle,
+			real, c.Target, resolvedOr(got, err))
+	}
+	return nil
+}
+
+func resolvedOr(p string, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return p
 }
 
 // depmodMarker is the file that says "K's links changed, depmod has not yet run": written

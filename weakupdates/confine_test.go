@@ -223,3 +223,48 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// Finding 1, the other side: symlinks within the root are followed there, as long as the
+// relative links made through them still lead to their builds (the kernel and depmod resolve
+// them from where they land): merged /usr's relative lib -> usr/lib passes; a weak-updates
+// that lives elsewhere in the root is refused with the reason, and no dangling link is made.
+func TestDirectorySymlinksWithinRoot(t *testing.T) {
+	root := testkit.SampleDemoRoot(t)
+	must(t, os.MkdirAll(filepath.Join(root, "usr"), 0o755))
+	must(t, os.Rename(filepath.Join(root, "lib"), filepath.Join(root, "usr/lib")))
+	must(t, os.Symlink("usr/lib", filepath.Join(root, "lib")))
+	modules := filepath.Join(root, "usr/lib/modules")
+	must(t, os.MkdirAll(filepath.Join(root, "srv/weak54"), 0o755))
+	must(t, os.Symlink("../../../../srv/weak54", filepath.Join(modules, k54, "weak-updates")))
+
+	_, err := syncRoot(t, root, false)
+	if err == nil || !strings.Contains(err.Error(), ErrLinkWouldDangle.Error()) || !strings.Contains(err.Error(), k54) || strings.Contains(err.Error(), k53) {
+		t.Fatalf("link: %v, want 6.1.0-54 refused (%v), 6.1.0-53 linked", err, ErrLinkWouldDangle)
+	}
+	if got := linksUnder(t, filepath.Join(root, "srv/weak54")); len(got) != 0 {
+		t.Errorf("links that dangle were made: %v", got)
+	}
+	got := linksUnder(t, filepath.Join(modules, k53, "weak-updates"))
+	if len(got) != 3 {
+		t.Errorf("6.1.0-53 links through lib -> usr/lib: %v", got)
+	}
+	for rel := range got {
+		if _, err := os.Stat(filepath.Join(modules, k53, "weak-updates", rel)); err != nil {
+			t.Errorf("6.1.0-53: %v", err)
+		}
+	}
+	dep, _ := os.ReadFile(filepath.Join(modules, k53, "modules.dep"))
+	if !strings.Contains(string(dep), "weak-updates/kabidemo/kabidemo.ko.xz") {
+		t.Errorf("depmod did not index the links of 6.1.0-53:\n%s", dep)
+	}
+	// The second run has nothing to do for 6.1.0-53 and refuses 6.1.0-54 again.
+	res, err := syncRoot(t, root, false)
+	if err == nil {
+		t.Error("second run succeeded")
+	}
+	for _, c := range res.Changes {
+		if c.Kernel == k53 {
+			t.Errorf("second run changes 6.1.0-53 again: %+v", c)
+		}
+	}
+}
