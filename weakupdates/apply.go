@@ -129,8 +129,8 @@ func Apply(root string, changes []Change, opt Options) ([]string, error) {
 	return kernels, nil
 }
 
-// ErrRefusedKernel is wrapped when a kernel's links are not touched because its directory
-// leads outside the root.
+// ErrRefusedKernel is in the error of a kernel whose links are not touched: its weak-updates
+// leads outside the root (for us or for the host's tools), or links made there would dangle.
 var ErrRefusedKernel = errors.New("its links are not changed")
 
 // checkKernelDir refuses a kernel whose weak-updates/ leads outside the root, by our resolution
