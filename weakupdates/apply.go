@@ -157,6 +157,11 @@ var ErrLinkWouldDangle = errors.New("a symlink on its path moves the link away f
 // link and the builds alike and passes; a symlinked kernel directory or weak-updates at
 // another depth does not.
 func checkTarget(r *rootfs.Root, c Change) error {
+	// The link's own directory, too, must be where the host's depmod will look for it
+	// (weak-updates/x -> /elsewhere means the root's /elsewhere to us, the host's to depmod).
+	if _, err := r.ToolPath(filepath.Dir(c.Link)); err != nil {
+		return err
+	}
 	if c.Op == Remove || c.Target == "" || filepath.IsAbs(c.Target) {
 		return nil
 	}
@@ -244,10 +249,6 @@ func arrow(c Change) string {
 }
 
 func applyOne(r *rootfs.Root, c Change) error {
-	// The link's own directory, too, must be where the host's depmod will look for it.
-	if _, err := r.ToolPath(filepath.Dir(c.Link)); err != nil {
-		return err
-	}
 	switch c.Op {
 	case Remove:
 		fi, err := r.Lstat(c.Link)

@@ -268,3 +268,47 @@ func TestDirectorySymlinksWithinRoot(t *testing.T) {
 		}
 	}
 }
+
+// Finding 1: a directory inside weak-updates that is a symlink out of the root (weak-updates/
+// kabiprov -> /elsewhere) never gets a link written through it, and what is there is not
+// overwritten. Where it leads to nothing inside the root (climbing out, or an absolute target
+// the root lacks) it is a dangling link, replaced by the directory and link the plan wants; where
+// the root has its target but the host's depmod would follow it to the host's, it is refused.
+func TestLinkDirectorySymlinkOutsideRoot(t *testing.T) {
+	for _, tc := range []string{"relative", "absolute-dangling", "absolute-existing"} {
+		t.Run(tc, func(t *testing.T) {
+			root := testkit.SampleDemoRoot(t)
+			dec := testkit.NewDecoys(t)
+			dec.Write(t, "d/README", "x\n")
+			must(t, os.Symlink("/etc/hostname", filepath.Join(dec.Dir, "d/kabiprov.ko.xz")))
+			dec.Seal(t)
+			at := filepath.Join(kabi.ModulesDir(root, k54), "weak-updates/kabiprov")
+			must(t, os.MkdirAll(filepath.Dir(at), 0o755))
+			target := filepath.Join(dec.Dir, "d")
+			switch tc {
+			case "relative":
+				target, _ = filepath.Rel(filepath.Dir(at), target)
+			case "absolute-existing":
+				must(t, os.MkdirAll(filepath.Join(root, target), 0o755))
+			}
+			must(t, os.Symlink(target, at))
+			err := syncErr(t, root)
+			if tc == "absolute-existing" {
+				if err == nil || !strings.Contains(err.Error(), at) || !strings.Contains(err.Error(), rootfs.ErrToolEscape.Error()) {
+					t.Errorf("link: %v, want %s refused (%v)", err, at, rootfs.ErrToolEscape)
+				}
+				if got := linksUnder(t, filepath.Join(root, target)); len(got) != 0 {
+					t.Errorf("links written through it: %v", got)
+				}
+			} else {
+				if err != nil {
+					t.Errorf("link: %v", err)
+				}
+				if _, err := os.Stat(filepath.Join(at, "kabiprov.ko.xz")); err != nil {
+					t.Errorf("the link is not made: %v", err)
+				}
+			}
+			dec.Unchanged(t)
+		})
+	}
+}
