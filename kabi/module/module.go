@@ -141,12 +141,11 @@ func OpenFile(f *os.File, path string) (m *Module, err error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: %w (%s)", path, rootfs.ErrNotRegular, rootfs.Kind(fi.Mode()))
 	}
-	if fi.Size() == 0 || fi.Size() > 1<<30 {
-		raw, err := io.ReadAll(io.LimitReader(f, 1<<30+1))
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		return Parse(path, raw)
+	if fi.Size() > 1<<30 {
+		return nil, fmt.Errorf("%s: %d bytes: too large for a module", path, fi.Size())
+	}
+	if fi.Size() == 0 {
+		return Parse(path, nil) // nothing to map; the parser names what is missing
 	}
 	raw, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_PRIVATE)
 	if err != nil {
