@@ -13,10 +13,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/kabiguard/kabiguard/internal/rootfs"
 )
 
 // Config is the effective configuration.
@@ -52,25 +53,37 @@ func Default() *Config {
 	return &Config{ShareBuilds: "series", OnMissingRequired: "refuse"}
 }
 
-// Load reads the configuration under root; missing files mean defaults.
+// Load reads the configuration under root; missing files mean defaults. The files are read
+// inside the root (an absolute symlink at etc/kabiguard/kabiguard.conf means a file of the
+// root, never of the host) and only if they are regular files (a FIFO never blocks). A root
+// that does not exist is an error (rootfs.ErrNoRoot): a mistyped --root must not pass for an
+// empty system.
 func Load(root string) (*Config, error) {
-	c := Default()
-	if err := c.loadMain(filepath.Join(root, MainFile)); err != nil {
+	r, err := rootfs.At(root)
+	if err != nil {
 		return nil, err
 	}
-	if err := c.loadRequired(filepath.Join(root, RequiredDir)); err != nil {
+	c := Default()
+	if err := c.loadMain(r, filepath.Join(root, MainFile)); err != nil {
+		return nil, err
+	}
+	if err := c.loadRequired(r, filepath.Join(root, RequiredDir)); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-func eachLine(path string, fn func(line int, text string) error) error {
-	f, err := os.Open(path)
+// maxLine bounds a configuration line; a longer one is an error naming the file and line.
+const maxLine = 64 << 10
+
+func eachLine(r *rootfs.Root, path string, fn func(line int, text string) error) error {
+	f, err := r.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 4096), maxLine)
 	n := 0
 	for sc.Scan() {
 		n++
@@ -86,11 +99,20 @@ func eachLine(path string, fn func(line int, text string) error) error {
 			return fmt.Errorf("%s:%d: %w", path, n, err)
 		}
 	}
-	return sc.Err()
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return fmt.Errorf("%s:%d: %w: a line is longer than %d KiB", path, n+1, ErrLineTooLong, maxLine>>10)
+		}
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }
 
-func (c *Config) loadMain(path string) error {
-	err := eachLine(path, func(_ int, text string) error {
+// ErrLineTooLong is wrapped when a configuration line exceeds the bound.
+var ErrLineTooLong = errors.New("line too long")
+
+func (c *Config) loadMain(r *rootfs.Root, path string) error {
+	err := eachLine(r, path, func(_ int, text string) error {
 		key, value, ok := strings.Cut(text, "=")
 		if !ok {
 			return fmt.Errorf("expected key = value, got %q", text)
@@ -120,15 +142,14 @@ func (c *Config) loadMain(path string) error {
 	return err
 }
 
-func (c *Config) loadRequired(dir string) error {
-	files, err := filepath.Glob(filepath.Join(dir, "*.conf"))
+func (c *Config) loadRequired(r *rootfs.Root, dir string) error {
+	files, err := confFiles(r, dir)
 	if err != nil {
 		return err
 	}
-	sort.Strings(files)
 	byName := map[string]*Required{}
 	for _, f := range files {
-		err := eachLine(f, func(line int, text string) error {
+		err := eachLine(r, f, func(line int, text string) error {
 			fields := strings.Fields(text)
 			if err := checkRequiredLine(text, fields); err != nil { // config/modname.go
 				return err
@@ -156,6 +177,27 @@ func (c *Config) loadRequired(dir string) error {
 	}
 	sort.Slice(c.Required, func(i, j int) bool { return c.Required[i].Name < c.Required[j].Name })
 	return nil
+}
+
+// confFiles lists dir/*.conf (dir followed inside the root), sorted; no directory means none.
+// Every name is returned, whatever it is: a .conf that is a FIFO or directory is an error when
+// read, not a file silently skipped.
+func confFiles(r *rootfs.Root, dir string) ([]string, error) {
+	ents, err := r.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".conf") { // what filepath.Glob("*.conf") matched
+			files = append(files, filepath.Join(dir, e.Name()))
+		}
+	}
+	sort.Strings(files)
+	return files, nil
 }
 
 // RequiredNames is the set of required module names.

@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi/module"
 	"github.com/kabiguard/kabiguard/kabi/symvers"
 )
@@ -52,19 +52,23 @@ func loadKernel(root, release string, wanted map[string]bool) (*Kernel, error) {
 	if release == "" || strings.ContainsAny(release, "/\x00") || release == "." || release == ".." {
 		return nil, fmt.Errorf("invalid kernel release %q", release)
 	}
+	r, err := rootfs.At(root)
+	if err != nil {
+		return nil, err
+	}
 	dir := ModulesDir(root, release)
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+	if fi, err := r.Stat(dir); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("%w: %s does not exist", ErrNoKernel, dir)
 	}
 	path, err := symvers.Find(root, release)
 	if err != nil {
 		return nil, err
 	}
-	t, err := symvers.LoadWanted(path, wanted)
+	t, err := symvers.LoadIn(r, path, wanted)
 	if err != nil {
 		return nil, err
 	}
-	ref, err := findReference(dir)
+	ref, err := findReference(r, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -84,12 +88,13 @@ func kernelFromSymvers(path string, wanted map[string]bool) (*Kernel, error) {
 }
 
 // findReference returns the first in-tree module under dir/kernel in lexical order, skipping
-// files that do not parse. It reads one module, not the tree.
-func findReference(dir string) (*module.Module, error) {
+// files that do not parse (or are no regular files). It reads one module, not the tree, and
+// only inside the root.
+func findReference(r *rootfs.Root, dir string) (*module.Module, error) {
 	var ref *module.Module
 	var firstErr error
 	tried := 0
-	err := filepath.WalkDir(filepath.Join(dir, "kernel"), func(p string, d fs.DirEntry, err error) error {
+	err := r.WalkDir(filepath.Join(dir, "kernel"), func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return fs.SkipAll
@@ -99,7 +104,7 @@ func findReference(dir string) (*module.Module, error) {
 		if d.IsDir() || !IsModuleFile(p) {
 			return nil
 		}
-		m, perr := module.Open(p)
+		m, perr := openModule(r, p)
 		tried++
 		if perr == nil && m.Vermagic != "" {
 			ref = m
@@ -117,6 +122,16 @@ func findReference(dir string) (*module.Module, error) {
 		return nil, err
 	}
 	return ref, nil
+}
+
+// openModule parses the module at host path p below root r, opened inside the root.
+func openModule(r *rootfs.Root, p string) (*module.Module, error) {
+	f, err := r.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return module.OpenFile(f, p)
 }
 
 // IsModuleFile reports whether a path names a kernel module by kmod's conventions.

@@ -1,6 +1,7 @@
 package weakupdates
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi"
 )
 
@@ -43,33 +45,54 @@ type Options struct {
 
 // Apply carries out changes and runs the real depmod once for every kernel whose links
 // changed. Each link is replaced atomically (a new link under a temporary name, renamed over
-// the old one). It returns the kernels whose module set changed.
+// the old one). It returns the kernels whose module set changed. Every access goes through
+// rootfs: a kernel whose weak-updates/ (or module directory, or lib/) leads outside the root,
+// or that the host's tools (depmod -b) would see elsewhere, is refused as a whole, with one
+// error, and nothing is written there. A dry run writes nothing, not even the depmod marker.
 func Apply(root string, changes []Change, opt Options) ([]string, error) {
 	log := opt.Log
 	if log == nil {
 		log = func(string) {}
 	}
+	r, err := rootfs.At(root)
+	if err != nil {
+		return nil, err
+	}
 	changed := map[string]bool{}
 	var errs []string
 	// A run killed between its link changes and depmod left a marker: index those kernels now.
-	for _, k := range pendingDepmod(root) {
+	for _, k := range pendingDepmod(r, root) {
 		changed[k] = true
 		log(fmt.Sprintf("%s: depmod did not finish in an earlier run", k))
 	}
+	refused := map[string]bool{}
 	for _, c := range changes {
+		if refused[c.Kernel] {
+			continue
+		}
+		if err := checkKernelDir(r, root, c.Kernel); err != nil {
+			refused[c.Kernel] = true
+			errs = append(errs, err.Error())
+			continue
+		}
+		if err := checkTarget(r, c); err != nil {
+			refused[c.Kernel] = true
+			errs = append(errs, fmt.Sprintf("%s: %v: %v", c.Kernel, ErrRefusedKernel, err))
+			continue
+		}
 		log(fmt.Sprintf("%s: %s %s%s (%s)", c.Kernel, c.Op, c.Link, arrow(c), c.Why))
 		if opt.DryRun {
 			changed[c.Kernel] = true
 			continue
 		}
 		if !changed[c.Kernel] {
-			if err := markDepmod(root, c.Kernel); err != nil {
+			if err := markDepmod(r, root, c.Kernel); err != nil {
 				errs = append(errs, err.Error())
 			}
 			changed[c.Kernel] = true
 		}
 		faultPoint()
-		if err := applyOne(c); err != nil {
+		if err := applyOne(r, c); err != nil {
 			errs = append(errs, err.Error())
 		}
 	}
@@ -79,11 +102,11 @@ func Apply(root string, changes []Change, opt Options) ([]string, error) {
 	}
 	sort.Slice(kernels, func(i, j int) bool { return kabi.CompareReleases(kernels[i], kernels[j]) < 0 })
 	for _, k := range kernels {
-		if _, err := os.Stat(filepath.Join(kabi.ModulesDir(root, k), "kernel")); err != nil || opt.NoDepmod[k] {
+		if _, err := r.Stat(filepath.Join(kabi.ModulesDir(root, k), "kernel")); err != nil || opt.NoDepmod[k] {
 			// Not an installed kernel, or being removed: nothing to index, and no marker may
 			// keep its directory from being emptied.
 			if !opt.DryRun {
-				os.Remove(depmodMarker(root, k))
+				r.Remove(depmodMarker(root, k))
 			}
 			continue
 		}
@@ -96,7 +119,7 @@ func Apply(root string, changes []Change, opt Options) ([]string, error) {
 			errs = append(errs, err.Error())
 			continue
 		}
-		if err := os.Remove(depmodMarker(root, k)); err != nil && !os.IsNotExist(err) {
+		if err := r.Remove(depmodMarker(root, k)); err != nil && !os.IsNotExist(err) {
 			errs = append(errs, err.Error())
 		}
 	}
@@ -106,6 +129,67 @@ func Apply(root string, changes []Change, opt Options) ([]string, error) {
 	return kernels, nil
 }
 
+// ErrRefusedKernel is in the error of a kernel whose links are not touched: its weak-updates
+// leads outside the root (for us or for the host's tools), or links made there would dangle.
+var ErrRefusedKernel = errors.New("its links are not changed")
+
+// checkKernelDir refuses a kernel whose weak-updates/ leads outside the root, by our resolution
+// (a relative symlink climbing out) or by the host's (an absolute symlink on lib/, the module
+// directory or weak-updates/, which depmod -b and dracut follow on the host). Links written
+// through it would land, or be indexed, outside the root.
+func checkKernelDir(r *rootfs.Root, root, release string) error {
+	weak := filepath.Join(kabi.ModulesDir(root, release), "weak-updates")
+	if _, err := r.ToolPath(weak); err != nil {
+		return fmt.Errorf("%s: %w: %w", release, ErrRefusedKernel, err)
+	}
+	return nil
+}
+
+// ErrLinkWouldDangle is wrapped when a relative link target, planned from the link's path as
+// written, would lead elsewhere from the directory the link really lands in: a symlink on the
+// way (weak-updates -> ../../../srv/w) moves the link but not the build it names.
+var ErrLinkWouldDangle = errors.New("a symlink on its path moves the link away from its build")
+
+// checkTarget makes sure that a link created with c.Target leads, once on disk, where the
+// plan meant: c.Target is relative to the link's directory as written (lib/modules/K/
+// weak-updates/...), but the kernel, depmod and modprobe resolve it from the directory the
+// link really lands in. A symlink above lib/modules (merged /usr's lib -> usr/lib) moves the
+// link and the builds alike and passes; a symlinked kernel directory or weak-updates at
+// another depth does not.
+func checkTarget(r *rootfs.Root, c Change) error {
+	// The link's own directory, too, must be where the host's depmod will look for it
+	// (weak-updates/x -> /elsewhere means the root's /elsewhere to us, the host's to depmod).
+	if _, err := r.ToolPath(filepath.Dir(c.Link)); err != nil {
+		return err
+	}
+	if c.Op == Remove || c.Target == "" || filepath.IsAbs(c.Target) {
+		return nil
+	}
+	dir := filepath.Dir(c.Link)
+	meant, err := r.Resolve(filepath.Join(dir, c.Target))
+	if err != nil {
+		return err
+	}
+	real, err := r.Resolve(dir)
+	if err != nil {
+		return err
+	}
+	// real has no symlink left in it, so joining c.Target to it resolves ".." as the kernel does.
+	got, err := r.Resolve(filepath.Join(real, c.Target))
+	if err != nil || got != meant {
+		return fmt.Errorf("%s: %w (it would land in %s, where %s leads to %s)", c.Link, ErrLinkWouldDangle,
+			real, c.Target, resolvedOr(got, err))
+	}
+	return nil
+}
+
+func resolvedOr(p string, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return p
+}
+
 // depmodMarker is the file that says "K's links changed, depmod has not yet run": written
 // (and synced) before the first link change, removed after depmod succeeds, so that a run
 // killed in between is completed by the next one. depmod ignores files not named *.ko*.
@@ -113,27 +197,29 @@ func depmodMarker(root, release string) string {
 	return filepath.Join(kabi.ModulesDir(root, release), ".kabiguard-depmod-pending")
 }
 
-func markDepmod(root, release string) error {
+func markDepmod(r *rootfs.Root, root, release string) error {
 	dir := kabi.ModulesDir(root, release)
-	if _, err := os.Stat(dir); err != nil {
+	if _, err := r.Stat(dir); err != nil {
 		return nil // the kernel's tree is gone: nothing to index later
 	}
-	f, err := os.OpenFile(depmodMarker(root, release), os.O_CREATE|os.O_WRONLY, 0o644)
+	f, err := r.OpenRW(depmodMarker(root, release), 0o644)
 	if err != nil {
 		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return r.SyncDir(dir)
 }
 
 // pendingDepmod lists the kernels with a depmod marker left by an interrupted run.
-func pendingDepmod(root string) []string {
-	marks, _ := filepath.Glob(depmodMarker(root, "*"))
+func pendingDepmod(r *rootfs.Root, root string) []string {
+	ents, _ := r.ReadDir(filepath.Join(root, "lib", "modules"))
 	var out []string
-	for _, m := range marks {
-		out = append(out, filepath.Base(filepath.Dir(m)))
+	for _, e := range ents {
+		if fi, err := r.Lstat(depmodMarker(root, e.Name())); err == nil && fi.Mode().IsRegular() {
+			out = append(out, e.Name())
+		}
 	}
 	return out
 }
@@ -162,10 +248,10 @@ func arrow(c Change) string {
 	return ""
 }
 
-func applyOne(c Change) error {
+func applyOne(r *rootfs.Root, c Change) error {
 	switch c.Op {
 	case Remove:
-		fi, err := os.Lstat(c.Link)
+		fi, err := r.Lstat(c.Link)
 		if os.IsNotExist(err) {
 			return nil
 		}
@@ -173,66 +259,71 @@ func applyOne(c Change) error {
 			return err
 		}
 		if fi.Mode()&os.ModeSymlink == 0 {
-			return fmt.Errorf("%s: not a symlink, left alone", c.Link)
+			return fmt.Errorf("%s: a %s, not a symlink: left alone", c.Link, rootfs.Kind(fi.Mode()))
 		}
-		if err := os.Remove(c.Link); err != nil {
+		if err := r.Remove(c.Link); err != nil {
 			return err
 		}
-		removeEmptyDirs(filepath.Dir(c.Link))
+		removeEmptyDirs(r, filepath.Dir(c.Link))
 		return nil
 	case Create, Repoint:
-		if err := os.MkdirAll(filepath.Dir(c.Link), 0o755); err != nil {
+		if err := r.MkdirAll(filepath.Dir(c.Link), 0o755); err != nil {
 			return err
 		}
-		if fi, err := os.Lstat(c.Link); err == nil && fi.Mode()&os.ModeSymlink == 0 {
-			return fmt.Errorf("%s: a regular file is in the way, left alone", c.Link)
+		if fi, err := r.Lstat(c.Link); err == nil && fi.Mode()&os.ModeSymlink == 0 {
+			return fmt.Errorf("%s: a %s is in the way: left alone", c.Link, rootfs.Kind(fi.Mode()))
 		}
 		tmp := fmt.Sprintf("%s%s%d", c.Link, tempMarker, os.Getpid())
-		os.Remove(tmp)
-		if err := os.Symlink(c.Target, tmp); err != nil {
+		r.Remove(tmp)
+		if err := r.Symlink(c.Target, tmp); err != nil {
 			return err
 		}
-		if err := os.Rename(tmp, c.Link); err != nil {
-			os.Remove(tmp)
+		if err := r.Rename(tmp, c.Link); err != nil {
+			r.Remove(tmp)
 			return err
 		}
-		return syncDir(filepath.Dir(c.Link))
+		return r.SyncDir(filepath.Dir(c.Link))
 	}
 	return fmt.Errorf("unknown op %q", c.Op)
 }
 
 // removeEmptyDirs removes empty directories from dir up to, not including, weak-updates/.
-func removeEmptyDirs(dir string) {
+func removeEmptyDirs(r *rootfs.Root, dir string) {
 	for filepath.Base(dir) != "weak-updates" && filepath.Base(dir) != "/" {
-		if err := os.Remove(dir); err != nil {
+		if err := r.Remove(dir); err != nil {
 			return
 		}
 		dir = filepath.Dir(dir)
 	}
 }
 
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}
-
 // Depmod runs the real depmod for one kernel of root. Under an alternate root it passes -b and
-// that root's depmod.d directories, so the host's configuration never decides.
+// that root's depmod.d directories, so the host's configuration never decides. depmod resolves
+// paths by the host's rules: the kernel's directory and each depmod.d directory must resolve
+// there as they do inside the root (rootfs.ToolPath), or depmod is not run.
 func Depmod(root, release, bin string) error {
 	if bin == "" {
 		bin = "depmod"
 	}
+	r, err := rootfs.At(root)
+	if err != nil {
+		return err
+	}
+	if _, err := r.ToolPath(kabi.ModulesDir(root, release)); err != nil {
+		return fmt.Errorf("depmod %s not run: %w", release, err)
+	}
 	args := []string{"-a"}
-	if r, _ := filepath.Abs(root); r != "/" {
+	if r.Dir() != "/" {
 		args = append(args, "-b", root)
 		for _, d := range []string{"etc/depmod.d", "run/depmod.d", "usr/local/lib/depmod.d", "lib/depmod.d", "usr/lib/depmod.d"} {
-			if fi, err := os.Stat(filepath.Join(root, d)); err == nil && fi.IsDir() {
-				args = append(args, "-C", filepath.Join(root, d))
+			p := filepath.Join(root, d)
+			if fi, err := r.Stat(p); err != nil || !fi.IsDir() {
+				continue
 			}
+			if _, err := r.ToolPath(p); err != nil {
+				return fmt.Errorf("depmod %s not run: %w", release, err)
+			}
+			args = append(args, "-C", p)
 		}
 	}
 	args = append(args, release)
@@ -244,14 +335,19 @@ func Depmod(root, release, bin string) error {
 }
 
 // Lock takes the exclusive lock that serializes every command changing root's module trees.
-// It blocks until the lock is free; the returned function releases it.
+// It blocks until the lock is free; the returned function releases it. A root that does not
+// exist is an error (rootfs.ErrNoRoot), never created; lib/modules is made inside the root.
 func Lock(root string) (func(), error) {
+	r, err := rootfs.At(root)
+	if err != nil {
+		return nil, err
+	}
 	dir := filepath.Join(root, "lib", "modules")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := r.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	path := filepath.Join(dir, ".kabiguard.lock")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := r.OpenRW(path, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -260,4 +356,16 @@ func Lock(root string) (func(), error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return func() { f.Close() }, nil
+}
+
+// lockUnlessDry is Lock for a real run; a dry run changes nothing, so it takes no lock and
+// creates no file (not even the lock file, nor lib/modules).
+func lockUnlessDry(root string, dryRun bool) (func(), error) {
+	if dryRun {
+		if _, err := rootfs.At(root); err != nil {
+			return nil, err
+		}
+		return func() {}, nil
+	}
+	return Lock(root)
 }

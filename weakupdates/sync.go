@@ -48,7 +48,7 @@ type Result struct {
 
 // Sync brings every installed kernel's weak-updates tree to the planned state under the lock.
 func Sync(c *config.Config, opt SyncOptions) (*Result, error) {
-	unlock, err := Lock(opt.Root)
+	unlock, err := lockUnlessDry(opt.Root, opt.DryRun)
 	if err != nil {
 		return nil, err
 	}

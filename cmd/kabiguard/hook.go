@@ -142,6 +142,16 @@ func (e initramfsError) Error() string { return e.err.Error() }
 // refreshImages brings the existing initramfs images of kernels up to date with their trees:
 // stale module copies replaced in place, a generator run only when that cannot do.
 func refreshImages(root string, cfg *config.Config, kernels []string, dryRun bool, log func(string)) error {
+	if dryRun {
+		// A dry run changed no link: a refresh computed from the tree on disk would describe
+		// the old state and fail on the links the real run removes. Name the images instead.
+		for _, k := range kernels {
+			if img := hooks.FindImage(root, k); img != "" {
+				log(fmt.Sprintf("%s: would refresh %s", k, img))
+			}
+		}
+		return nil
+	}
 	u := &hooks.RefreshUpdater{Root: root, Config: cfg, DryRun: dryRun, Log: log, Total: len(kernels)}
 	var errs []error
 	for _, k := range kernels {

@@ -17,6 +17,7 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/hooks"
+	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi"
 	"github.com/kabiguard/kabiguard/weakupdates"
 	"golang.org/x/sys/unix"
@@ -52,6 +53,24 @@ func (c *cli) Validate() error {
 	if c.Kernel != "" && !c.AddKernel && !c.RemoveKernel {
 		return fmt.Errorf("unexpected argument %q: a kernel release goes only with --add-kernel or --remove-kernel", c.Kernel)
 	}
+	if c.Kernel != "" {
+		if err := validRelease(c.Kernel); err != nil {
+			return err
+		}
+	}
+	// A mistyped --basedir must fail here, before anything is read or created under it.
+	if _, err := rootfs.At(c.Basedir); err != nil {
+		return err
+	}
+	return nil
+}
+
+// validRelease refuses a kernel release that is no single directory name under lib/modules:
+// --remove-kernel ../../../x must not reach another directory.
+func validRelease(k string) error {
+	if k == "" || k == "." || strings.Contains(k, "..") || strings.ContainsAny(k, "/\x00") || strings.HasPrefix(k, "-") {
+		return fmt.Errorf("invalid kernel release %q: a release is one directory name under lib/modules", k)
+	}
 	return nil
 }
 
@@ -78,6 +97,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "weak-modules: %v\n", err)
 		return 2
+	}
+	for _, a := range args {
+		if a == "" {
+			fmt.Fprintln(stderr, "weak-modules: an empty argument (a kernel release must be named) (see 'weak-modules --help')")
+			return 2
+		}
 	}
 	if _, err := parser.Parse(args); exitCode >= 0 {
 		return min(exitCode, 2)
@@ -114,6 +139,9 @@ func (c *cli) run(stdin io.Reader, stdout io.Writer) error {
 				return err
 			}
 			k = unix.ByteSliceToString(u.Release[:])
+			if err := validRelease(k); err != nil {
+				return err
+			}
 		}
 		if c.AddKernel {
 			opt.Only = []string{k}
@@ -140,6 +168,10 @@ func (c *cli) run(stdin io.Reader, stdout io.Writer) error {
 	case c.NoInitramfs:
 	case c.CheckInitramfsProg != "":
 		upd = gen // the caller's program replaces the whole initramfs step
+	case c.DryRun:
+		// No link changed: a refresh computed from the tree on disk would describe the old
+		// state and fail on the links the real run removes. Name the images instead.
+		upd = dryRunImages{root: c.Basedir, log: log}
 	default:
 		// Refresh existing images in place; the generator only when that cannot do.
 		upd = &hooks.RefreshUpdater{Root: c.Basedir, Config: cfg, Generator: gen, DryRun: c.DryRun, Log: progress(w), Total: len(res.Changed)}
@@ -159,6 +191,19 @@ func (c *cli) run(stdin io.Reader, stdout io.Writer) error {
 	return undecided
 }
 
+// dryRunImages names, for a dry run, the image the real run would refresh.
+type dryRunImages struct {
+	root string
+	log  func(string)
+}
+
+func (d dryRunImages) Update(release string) error {
+	if img := hooks.FindImage(d.root, release); img != "" {
+		d.log(fmt.Sprintf("%s: would refresh %s", release, img))
+	}
+	return nil
+}
+
 // progress prints initramfs progress whatever the verbosity: a rebuild takes a minute and the
 // admin should see why the command is slow.
 func progress(w io.Writer) func(string) {
@@ -170,6 +215,10 @@ func progress(w io.Writer) func(string) {
 // readable module.
 func readModuleList(r io.Reader, root string, mustExist bool) ([]string, error) {
 	cwd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	rt, err := rootfs.At(root)
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +243,8 @@ func readModuleList(r io.Reader, root string, mustExist bool) ([]string, error) 
 			return nil, fmt.Errorf("%s: not a module file name (.ko, .ko.xz, .ko.gz, .ko.zst)", p)
 		}
 		if mustExist {
-			if _, err := os.Stat(p); err != nil {
+			// Inside the root: a symlink on the path means the root's file, never the host's.
+			if _, err := rt.Stat(p); err != nil {
 				return nil, err
 			}
 		}

@@ -6,8 +6,8 @@ package inventory
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -84,11 +84,17 @@ func ModuleName(path string) string {
 	return strings.ReplaceAll(base, "-", "_")
 }
 
-// Scan reads every lib/modules/* directory under root.
+// Scan reads every lib/modules/* directory under root. Every path is followed inside the root
+// (rootfs): a kernel directory or weak-updates/ that is a symlink is read where it leads
+// within the root, and one that leads outside is refused with an error naming it.
 func Scan(root string) (*Inventory, error) {
+	r, err := rootfs.At(root)
+	if err != nil {
+		return nil, err
+	}
 	inv := &Inventory{Root: root}
 	base := filepath.Join(root, "lib", "modules")
-	entries, err := os.ReadDir(base)
+	entries, err := r.ReadDir(base)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return inv, nil
@@ -98,7 +104,11 @@ func Scan(root string) (*Inventory, error) {
 	// Trees are independent: scan them one per CPU at a time.
 	var names []string
 	for _, e := range entries {
-		if e.IsDir() {
+		isDir, err := dirOrLinkToDir(r, filepath.Join(base, e.Name()), e)
+		if err != nil {
+			return nil, err
+		}
+		if isDir {
 			names = append(names, e.Name())
 		}
 	}
@@ -112,7 +122,7 @@ func Scan(root string) (*Inventory, error) {
 			defer wg.Done()
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			trees[i], errs[i] = scanTree(root, name)
+			trees[i], errs[i] = scanTree(r, root, name)
 		}()
 	}
 	wg.Wait()
@@ -126,41 +136,63 @@ func Scan(root string) (*Inventory, error) {
 	return inv, nil
 }
 
-func scanTree(root, release string) (*Tree, error) {
+// dirOrLinkToDir reports whether the entry e at host path p is a directory, or a symlink that
+// leads to one inside the root. A symlink that leads outside the root is an error: the
+// directory it stands for can be neither read nor written.
+func dirOrLinkToDir(r *rootfs.Root, p string, e fs.DirEntry) (bool, error) {
+	if e.IsDir() {
+		return true, nil
+	}
+	if e.Type()&fs.ModeSymlink == 0 {
+		return false, nil
+	}
+	fi, err := r.Stat(p)
+	if errors.Is(err, rootfs.ErrEscapes) {
+		target, _ := r.Readlink(p)
+		return false, fmt.Errorf("%s: a symlink to %s, which %w: refused, nothing is read or written there", p, target, rootfs.ErrEscapes)
+	}
+	return err == nil && fi.IsDir(), nil
+}
+
+func scanTree(r *rootfs.Root, root, release string) (*Tree, error) {
 	dir := kabi.ModulesDir(root, release)
 	t := &Tree{Release: release, Dir: dir, Native: map[string]string{}}
 	for _, marker := range []string{"kernel", "modules.order", "vmlinuz", "modules.builtin"} {
-		if _, err := os.Lstat(filepath.Join(dir, marker)); err == nil {
+		if _, err := r.Lstat(filepath.Join(dir, marker)); err == nil {
 			t.Installed = true
 		}
 	}
-	if _, err := os.Stat(filepath.Join(root, "boot", "vmlinuz-"+release)); err == nil {
+	if _, err := r.Stat(filepath.Join(root, "boot", "vmlinuz-"+release)); err == nil {
 		t.Installed = true
 	}
-	tops, err := os.ReadDir(dir)
+	tops, err := r.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	for _, top := range tops {
-		if !top.IsDir() {
-			continue
-		}
 		name := top.Name()
 		if name == "weak-updates" {
-			if err := t.scanWeak(root); err != nil {
+			// Followed when it is a symlink within the root: links are written through it.
+			isDir, err := dirOrLinkToDir(r, filepath.Join(dir, name), top)
+			if err != nil {
 				return nil, err
+			}
+			if isDir {
+				if err := t.scanWeak(r); err != nil {
+					return nil, err
+				}
 			}
 			continue
 		}
-		if name == "build" || name == "source" {
+		if !top.IsDir() || name == "build" || name == "source" {
 			continue
 		}
 		external := !notExternal[name]
 		topDir := filepath.Join(dir, name)
-		if name == "kernel" && t.nativeFromIndex(dir) {
+		if name == "kernel" && t.nativeFromIndex(r, dir) {
 			continue
 		}
-		err := filepath.WalkDir(topDir, func(p string, d fs.DirEntry, err error) error {
+		err := r.WalkDir(topDir, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
@@ -173,7 +205,7 @@ func scanTree(root, release string) (*Tree, error) {
 			}
 			b := &Build{Path: p, Kernel: release, Name: ModuleName(p)}
 			b.Sub, _ = filepath.Rel(topDir, p)
-			b.Module, b.Err = module.Open(p)
+			b.Module, b.Err = openBuild(r, p)
 			if b.Err == nil && b.Module.Name != "" {
 				b.Name = b.Module.Name
 			}
@@ -191,20 +223,36 @@ func scanTree(root, release string) (*Tree, error) {
 	return t, nil
 }
 
+// openBuild parses the module file at p, opened inside the root: a symlink to /etc/passwd
+// means ROOT/etc/passwd, and a FIFO, device or directory named x.ko is a build that cannot be
+// read (rootfs.ErrNotRegular), never opened for reading, so it cannot block the scan.
+func openBuild(r *rootfs.Root, p string) (*module.Module, error) {
+	f, err := r.Open(p)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is said once, below
+		}
+		return nil, fmt.Errorf("%s: cannot be read: %w", p, err)
+	}
+	defer f.Close()
+	return module.OpenFile(f, p)
+}
+
 // nativeFromIndex fills Native with the in-tree modules (kernel/) listed in depmod's
 // modules.dep, which the kernel package's depmod run wrote: one file read instead of a walk
 // over ~700 directories per kernel. It reports false, and the caller walks, when there is no
 // index or it is older than kernel/ itself.
-func (t *Tree) nativeFromIndex(dir string) bool {
+func (t *Tree) nativeFromIndex(r *rootfs.Root, dir string) bool {
 	dep := filepath.Join(dir, "modules.dep")
-	di, err := os.Stat(dep)
+	di, err := r.Stat(dep)
 	if err != nil {
 		return false
 	}
-	if ki, err := os.Stat(filepath.Join(dir, "kernel")); err != nil || ki.ModTime().After(di.ModTime()) {
+	if ki, err := r.Stat(filepath.Join(dir, "kernel")); err != nil || ki.ModTime().After(di.ModTime()) {
 		return false
 	}
-	data, err := os.ReadFile(dep)
+	data, err := r.ReadFile(dep)
 	if err != nil {
 		return false
 	}
@@ -258,9 +306,9 @@ func dedupe(builds []*Build, dir string) []*Build {
 	return out
 }
 
-func (t *Tree) scanWeak(root string) error {
+func (t *Tree) scanWeak(r *rootfs.Root) error {
 	weak := filepath.Join(t.Dir, "weak-updates")
-	return filepath.WalkDir(weak, func(p string, d fs.DirEntry, err error) error {
+	return r.WalkDir(weak, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -272,17 +320,16 @@ func (t *Tree) scanWeak(root string) error {
 			t.Others = append(t.Others, p)
 			return nil
 		}
-		target, err := os.Readlink(p)
+		target, err := r.Readlink(p)
 		if err != nil {
 			return err
 		}
 		l := &Link{Path: p, Sub: sub, Target: target}
-		rel, _ := filepath.Rel(root, p)
-		if resolved, err := rootfs.Resolve(root, rel); err != nil {
+		if resolved, err := r.Resolve(p); err != nil {
 			l.Escapes, l.Dangling = true, true
 		} else {
 			l.Resolved = resolved
-			_, serr := os.Stat(resolved)
+			_, serr := r.Stat(resolved)
 			l.Dangling = serr != nil
 		}
 		t.Links = append(t.Links, l)

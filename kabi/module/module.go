@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kabiguard/kabiguard/internal/compression"
+	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/internal/safeelf"
 )
 
@@ -114,26 +115,37 @@ func vermagicFlags(v string) string {
 func VermagicFlagsOf(vermagic string) string { return vermagicFlags(vermagic) }
 
 // Open reads and parses the module file at path, decompressing .ko.gz, .ko.xz and .ko.zst
-// content in process. Errors name the file.
-//
-// The file is mapped, not read: scanning a 4000-module tree then copies only the sections
-// the parser needs. Everything the Module holds is copied out of the mapping before it goes.
-func Open(path string) (m *Module, err error) {
-	f, err := os.Open(path)
+// content in process. Errors name the file. Only a regular file is read: a FIFO or device
+// named x.ko is refused (rootfs.ErrNotRegular) without blocking.
+func Open(path string) (*Module, error) {
+	// O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	return OpenFile(f, path)
+}
+
+// OpenFile parses the module in f, a file the caller opened (through rootfs.Root.Open, so
+// that it lies inside a root); path names it in errors and in Module.Path. f stays open.
+// Anything but a regular file is refused with rootfs.ErrNotRegular, never read.
+//
+// The file is mapped, not read: scanning a 4000-module tree then copies only the sections
+// the parser needs. Everything the Module holds is copied out of the mapping before it goes.
+func OpenFile(f *os.File, path string) (m *Module, err error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if !fi.Mode().IsRegular() || fi.Size() == 0 || fi.Size() > 1<<30 {
-		raw, err := io.ReadAll(f)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		return Parse(path, raw)
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: %w (%s)", path, rootfs.ErrNotRegular, rootfs.Kind(fi.Mode()))
+	}
+	if fi.Size() > 1<<30 {
+		return nil, fmt.Errorf("%s: %d bytes: too large for a module", path, fi.Size())
+	}
+	if fi.Size() == 0 {
+		return Parse(path, nil) // nothing to map; the parser names what is missing
 	}
 	raw, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_PRIVATE)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"unsafe"
 
 	"github.com/kabiguard/kabiguard/internal/compression"
@@ -211,10 +212,44 @@ func Load(path string) (*Table, error) { return LoadWanted(path, nil) }
 // LoadWanted is Load for a caller that knows which symbols it will look up: the table holds
 // those (every line is still checked), which saves building a map of 30000 exports per
 // kernel. A lookup of another name stays correct (see Table). wanted nil means all.
+// path is a file the admin named (check --symvers): it is read as the host sees it, but only
+// if it is a regular file, so a FIFO never blocks.
 func LoadWanted(path string, wanted map[string]bool) (*Table, error) {
-	data, _, err := compression.ReadFile(path)
+	// O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: %w (%s)", path, rootfs.ErrNotRegular, rootfs.Kind(fi.Mode()))
+	}
+	return parseFile(path, f, wanted)
+}
+
+// LoadIn is LoadWanted for a file below root (from Find): it is opened inside the root, every
+// symlink on its path followed there, never on the host.
+func LoadIn(root *rootfs.Root, path string, wanted map[string]bool) (*Table, error) {
+	f, err := root.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return parseFile(path, f, wanted)
+}
+
+func parseFile(path string, r io.Reader, wanted map[string]bool) (*Table, error) {
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	data, _, err := compression.Decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return parseTable(path, data, wanted)
 }
@@ -249,19 +284,21 @@ func (e *ErrNotFound) Error() string {
 		e.Release, e.Tried[0], len(e.Tried)-1)
 }
 
-// Find returns the first existing symvers file of release under root.
+// Find returns the first existing symvers file of release under root, as a host path with
+// every symlink on it resolved inside the root (lib/modules/K/build is an absolute symlink on
+// RHEL, -> /usr/src/kernels/K: it means ROOT/usr/src/kernels/K, never the host's /usr/src).
+// Only a regular file counts; read it with LoadIn.
 func Find(root, release string) (string, error) {
+	r, err := rootfs.At(root)
+	if err != nil {
+		return "", err
+	}
 	c := Candidates(root, release)
 	for _, p := range c {
-		// lib/modules/K/build is an absolute symlink on RHEL (-> /usr/src/kernels/K): follow
-		// links inside root, never into the host's /usr/src.
-		rel, _ := filepath.Rel(root, p)
-		host, err := rootfs.Resolve(root, rel)
-		if err != nil {
-			continue
-		}
-		if fi, err := os.Stat(host); err == nil && fi.Mode().IsRegular() {
-			return host, nil
+		if fi, err := r.Stat(p); err == nil && fi.Mode().IsRegular() {
+			if host, err := r.Resolve(p); err == nil {
+				return host, nil
+			}
 		}
 	}
 	return "", &ErrNotFound{Release: release, Tried: c}
