@@ -15,7 +15,6 @@ import (
 	"github.com/kabiguard/kabiguard/kabi"
 )
 
-const k50, k53, k54 = testkit.SampleK50, testkit.SampleK53, testkit.SampleK54
 
 type syncOut struct {
 	res *Result
