@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,8 +59,9 @@ func TestMistypedBasedir(t *testing.T) {
 	}
 }
 
-// Finding 8: a FIFO named x.ko in extra/ does not hang weak-modules; it answers as on the tree
-// without it. --dry-run creates no lock file.
+// Finding 8: a FIFO named x.ko in extra/ does not hang weak-modules; it is never opened, it is
+// reported as a build that cannot be read (finding 11: exit 1 where the tree without it gives
+// 0), and everything else is done as on the tree without it. --dry-run creates no lock file.
 func TestFIFOModuleNoHangWeakModules(t *testing.T) {
 	clean, hostile := testkit.SampleDemoRoot(t), testkit.SampleDemoRoot(t)
 	fifo := filepath.Join(hostile, "lib/modules", testkit.SampleK50, "extra/x.ko")
@@ -75,8 +77,11 @@ func TestFIFOModuleNoHangWeakModules(t *testing.T) {
 		}
 		want := weakModulesIn(t, filepath.Join(clean, stdin), append([]string{"--basedir", clean}, args...)...)
 		got := weakModulesIn(t, filepath.Join(hostile, stdin), append([]string{"--basedir", hostile}, args...)...)
-		if got.code != want.code {
-			t.Errorf("%v with a FIFO x.ko: exit %d, without %d\n%s", args, got.code, want.code, got.out)
+		if want.code != 0 || got.code != 1 || !strings.Contains(got.out, fifo+": cannot be read") {
+			t.Errorf("%v with a FIFO x.ko: exit %d (without it %d); want 1 naming %s\n%s", args, got.code, want.code, fifo, got.out)
+		}
+		if gl, wl := linksOf(t, hostile), linksOf(t, clean); gl != wl {
+			t.Errorf("%v with a FIFO x.ko made other links:\n%s\nwithout it:\n%s", args, gl, wl)
 		}
 		if args[len(args)-1] == "--dry-run" {
 			if _, err := os.Lstat(filepath.Join(hostile, "lib/modules/.kabiguard.lock")); !os.IsNotExist(err) {
@@ -84,4 +89,19 @@ func TestFIFOModuleNoHangWeakModules(t *testing.T) {
 			}
 		}
 	}
+}
+
+// linksOf lists the weak-updates links of a root, relative to it, with their targets.
+func linksOf(t *testing.T, root string) string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(filepath.Join(root, "lib", "modules"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type()&fs.ModeSymlink != 0 {
+			target, _ := os.Readlink(p)
+			rel, _ := filepath.Rel(root, p)
+			out = append(out, rel+" -> "+target)
+		}
+		return nil
+	})
+	return strings.Join(out, "\n")
 }
