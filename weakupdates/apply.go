@@ -49,7 +49,7 @@ func Apply(root string, changes []Change, opt Options) ([]string, error) {
 	if log == nil {
 		log = func(string) {}
 	}
-	changed := map[string]bool{}
+	changed, owed := map[string]bool{}, map[string]bool{}
 	var errs []string
 	// A run killed between its link changes and depmod left a marker: index those kernels now.
 	for _, k := range pendingDepmod(root) {
@@ -61,6 +61,13 @@ func Apply(root string, changes []Change, opt Options) ([]string, error) {
 		if opt.DryRun {
 			changed[c.Kernel] = true
 			continue
+		}
+		if !owed[c.Kernel] { // owed.go: the image debt is recorded before the first change
+			if err := MarkImageOwed(root, c.Kernel); err != nil {
+				errs = append(errs, err.Error())
+				continue
+			}
+			owed[c.Kernel] = true
 		}
 		if !changed[c.Kernel] {
 			if err := markDepmod(root, c.Kernel); err != nil {

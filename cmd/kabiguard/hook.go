@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/hooks"
+	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi"
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
@@ -80,6 +83,7 @@ func (c *hookRemoveCmd) Run(e *env) error {
 	}
 	// Leave nothing of ours behind, so the package manager can remove the directory.
 	dir := kabi.ModulesDir(c.Root, c.Kernel)
+	weakupdates.ClearImageOwed(c.Root, c.Kernel) // a kernel going away owes no image
 	os.Remove(filepath.Join(dir, ".kabiguard-depmod-pending"))
 	os.Remove(filepath.Join(dir, "weak-updates"))
 	return nil
@@ -102,25 +106,38 @@ func (c *hookArgs) sync(e *env, removing []string) error {
 		}
 	}
 	res, err := weakupdates.Sync(cfg, weakupdates.SyncOptions{Root: c.Root, Removing: removing, DryRun: c.DryRun, Log: log})
-	if err != nil {
+	if errors.Is(err, rootfs.ErrNoRoot) {
 		return err
 	}
-	if verbose && len(res.Changes) == 0 {
+	var changed []string
+	if res != nil {
+		changed = res.Changed
+	}
+	if err == nil && verbose && len(res.Changes) == 0 {
 		fmt.Fprintln(w, "kabiguard: weak-updates links are up to date")
 	}
 	if c.NoInitramfs {
-		return nil
+		if verbose {
+			noteImagesOwed(w, c.Root, "kabiguard: ")
+		}
+		return err
 	}
 	// The kernel being installed gets its image from the generator right after this plugin;
-	// the one being removed needs none. Other kernels whose links changed are refreshed.
-	var others []string
-	for _, k := range res.Changed {
-		if k != c.Kernel {
-			others = append(others, k)
-		}
+	// the one being removed needs none. Other kernels whose links changed, now or in an
+	// earlier run that did not finish the work, are refreshed.
+	skip := map[string]string{}
+	if removing != nil {
+		skip[c.Kernel] = "being removed"
+	} else {
+		skip[c.Kernel] = "its installation builds its image next"
 	}
-	if err := refreshImages(c.Root, cfg, others, c.DryRun, func(s string) { fmt.Fprintln(w, "kabiguard: "+s) }); err != nil {
-		return initramfsError{err}
+	// Image work is slow and rare: always said, as a generator run would be.
+	ierr := refreshImages(c.Root, cfg, changed, skip, c.DryRun, func(s string) { fmt.Fprintln(w, "kabiguard: "+s) })
+	switch {
+	case err != nil:
+		return errors.Join(err, ierr)
+	case ierr != nil:
+		return initramfsError{ierr}
 	}
 	return nil
 }
@@ -130,15 +147,19 @@ type initramfsError struct{ err error }
 
 func (e initramfsError) Error() string { return e.err.Error() }
 
-// refreshImages brings the existing initramfs images of kernels up to date with their trees:
-// stale module copies replaced in place, a generator run only when that cannot do.
-func refreshImages(root string, cfg *config.Config, kernels []string, dryRun bool, log func(string)) error {
-	u := &hooks.RefreshUpdater{Root: root, Config: cfg, DryRun: dryRun, Log: log, Total: len(kernels)}
-	var errs []error
-	for _, k := range kernels {
-		if err := u.Update(k); err != nil {
-			errs = append(errs, err)
-		}
+// refreshImages does the initramfs step of a run (hooks.ImageWork): under the tree lock, the
+// existing images of the kernels whose links changed, and of those an earlier run left owed,
+// are brought up to date (stale copies replaced in place, a generator run only when that
+// cannot do); leftovers of killed runs go. An image that could not be refreshed stays owed.
+func refreshImages(root string, cfg *config.Config, changed []string, skip map[string]string, dryRun bool, log func(string)) error {
+	u := &hooks.RefreshUpdater{Root: root, Config: cfg, DryRun: dryRun, Log: log}
+	return hooks.ImageWork{Root: root, Changed: changed, Skip: skip, Updater: u, DryRun: dryRun, Log: log}.Run()
+}
+
+// noteImagesOwed says which kernels' images are owed a refresh (their links changed since the
+// image was made, and no run has refreshed it yet), one line on w.
+func noteImagesOwed(w io.Writer, root, prefix string) {
+	if ks := hooks.OwedImages(root); len(ks) > 0 {
+		fmt.Fprintf(w, "%sthe initramfs of %s is owed a refresh (links changed since it was made); 'kabiguard link' or the next kernel hook refreshes it\n", prefix, strings.Join(ks, ", "))
 	}
-	return errors.Join(errs...)
 }

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 
 	"github.com/kabiguard/kabiguard/config"
+	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
 
@@ -56,16 +58,24 @@ func (c *linkCmd) Run(e *env) error {
 			return jerr
 		}
 	}
-	if err != nil {
+	if errors.Is(err, rootfs.ErrNoRoot) {
 		return err
 	}
-	if !c.JSON && len(res.Changes) == 0 {
+	var changed []string
+	if res != nil {
+		changed = res.Changed
+	}
+	if err == nil && !c.JSON && len(res.Changes) == 0 {
 		fmt.Fprintln(w, "weak-updates links are up to date")
 	}
 	if c.NoInitramfs {
-		return nil
+		// Deferred, not cancelled: the markers Apply wrote keep the images owed.
+		noteImagesOwed(w, c.Root, "")
+		return err
 	}
-	return refreshImages(c.Root, cfg, res.Changed, c.DryRun, log)
+	// Also after a failed Sync: the images of kernels whose links did change, and those an
+	// earlier run left owed, are refreshed now (a kernel whose depmod failed stays owed).
+	return errors.Join(err, refreshImages(c.Root, cfg, changed, nil, c.DryRun, log))
 }
 
 type statusCmd struct {
@@ -135,6 +145,7 @@ func (c *statusCmd) Run(e *env) error {
 	for _, err := range errs {
 		fmt.Fprintf(e.stderr, "kabiguard: %v\n", err)
 	}
+	noteImagesOwed(e.stderr, c.Root, "kabiguard: ") // hook.go
 	if bad || len(errs) > 0 {
 		return problemError{}
 	}
