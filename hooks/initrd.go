@@ -346,6 +346,7 @@ func rebuild(gen, root, kernel, image string) error {
 type ImageWork struct {
 	Root    string
 	Changed []string          // kernels whose links this run changed
+	Earlier []string          // kernels owed by earlier runs (weakupdates.ImagesOwed before this run's Sync)
 	Skip    map[string]string // kernel → why its image is not this run's to refresh; its debt goes
 	Updater InitramfsUpdater  // how an image is brought up to date
 	DryRun  bool              // say what would be done; take no lock, change nothing
@@ -371,7 +372,11 @@ func (w ImageWork) Run() error {
 	if err != nil {
 		return err
 	}
-	kernels, earlier := owedKernels(w.Changed, owed)
+	kernels := owedKernels(w.Changed, owed)
+	earlier := map[string]bool{}
+	for _, k := range w.Earlier {
+		earlier[k] = true
+	}
 	if u, ok := w.Updater.(*RefreshUpdater); ok {
 		u.Total = 0
 		for _, k := range kernels {
@@ -394,26 +399,18 @@ func (w ImageWork) Run() error {
 	return errors.Join(errs...)
 }
 
-// owedKernels is changed and owed together, oldest release first, and which of them only an
-// earlier run owed.
-func owedKernels(changed, owed []string) ([]string, map[string]bool) {
+// owedKernels is changed and owed together, oldest release first.
+func owedKernels(changed, owed []string) []string {
 	all := map[string]bool{}
-	for _, k := range changed {
+	for _, k := range append(append([]string(nil), changed...), owed...) {
 		all[k] = true
-	}
-	earlier := map[string]bool{}
-	for _, k := range owed {
-		if !all[k] {
-			earlier[k] = true
-			all[k] = true
-		}
 	}
 	out := make([]string, 0, len(all))
 	for k := range all {
 		out = append(out, k)
 	}
 	sort.Slice(out, func(i, j int) bool { return kabi.CompareReleases(out[i], out[j]) < 0 })
-	return out, earlier
+	return out
 }
 
 // settle brings k's image up to date and then drops its debt; a kernel skipped or no longer

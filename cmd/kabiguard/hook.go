@@ -105,6 +105,7 @@ func (c *hookArgs) sync(e *env, removing []string) error {
 			fmt.Fprintln(w, "kabiguard: "+s)
 		}
 	}
+	earlier, _ := weakupdates.ImagesOwed(c.Root) // left owed by runs before this one
 	res, err := weakupdates.Sync(cfg, weakupdates.SyncOptions{Root: c.Root, Removing: removing, DryRun: c.DryRun, Log: log})
 	if errors.Is(err, rootfs.ErrNoRoot) {
 		return err
@@ -132,7 +133,7 @@ func (c *hookArgs) sync(e *env, removing []string) error {
 		skip[c.Kernel] = "its installation builds its image next"
 	}
 	// Image work is slow and rare: always said, as a generator run would be.
-	ierr := refreshImages(c.Root, cfg, changed, skip, c.DryRun, func(s string) { fmt.Fprintln(w, "kabiguard: "+s) })
+	ierr := refreshImages(c.Root, cfg, changed, earlier, skip, c.DryRun, func(s string) { fmt.Fprintln(w, "kabiguard: "+s) })
 	switch {
 	case err != nil:
 		return errors.Join(err, ierr)
@@ -151,9 +152,9 @@ func (e initramfsError) Error() string { return e.err.Error() }
 // existing images of the kernels whose links changed, and of those an earlier run left owed,
 // are brought up to date (stale copies replaced in place, a generator run only when that
 // cannot do); leftovers of killed runs go. An image that could not be refreshed stays owed.
-func refreshImages(root string, cfg *config.Config, changed []string, skip map[string]string, dryRun bool, log func(string)) error {
+func refreshImages(root string, cfg *config.Config, changed, earlier []string, skip map[string]string, dryRun bool, log func(string)) error {
 	u := &hooks.RefreshUpdater{Root: root, Config: cfg, DryRun: dryRun, Log: log}
-	return hooks.ImageWork{Root: root, Changed: changed, Skip: skip, Updater: u, DryRun: dryRun, Log: log}.Run()
+	return hooks.ImageWork{Root: root, Changed: changed, Earlier: earlier, Skip: skip, Updater: u, DryRun: dryRun, Log: log}.Run()
 }
 
 // noteImagesOwed says which kernels' images are owed a refresh (their links changed since the

@@ -48,6 +48,7 @@ func (c *linkCmd) Run(e *env) error {
 			fmt.Fprintln(w, s)
 		}
 	}
+	earlier, _ := weakupdates.ImagesOwed(c.Root) // left owed by runs before this one
 	res, err := weakupdates.Sync(cfg, weakupdates.SyncOptions{Root: c.Root, Only: c.Kernel, DryRun: c.DryRun, Log: log})
 	if res != nil && c.JSON {
 		changes := res.Changes
@@ -75,7 +76,7 @@ func (c *linkCmd) Run(e *env) error {
 	}
 	// Also after a failed Sync: the images of kernels whose links did change, and those an
 	// earlier run left owed, are refreshed now (a kernel whose depmod failed stays owed).
-	return errors.Join(err, refreshImages(c.Root, cfg, changed, nil, c.DryRun, log))
+	return errors.Join(err, refreshImages(c.Root, cfg, changed, earlier, nil, c.DryRun, log))
 }
 
 type statusCmd struct {

@@ -130,6 +130,7 @@ func (c *cli) run(stdin io.Reader, stdout io.Writer) error {
 			opt.Gone = paths
 		}
 	}
+	earlier, _ := weakupdates.ImagesOwed(c.Basedir) // left owed by runs before this one
 	res, err := weakupdates.Sync(cfg, opt)
 	if errors.Is(err, rootfs.ErrNoRoot) {
 		return err
@@ -157,7 +158,7 @@ func (c *cli) run(stdin io.Reader, stdout io.Writer) error {
 		skip[opt.Removing[0]] = "being removed"
 	}
 	// Also after a failed Sync: what did change, and what earlier runs left owed, is done now.
-	ierr := hooks.ImageWork{Root: c.Basedir, Changed: changed, Skip: skip, Updater: upd, DryRun: c.DryRun, Log: progress(w)}.Run()
+	ierr := hooks.ImageWork{Root: c.Basedir, Changed: changed, Earlier: earlier, Skip: skip, Updater: upd, DryRun: c.DryRun, Log: progress(w)}.Run()
 	return errors.Join(err, ierr)
 }
 
