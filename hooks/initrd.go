@@ -77,11 +77,14 @@ func LocateImage(root, release string) (string, error) {
 		if _, err := r.Lstat(p); err != nil {
 			continue
 		}
-		if _, _, err := resolveImage(root, p); err != nil {
+		real, _, err := resolveImage(root, p)
+		if err != nil {
 			return "", err
 		}
 		fi, err := r.Stat(p)
 		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return "", fmt.Errorf("%s: the kernel's image path%s leads to %s, which does not exist: %w", p, linkNote(r, p), real, fs.ErrNotExist)
 		case err != nil:
 			return "", fmt.Errorf("%s: the kernel's image path%s: %w", p, linkNote(r, p), err)
 		case !fi.Mode().IsRegular():
@@ -116,7 +119,7 @@ func resolveImage(root, image string) (string, *rootfs.Root, error) {
 	if _, err := r.Rel(image); err == nil {
 		real, err := r.Resolve(image)
 		if errors.Is(err, rootfs.ErrEscapes) {
-			return "", nil, fmt.Errorf("%s: the image path%s leads outside the root %s; refusing to read or replace it: %w", image, linkNote(r, image), r.Dir(), rootfs.ErrEscapes)
+			return "", nil, escapeError(fmt.Sprintf("%s: the image path%s leads outside the root %s; refusing to read or replace it", image, linkNote(r, image), r.Dir()))
 		}
 		if err != nil {
 			return "", nil, fmt.Errorf("%s: %w", image, err)
@@ -130,6 +133,12 @@ func resolveImage(root, image string) (string, *rootfs.Root, error) {
 	dr, err := rootfs.At(filepath.Dir(real))
 	return real, dr, err
 }
+
+// escapeError is a message that is rootfs.ErrEscapes to errors.Is without repeating its text.
+type escapeError string
+
+func (e escapeError) Error() string { return string(e) }
+func (e escapeError) Unwrap() error { return rootfs.ErrEscapes }
 
 // imageFile is an image open for reading: path as given (used in messages), real the file it
 // leads to, r the root it is read and replaced through. Only a regular file is opened: a
@@ -436,7 +445,7 @@ func (w ImageWork) settle(k string, log func(string)) error {
 		if w.DryRun {
 			return err
 		}
-		return fmt.Errorf("%w (its initramfs stays owed: the next 'kabiguard link' or kernel hook refreshes it)", err)
+		return fmt.Errorf("%w (its initramfs stays owed; every later 'kabiguard link' or kernel hook tries again)", err)
 	}
 	return clear()
 }
