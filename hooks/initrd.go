@@ -438,6 +438,15 @@ func (w ImageWork) settle(k string, log func(string)) error {
 	if !installed(w.Root, k) {
 		return clear()
 	}
+	if _, refresh := w.Updater.(*RefreshUpdater); w.DryRun && refresh {
+		// A dry run changed no link: a refresh computed from the tree on disk would describe
+		// the state before the run. Name the image the real run would refresh instead.
+		img, err := LocateImage(w.Root, k)
+		if img != "" {
+			log(fmt.Sprintf("%s: would refresh %s", k, img))
+		}
+		return err
+	}
 	if !w.DryRun && weakupdates.DepmodPending(w.Root, k) {
 		return fmt.Errorf("%s: initramfs not refreshed: depmod has not indexed its changed links yet; it stays owed until the next run", k)
 	}
