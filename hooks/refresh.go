@@ -13,8 +13,10 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/kabiguard/kabiguard/config"
@@ -83,7 +85,11 @@ type kernelTree struct {
 func loadTree(root, kernel string) (*kernelTree, error) {
 	dir := filepath.Join("lib", "modules", kernel)
 	depPath := filepath.Join(root, dir, "modules.dep")
-	data, err := os.ReadFile(depPath)
+	r, err := rootfs.At(root)
+	if err != nil {
+		return nil, err
+	}
+	data, err := r.ReadFile(depPath)
 	if err != nil {
 		return nil, fmt.Errorf("kernel %s: %w (run depmod first)", kernel, err)
 	}
@@ -198,7 +204,12 @@ func Verify(root, kernel, image string, cfg *config.Config) (*VerifyReport, erro
 	if err != nil {
 		return nil, err
 	}
-	sc, err := scanImage(image, kernel, tree)
+	img, err := openImage(root, image)
+	if err != nil {
+		return nil, err
+	}
+	defer img.Close()
+	sc, err := scanImage(img, kernel, tree)
 	if err != nil {
 		return nil, err
 	}
@@ -312,7 +323,7 @@ func sameModule(inImage []byte, hostPath string, buf *[]byte) (bool, error) {
 // readInto reads the file at path into *buf, growing it when too small, and returns the bytes
 // read. Reusing one buffer spares the page faults of fresh memory for every module.
 func readInto(path string, buf *[]byte) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return nil, err
 	}
@@ -342,6 +353,25 @@ func readInto(path string, buf *[]byte) ([]byte, error) {
 	}
 	*buf = append(b, rest...)
 	return *buf, nil
+}
+
+// openRegular opens path for reading only if it is a regular file: a FIFO or device in a
+// module tree is an error at once, never an open or read that blocks. path is a file a tree
+// resolved inside its root (kernelTree.file).
+func openRegular(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s: %w (%s)", path, rootfs.ErrNotRegular, rootfs.Kind(st.Mode()))
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // sameLoadedContent reports whether two module files give the kernel the same module: equal
@@ -419,6 +449,11 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 	if err != nil {
 		return nil, err
 	}
+	img, err := openImage(root, image)
+	if err != nil {
+		return nil, err
+	}
+	defer img.Close()
 	// The image is rewritten while it is being read and compared: the rewrite follows the
 	// reading pass record by record, copying each module copy the pass found current and
 	// putting the tree's build in place of each stale one, and the plan made once the pass
@@ -445,7 +480,9 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 	if dryRun {
 		rewritten <- errNoChange
 	} else {
-		go func() { rewritten <- initramfs.RewriteFile(image, ed) }()
+		go func() {
+			rewritten <- img.replace(func(out io.Writer) error { return initramfs.Rewrite(img.f, img.size, image, out, ed) })
+		}()
 	}
 	abandon := func(why error) {
 		planErr = why
@@ -453,7 +490,7 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 		<-rewritten
 	}
 
-	if err := sc.run(image, kernel, tree); err != nil {
+	if err := sc.run(img, kernel, tree); err != nil {
 		abandon(err)
 		return nil, err
 	}
@@ -508,7 +545,7 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 	err = <-rewritten
 	if errors.Is(err, initramfs.ErrCannotEdit) {
 		// A hard-linked or renamed module copy: rebuild the archive from its files instead.
-		err = refreshWhole(image, km.Release, tree, stale, drop, tr)
+		err = refreshWhole(img, km.Release, tree, stale, drop, tr)
 	}
 	if err != nil {
 		return nil, err
@@ -651,8 +688,8 @@ func orphanTargets(im *initramfs.Image, km *initramfs.KernelModules, stale map[s
 
 // refreshWhole applies the plan by reading every file of the image into memory and writing
 // the archive anew (initramfs.Writer): for the edits Rewrite cannot make record by record.
-func refreshWhole(image, kernel string, tree *kernelTree, stale map[string]ImageModule, drop map[string]bool, tr *tracer) error {
-	im, err := initramfs.Load(image)
+func refreshWhole(img *imageFile, kernel string, tree *kernelTree, stale map[string]ImageModule, drop map[string]bool, tr *tracer) error {
+	im, err := initramfs.LoadAt(img.f, img.size, img.path)
 	if err != nil {
 		return err
 	}
@@ -699,7 +736,7 @@ func refreshWhole(image, kernel string, tree *kernelTree, stale map[string]Image
 	})
 	w := initramfs.Writer{Compression: mainCompression(im), Early: early, MTime: newestMTime(im),
 		Late: startDepmod(kernel, prefix, in, tr)}
-	if err := w.WriteFile(image, main); err != nil {
+	if err := img.replace(func(out io.Writer) error { return w.Encode(out, main) }); err != nil {
 		return err
 	}
 	tr.step("encode and write (whole archive)")
@@ -763,9 +800,18 @@ func dropFiles(files []initramfs.File, drop map[string]bool) []initramfs.File {
 
 // moduleAs returns the tree's build at hostPath compressed the way the image's copy is named.
 func moduleAs(hostPath, imageName string) ([]byte, error) {
-	plain, _, err := compression.ReadFile(hostPath)
+	f, err := openRegular(hostPath)
 	if err != nil {
 		return nil, err
+	}
+	raw, err := io.ReadAll(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", hostPath, err)
+	}
+	plain, _, err := compression.Decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", hostPath, err)
 	}
 	_, format, _ := initramfs.ModuleName(imageName)
 	if format == compression.None {
@@ -848,7 +894,7 @@ func depmodOutputs(kernel, prefix string, in depmodInput) ([]initramfs.File, err
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		scratch = "/dev/shm"
 	}
-	tmp, err := os.MkdirTemp(scratch, "kabiguard-depmod-")
+	tmp, err := os.MkdirTemp(scratch, depmodScratchName(os.Getpid()))
 	if err != nil {
 		return nil, err
 	}
@@ -886,6 +932,7 @@ func depmodOutputs(kernel, prefix string, in depmodInput) ([]initramfs.File, err
 	if out, err := exec.Command("depmod", "-b", tmp, kernel).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("depmod over the image's modules: %v: %s", err, strings.TrimSpace(string(out)))
 	}
+	testPoint("depmod-scratch")
 	generated, err := filepath.Glob(filepath.Join(dir, "modules.*"))
 	if err != nil {
 		return nil, err
@@ -903,6 +950,15 @@ func depmodOutputs(kernel, prefix string, in depmodInput) ([]initramfs.File, err
 		out = append(out, initramfs.Regular(prefix+base, 0o644, data))
 	}
 	return out, nil
+}
+
+// depmodScratchPrefix begins the name of every scratch tree depmodOutputs makes; the rest
+// is rootfs.TempMarker, the pid of the process that made it and a random part, so that a
+// later run removes a killed run's tree (see RemoveLeftovers).
+const depmodScratchPrefix = "kabiguard-depmod"
+
+func depmodScratchName(pid int) string {
+	return depmodScratchPrefix + rootfs.TempMarker + strconv.Itoa(pid) + "-*"
 }
 
 // sameSuffix: a link may stand in for the image's file only when both are compressed alike
@@ -945,7 +1001,10 @@ func (u *RefreshUpdater) Update(release string) error {
 	}
 	u.done++
 	progress := fmt.Sprintf("%s (kernel %d of %d)", release, u.done, max(u.Total, u.done))
-	img := FindImage(u.Root, release)
+	img, err := LocateImage(u.Root, release)
+	if err != nil {
+		return fmt.Errorf("%s: %w", progress, err)
+	}
 	if img == "" {
 		return nil // no image yet: the kernel's installation builds it
 	}

@@ -272,7 +272,7 @@ func TestRebuildGenerator(t *testing.T) {
 		t.Fatal(err)
 	}
 	args, _ := os.ReadFile(filepath.Join(dir, "args"))
-	if b, _ := os.ReadFile(img); string(b) != "new image\n" || string(args) != "--force --kver K "+img+".kabiguard-new\n" {
+	if b, _ := os.ReadFile(img); string(b) != "new image\n" || string(args) != "--force --kver K "+initramfs.TempName(img, os.Getpid())+"\n" {
 		t.Fatalf("image %q, generator args %q", b, args)
 	}
 	if st, _ := os.Stat(img); st.Mode().Perm() != 0o600 {

@@ -55,13 +55,14 @@ func (sc *imageScan) result(seg, off int64) (same, ok bool) {
 	}
 }
 
-func scanImage(image, kernel string, tree *kernelTree) (*imageScan, error) {
+func scanImage(img *imageFile, kernel string, tree *kernelTree) (*imageScan, error) {
 	sc := newImageScan()
-	return sc, sc.run(image, kernel, tree)
+	return sc, sc.run(img, kernel, tree)
 }
 
 // run reads the image (see imageScan); results are posted as the comparisons end.
-func (sc *imageScan) run(image, kernel string, tree *kernelTree) error {
+func (sc *imageScan) run(img *imageFile, kernel string, tree *kernelTree) error {
+	image := img.path
 	defer func() {
 		sc.mu.Lock()
 		sc.finished = true
@@ -128,11 +129,14 @@ func (sc *imageScan) run(image, kernel string, tree *kernelTree) error {
 		jobs <- job{rec, buf, tf}
 		return nil
 	}
-	im, err := initramfs.Scan(image, visit)
+	im, err := initramfs.ScanAt(img.f, img.size, image, visit)
 	close(jobs)
 	wg.Wait()
 	if err != nil {
 		return err
+	}
+	if len(im.Segments) == 0 { // nothing but zero padding
+		return fmt.Errorf("%s: no cpio archive in it, not an initramfs image", image)
 	}
 	if err := errors.Join(errs...); err != nil {
 		im.Close()

@@ -9,10 +9,12 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/kabiguard/kabiguard/internal/compression"
+	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/u-root/u-root/pkg/cpio"
 )
 
@@ -102,19 +104,30 @@ func (w Writer) Encode(out io.Writer, files []File) error {
 
 // WriteFile writes the image to path atomically: into a temporary file in the same
 // directory, synced, then renamed over path, so path always holds either the old image
-// whole or the new one whole.
+// whole or the new one whole. A symlink at path stays: the file it leads to is replaced.
 func (w Writer) WriteFile(name string, files []File) error {
 	return writeAtomic(name, w.Perm, func(out io.Writer) error { return w.Encode(out, files) })
 }
 
-// writeAtomic writes a file through write into a temporary file in name's directory, syncs
-// it, renames it over name and syncs the directory: name holds the old content whole or the
-// new content whole, whatever happens. perm 0 keeps the mode of the file replaced, or 0600
-// (dracut's) when there is none.
+// TempName is the temporary file an atomic replace of name by process pid writes first:
+// ".BASE.kabiguard-tmp-PID" next to it. The marker (rootfs.TempMarker) and the pid let a
+// later run tell a leftover of a killed run (its pid no longer alive) and remove it.
+func TempName(name string, pid int) string {
+	return filepath.Join(filepath.Dir(name), "."+filepath.Base(name)+rootfs.TempMarker+strconv.Itoa(pid))
+}
+
+// writeAtomic writes a file through write into a temporary file in name's directory (see
+// TempName), syncs it, renames it over name and syncs the directory: name holds the old
+// content whole or the new content whole, whatever happens. perm 0 keeps the mode of the file
+// replaced, or 0600 (dracut's) when there is none. A symlink at name is followed (by the
+// host's rules; callers that work inside a root resolve name first).
 func writeAtomic(name string, perm fs.FileMode, write func(io.Writer) error) (err error) {
-	dir, base := filepath.Split(name)
-	if dir == "" {
-		dir = "."
+	if fi, lerr := os.Lstat(name); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		real, rerr := filepath.EvalSymlinks(name)
+		if rerr != nil {
+			return fmt.Errorf("%s: %w", name, rerr)
+		}
+		name = real
 	}
 	if perm == 0 {
 		perm = 0o600
@@ -122,14 +135,16 @@ func writeAtomic(name string, perm fs.FileMode, write func(io.Writer) error) (er
 			perm = st.Mode().Perm()
 		}
 	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	tmpName := TempName(name, os.Getpid())
+	os.Remove(tmpName) // a leftover of a killed earlier process that had our pid
+	tmp, err := os.OpenFile(tmpName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
 	defer func() {
 		if err != nil {
 			tmp.Close()
-			os.Remove(tmp.Name())
+			os.Remove(tmpName)
 		}
 	}()
 	bw := bufio.NewWriterSize(tmp, 1<<20)
@@ -137,21 +152,21 @@ func writeAtomic(name string, perm fs.FileMode, write func(io.Writer) error) (er
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	if err := bw.Flush(); err != nil {
-		return err
+		return fmt.Errorf("%s: %w", tmpName, err)
 	}
 	if err := tmp.Chmod(perm); err != nil {
 		return err
 	}
 	if err := tmp.Sync(); err != nil {
-		return err
+		return fmt.Errorf("%s: %w", tmpName, err)
 	}
 	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("%s: %w", tmpName, err)
+	}
+	if err := os.Rename(tmpName, name); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), name); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
+	if d, err := os.Open(filepath.Dir(name)); err == nil {
 		d.Sync()
 		d.Close()
 	}

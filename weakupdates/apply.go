@@ -58,7 +58,7 @@ func Apply(root string, changes []Change, opt Options) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	changed := map[string]bool{}
+	changed, owed := map[string]bool{}, map[string]bool{}
 	var errs []string
 	// A run killed between its link changes and depmod left a marker: index those kernels now.
 	for _, k := range pendingDepmod(r, root) {
@@ -84,6 +84,13 @@ func Apply(root string, changes []Change, opt Options) ([]string, error) {
 		if opt.DryRun {
 			changed[c.Kernel] = true
 			continue
+		}
+		if !owed[c.Kernel] { // owed.go: the image debt is recorded before the first change
+			if err := MarkImageOwed(root, c.Kernel); err != nil {
+				errs = append(errs, err.Error())
+				continue
+			}
+			owed[c.Kernel] = true
 		}
 		if !changed[c.Kernel] {
 			if err := markDepmod(r, root, c.Kernel); err != nil {

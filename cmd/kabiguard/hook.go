@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/hooks"
+	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi"
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
@@ -67,26 +70,23 @@ func (c *hookAddCmd) Run(e *env) error { return c.sync(e, nil) }
 
 func (c *hookRemoveCmd) Run(e *env) error {
 	err := c.sync(e, []string{c.Kernel})
-	var ie initramfsError
-	switch {
-	case errors.As(err, &ie):
-		// The links are right; an image that could not be refreshed must not make the
-		// package manager fail the kernel's removal. Say so and go on.
-		fmt.Fprintf(e.stderr, "kabiguard: warning: %v\n", ie.err)
+	if err != nil && removalGoesOn(err) {
+		// The kernel's links are gone and other kernels' links into its tree re-pointed. What
+		// failed is an image refresh (it stays owed: the next run retries) or another kernel
+		// that could not be planned before this removal either. Neither may make the package
+		// manager fail the removal, so it is said loudly and the removal goes on.
+		fmt.Fprintf(e.stderr, "kabiguard: ERROR (the removal of %s goes on): %v\n", c.Kernel, err)
 		err = nil
-	case err != nil && !weakupdates.OnlyIncomplete(err):
-		return err
 	}
-	// err is now nil or what could not be planned (another kernel): reported after the
-	// kernel's own leftovers are gone.
-	if c.DryRun {
+	if err != nil || c.DryRun {
 		return err
 	}
 	// Leave nothing of ours behind, so the package manager can remove the directory.
 	dir := kabi.ModulesDir(c.Root, c.Kernel)
+	weakupdates.ClearImageOwed(c.Root, c.Kernel) // a kernel going away owes no image
 	os.Remove(filepath.Join(dir, ".kabiguard-depmod-pending"))
 	os.Remove(filepath.Join(dir, "weak-updates"))
-	return err
+	return nil
 }
 
 func (c *hookArgs) sync(e *env, removing []string) error {
@@ -105,33 +105,55 @@ func (c *hookArgs) sync(e *env, removing []string) error {
 			fmt.Fprintln(w, "kabiguard: "+s)
 		}
 	}
+	earlier, _ := weakupdates.ImagesOwed(c.Root) // left owed by runs before this one
 	res, err := weakupdates.Sync(cfg, weakupdates.SyncOptions{Root: c.Root, Removing: removing, DryRun: c.DryRun, Log: log})
-	if err != nil && !weakupdates.OnlyIncomplete(err) {
+	if errors.Is(err, rootfs.ErrNoRoot) {
 		return err
 	}
-	undecided := err // a kernel or build that could not be planned: reported after the images
-	if verbose && len(res.Changes) == 0 && undecided == nil {
+	var changed []string
+	if res != nil {
+		changed = res.Changed
+	}
+	if err == nil && verbose && len(res.Changes) == 0 {
 		fmt.Fprintln(w, "kabiguard: weak-updates links are up to date")
 	}
 	if c.NoInitramfs {
-		return undecided
+		if verbose {
+			noteImagesOwed(w, c.Root, "kabiguard: ")
+		}
+		return err
 	}
 	// The kernel being installed gets its image from the generator right after this plugin;
-	// the one being removed needs none. Other kernels whose links changed are refreshed.
-	var others []string
-	for _, k := range res.Changed {
-		if k != c.Kernel {
-			others = append(others, k)
+	// the one being removed needs none. Other kernels whose links changed, now or in an
+	// earlier run that did not finish the work, are refreshed.
+	skip := map[string]string{}
+	if removing != nil {
+		skip[c.Kernel] = "being removed"
+	} else {
+		skip[c.Kernel] = "its installation builds its image next"
+	}
+	// Image work is slow and rare: always said, as a generator run would be.
+	ierr := refreshImages(c.Root, cfg, changed, earlier, skip, c.DryRun, func(s string) { fmt.Fprintln(w, "kabiguard: "+s) })
+	if ierr != nil {
+		ierr = initramfsError{ierr}
+	}
+	return errors.Join(err, ierr)
+}
+
+// removalGoesOn reports whether every error joined in err is an image failure or something
+// the planner could not decide, none of which the removal of a kernel must be refused for.
+func removalGoesOn(err error) bool {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		var ie initramfsError
+		if !errors.As(e, &ie) && !weakupdates.OnlyIncomplete(e) {
+			return false
 		}
 	}
-	if err := refreshImages(c.Root, cfg, others, c.DryRun, func(s string) { fmt.Fprintln(w, "kabiguard: "+s) }); err != nil {
-		if undecided != nil {
-			fmt.Fprintf(e.stderr, "kabiguard: %v\n", err)
-			return undecided
-		}
-		return initramfsError{err}
-	}
-	return undecided
+	return true
 }
 
 // initramfsError marks a failure of the initramfs step, after the links were made.
@@ -139,25 +161,19 @@ type initramfsError struct{ err error }
 
 func (e initramfsError) Error() string { return e.err.Error() }
 
-// refreshImages brings the existing initramfs images of kernels up to date with their trees:
-// stale module copies replaced in place, a generator run only when that cannot do.
-func refreshImages(root string, cfg *config.Config, kernels []string, dryRun bool, log func(string)) error {
-	if dryRun {
-		// A dry run changed no link: a refresh computed from the tree on disk would describe
-		// the old state and fail on the links the real run removes. Name the images instead.
-		for _, k := range kernels {
-			if img := hooks.FindImage(root, k); img != "" {
-				log(fmt.Sprintf("%s: would refresh %s", k, img))
-			}
-		}
-		return nil
+// refreshImages does the initramfs step of a run (hooks.ImageWork): under the tree lock, the
+// existing images of the kernels whose links changed, and of those an earlier run left owed,
+// are brought up to date (stale copies replaced in place, a generator run only when that
+// cannot do); leftovers of killed runs go. An image that could not be refreshed stays owed.
+func refreshImages(root string, cfg *config.Config, changed, earlier []string, skip map[string]string, dryRun bool, log func(string)) error {
+	u := &hooks.RefreshUpdater{Root: root, Config: cfg, DryRun: dryRun, Log: log}
+	return hooks.ImageWork{Root: root, Changed: changed, Earlier: earlier, Skip: skip, Updater: u, DryRun: dryRun, Log: log}.Run()
+}
+
+// noteImagesOwed says which kernels' images are owed a refresh (their links changed since the
+// image was made, and no run has refreshed it yet), one line on w.
+func noteImagesOwed(w io.Writer, root, prefix string) {
+	if ks := hooks.OwedImages(root); len(ks) > 0 {
+		fmt.Fprintf(w, "%sthe initramfs of %s is owed a refresh (links changed since it was made); 'kabiguard link' or the next kernel hook refreshes it\n", prefix, strings.Join(ks, ", "))
 	}
-	u := &hooks.RefreshUpdater{Root: root, Config: cfg, DryRun: dryRun, Log: log, Total: len(kernels)}
-	var errs []error
-	for _, k := range kernels {
-		if err := u.Update(k); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }

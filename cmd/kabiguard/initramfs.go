@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -13,6 +12,8 @@ import (
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/hooks"
 	"github.com/kabiguard/kabiguard/initramfs"
+	"github.com/kabiguard/kabiguard/internal/rootfs"
+	"github.com/kabiguard/kabiguard/weakupdates"
 )
 
 // initramfsCmd groups the image commands.
@@ -67,18 +68,22 @@ func (c *initramfsLsCmd) lsKernel(im *initramfs.Image) string {
 	if len(withDep) != 1 {
 		return ""
 	}
-	if _, err := os.Stat(filepath.Join(c.Root, "lib", "modules", withDep[0], "modules.dep")); err != nil {
+	r, err := rootfs.At(c.Root)
+	if err != nil {
+		return ""
+	}
+	if _, err := r.Stat(filepath.Join(c.Root, "lib", "modules", withDep[0], "modules.dep")); err != nil {
 		return ""
 	}
 	return withDep[0]
 }
 
 func (c *initramfsLsCmd) Run(e *env) error {
-	im, err := initramfs.Open(c.Image)
+	im, closeImage, err := hooks.OpenImage(c.Root, c.Image)
 	if err != nil {
 		return err
 	}
-	defer im.Close()
+	defer closeImage()
 	states := map[string]string{}
 	var rep *hooks.VerifyReport
 	if kernel := c.lsKernel(im); kernel != "" {
@@ -283,6 +288,52 @@ func (c *initramfsRefreshCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
+	if !c.DryRun {
+		// Under the lock that link holds while it changes links and refreshes images: a
+		// refresh computed from the tree as it was cannot replace an image written from the
+		// tree as a concurrent link left it.
+		unlock, err := lockTree(c.Root)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		hooks.RemoveLeftovers(c.Root, func(s string) { fmt.Fprintln(e.stderr, "kabiguard: "+s) }, c.Image)
+	}
+	if err := c.refresh(e, cfg); err != nil {
+		return err
+	}
+	if !c.DryRun {
+		settleOwed(c.Root, c.Kernel, c.Image)
+	}
+	return nil
+}
+
+// lockTree takes the tree lock of root (weakupdates.Lock); a root without lib/modules has no
+// tree to lock, and the refresh then fails reading the kernel's modules.dep.
+func lockTree(root string) (func(), error) {
+	r, err := rootfs.At(root)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := r.Stat(r.Path("lib", "modules")); err != nil || !fi.IsDir() {
+		return func() {}, nil
+	}
+	return weakupdates.Lock(root)
+}
+
+// settleOwed drops kernel's image debt (weakupdates.MarkImageOwed) once image, just made
+// current, is the kernel's own image under root, and depmod has indexed its links.
+func settleOwed(root, kernel, image string) {
+	own, err := hooks.LocateImage(root, kernel)
+	if err != nil || own == "" || !weakupdates.ImageOwed(root, kernel) || weakupdates.DepmodPending(root, kernel) {
+		return
+	}
+	if hooks.SameImage(root, own, image) {
+		weakupdates.ClearImageOwed(root, kernel)
+	}
+}
+
+func (c *initramfsRefreshCmd) refresh(e *env, cfg *config.Config) error {
 	start := time.Now()
 	progress := fmt.Sprintf("%s (kernel 1 of 1)", c.Kernel)
 	res, err := hooks.Refresh(c.Root, c.Kernel, c.Image, cfg, c.DryRun)

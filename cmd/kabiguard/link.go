@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/kabiguard/kabiguard/config"
+	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
 
@@ -49,6 +50,7 @@ func (c *linkCmd) Run(e *env) error {
 			fmt.Fprintln(w, s)
 		}
 	}
+	earlier, _ := weakupdates.ImagesOwed(c.Root) // left owed by runs before this one
 	res, err := weakupdates.Sync(cfg, weakupdates.SyncOptions{Root: c.Root, Only: c.Kernel, DryRun: c.DryRun, Log: log})
 	if res != nil && c.JSON {
 		changes := res.Changes
@@ -59,17 +61,24 @@ func (c *linkCmd) Run(e *env) error {
 			return jerr
 		}
 	}
-	if err != nil && !weakupdates.OnlyIncomplete(err) {
+	if errors.Is(err, rootfs.ErrNoRoot) {
 		return err
 	}
-	if !c.JSON && len(res.Changes) == 0 && err == nil {
+	var changed []string
+	if res != nil {
+		changed = res.Changed
+	}
+	if err == nil && !c.JSON && len(res.Changes) == 0 {
 		fmt.Fprintln(w, "weak-updates links are up to date")
 	}
 	if c.NoInitramfs {
+		// Deferred, not cancelled: the markers Apply wrote keep the images owed.
+		noteImagesOwed(w, c.Root, "")
 		return err
 	}
-	// A kernel that could not be planned (err) does not keep the others' images stale.
-	return errors.Join(refreshImages(c.Root, cfg, res.Changed, c.DryRun, log), err)
+	// Also after a failed Sync: the images of kernels whose links did change, and those an
+	// earlier run left owed, are refreshed now (a kernel whose depmod failed stays owed).
+	return errors.Join(err, refreshImages(c.Root, cfg, changed, earlier, nil, c.DryRun, log))
 }
 
 type statusCmd struct {
@@ -144,6 +153,7 @@ func (c *statusCmd) Run(e *env) error {
 	for _, err := range errs {
 		fmt.Fprintf(e.stderr, "kabiguard: %v\n", err)
 	}
+	noteImagesOwed(e.stderr, c.Root, "kabiguard: ") // hook.go
 	if bad || len(errs) > 0 {
 		return problemError{}
 	}

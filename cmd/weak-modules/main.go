@@ -157,51 +157,36 @@ func (c *cli) run(stdin io.Reader, stdout io.Writer) error {
 			opt.Gone = paths
 		}
 	}
+	earlier, _ := weakupdates.ImagesOwed(c.Basedir) // left owed by runs before this one
 	res, err := weakupdates.Sync(cfg, opt)
-	if err != nil && !weakupdates.OnlyIncomplete(err) {
+	if errors.Is(err, rootfs.ErrNoRoot) {
 		return err
 	}
-	undecided := err // a kernel or build that could not be planned: reported after the images
-	var upd hooks.InitramfsUpdater = hooks.NoInitramfs{}
+	var changed []string
+	if res != nil {
+		changed = res.Changed
+	}
+	if c.NoInitramfs {
+		// Deferred, not cancelled (Debian's DKMS always passes it): the images of the kernels
+		// whose links changed stay owed until the next run without it, link or kernel hook.
+		if ks := hooks.OwedImages(c.Basedir); len(ks) > 0 && (c.Verbose || c.DryRun) {
+			fmt.Fprintf(w, "initramfs of %s owed a refresh (--no-initramfs): the next kabiguard hook, 'kabiguard link' or weak-modules run without --no-initramfs refreshes it\n", strings.Join(ks, ", "))
+		}
+		return err
+	}
 	gen := hooks.GeneratorUpdater{Root: c.Basedir, Generator: c.Dracut, CheckProg: c.CheckInitramfsProg, DryRun: c.DryRun, Log: log}
-	switch {
-	case c.NoInitramfs:
-	case c.CheckInitramfsProg != "":
-		upd = gen // the caller's program replaces the whole initramfs step
-	case c.DryRun:
-		// No link changed: a refresh computed from the tree on disk would describe the old
-		// state and fail on the links the real run removes. Name the images instead.
-		upd = dryRunImages{root: c.Basedir, log: log}
-	default:
+	var upd hooks.InitramfsUpdater = gen // the caller's program replaces the whole initramfs step
+	if c.CheckInitramfsProg == "" {
 		// Refresh existing images in place; the generator only when that cannot do.
-		upd = &hooks.RefreshUpdater{Root: c.Basedir, Config: cfg, Generator: gen, DryRun: c.DryRun, Log: progress(w), Total: len(res.Changed)}
+		upd = &hooks.RefreshUpdater{Root: c.Basedir, Config: cfg, Generator: gen, DryRun: c.DryRun, Log: progress(w)}
 	}
-	var errs []string
-	for _, k := range res.Changed {
-		if c.RemoveKernel && k == opt.Removing[0] {
-			continue
-		}
-		if err := upd.Update(k); err != nil {
-			errs = append(errs, err.Error())
-		}
+	skip := map[string]string{}
+	if c.RemoveKernel {
+		skip[opt.Removing[0]] = "being removed"
 	}
-	if len(errs) > 0 {
-		return errors.Join(errors.New(strings.Join(errs, "; ")), undecided)
-	}
-	return undecided
-}
-
-// dryRunImages names, for a dry run, the image the real run would refresh.
-type dryRunImages struct {
-	root string
-	log  func(string)
-}
-
-func (d dryRunImages) Update(release string) error {
-	if img := hooks.FindImage(d.root, release); img != "" {
-		d.log(fmt.Sprintf("%s: would refresh %s", release, img))
-	}
-	return nil
+	// Also after a failed Sync: what did change, and what earlier runs left owed, is done now.
+	ierr := hooks.ImageWork{Root: c.Basedir, Changed: changed, Earlier: earlier, Skip: skip, Updater: upd, DryRun: c.DryRun, Log: progress(w)}.Run()
+	return errors.Join(err, ierr)
 }
 
 // progress prints initramfs progress whatever the verbosity: a rebuild takes a minute and the
