@@ -15,7 +15,6 @@ import (
 	"github.com/kabiguard/kabiguard/kabi"
 )
 
-
 type syncOut struct {
 	res *Result
 	err error
