@@ -44,6 +44,7 @@ type Result struct {
 	Plan      *Plan
 	Changes   []Change
 	Changed   []string // kernels whose module set changed (depmod ran, initramfs is stale)
+	Losses    []Loss   // required modules that kernels staying installed lose by this change
 }
 
 // Sync brings every installed kernel's weak-updates tree to the planned state under the lock.
@@ -57,6 +58,7 @@ func Sync(c *config.Config, opt SyncOptions) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	res.Losses = Losses(res, c, PolicyFrom(c, opt.Removing, opt.Gone))
 	changes := res.Changes
 	if len(opt.Only) > 0 {
 		only := map[string]bool{}
@@ -70,6 +72,13 @@ func Sync(c *config.Config, opt SyncOptions) (*Result, error) {
 			}
 		}
 		res.Changes = changes
+		var losses []Loss
+		for _, l := range res.Losses {
+			if only[l.Kernel] {
+				losses = append(losses, l)
+			}
+		}
+		res.Losses = losses
 	}
 	noDepmod := map[string]bool{}
 	for _, k := range opt.Removing {

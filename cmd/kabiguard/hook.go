@@ -107,6 +107,7 @@ func (c *hookArgs) sync(e *env, removing []string) error {
 	}
 	earlier, _ := weakupdates.ImagesOwed(c.Root) // left owed by runs before this one
 	res, err := weakupdates.Sync(cfg, weakupdates.SyncOptions{Root: c.Root, Removing: removing, DryRun: c.DryRun, Log: log})
+	reportLosses(e.stderr, res, c.DryRun)
 	if errors.Is(err, rootfs.ErrNoRoot) {
 		return err
 	}
@@ -138,6 +139,22 @@ func (c *hookArgs) sync(e *env, removing []string) error {
 		ierr = initramfsError{ierr}
 	}
 	return errors.Join(err, ierr)
+}
+
+// reportLosses says, at error level and whatever the verbosity, which kernels staying installed
+// lose a required module by the change just made (or, in a dry run, would).
+func reportLosses(w io.Writer, res *weakupdates.Result, dryRun bool) {
+	if res == nil {
+		return
+	}
+	for _, l := range res.Losses {
+		verb := "ERROR"
+		if dryRun {
+			verb = "ERROR (dry run: would happen)"
+		}
+		fmt.Fprintf(w, "kabiguard: %s: %s\n", verb, l)
+		fmt.Fprintf(w, "kabiguard:   before %s boots: build or install %s for it, or remove that kernel\n", l.Kernel, l.Module)
+	}
 }
 
 // removalGoesOn reports whether every error joined in err is an image failure or something

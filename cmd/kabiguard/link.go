@@ -52,6 +52,7 @@ func (c *linkCmd) Run(e *env) error {
 	}
 	earlier, _ := weakupdates.ImagesOwed(c.Root) // left owed by runs before this one
 	res, err := weakupdates.Sync(cfg, weakupdates.SyncOptions{Root: c.Root, Only: c.Kernel, DryRun: c.DryRun, Log: log})
+	reportLosses(e.stderr, res, c.DryRun)
 	if res != nil && c.JSON {
 		changes := res.Changes
 		if changes == nil {

@@ -110,14 +110,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "weak-modules: %v (see 'weak-modules --help')\n", err)
 		return 2
 	}
-	if err := c.run(stdin, stdout); err != nil {
+	if err := c.run(stdin, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "weak-modules: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func (c *cli) run(stdin io.Reader, stdout io.Writer) error {
+func (c *cli) run(stdin io.Reader, stdout, stderr io.Writer) error {
 	w := bufio.NewWriter(stdout)
 	defer w.Flush()
 	log := func(s string) {
@@ -159,6 +159,14 @@ func (c *cli) run(stdin io.Reader, stdout io.Writer) error {
 	}
 	earlier, _ := weakupdates.ImagesOwed(c.Basedir) // left owed by runs before this one
 	res, err := weakupdates.Sync(cfg, opt)
+	if res != nil {
+		// Loud whatever the verbosity: DKMS's prerm and a kernel's removal call us, and a
+		// kernel that stays installed must not silently lose a required module.
+		for _, l := range res.Losses {
+			fmt.Fprintf(stderr, "weak-modules: ERROR: %s\n", l)
+			fmt.Fprintf(stderr, "weak-modules:   before %s boots: build or install %s for it, or remove that kernel\n", l.Kernel, l.Module)
+		}
+	}
 	if errors.Is(err, rootfs.ErrNoRoot) {
 		return err
 	}
