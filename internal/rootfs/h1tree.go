@@ -17,7 +17,7 @@ func (r *Root) OpenRW(p string, perm fs.FileMode) (*os.File, error) {
 	}
 	f, err := r.r.OpenFile(n, os.O_RDWR|os.O_CREATE|syscall.O_NONBLOCK|syscall.O_NOCTTY, perm)
 	if err != nil {
-		return nil, err
+		return nil, hostErr(p, err)
 	}
 	fi, err := f.Stat()
 	if err != nil {

@@ -211,13 +211,24 @@ func (r *Root) parent(p string) (string, error) {
 	return filepath.Join(dir, filepath.Base(rel)), nil
 }
 
+// hostErr names the host path the caller gave in an error of os.Root, which knows only the
+// root-relative name: every message names the file as the admin knows it.
+func hostErr(p string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Path != p {
+		return &fs.PathError{Op: pe.Op, Path: p, Err: pe.Err}
+	}
+	return err
+}
+
 // Stat follows every symlink on p inside the root.
 func (r *Root) Stat(p string) (fs.FileInfo, error) {
 	n, err := r.full(p)
 	if err != nil {
 		return nil, err
 	}
-	return r.r.Lstat(n)
+	fi, err := r.r.Lstat(n)
+	return fi, hostErr(p, err)
 }
 
 // Lstat does not follow a symlink at p itself.
@@ -226,7 +237,8 @@ func (r *Root) Lstat(p string) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r.r.Lstat(n)
+	fi, err := r.r.Lstat(n)
+	return fi, hostErr(p, err)
 }
 
 // Readlink returns the target of the symlink p, as stored.
@@ -235,7 +247,8 @@ func (r *Root) Readlink(p string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return r.r.Readlink(n)
+	t, err := r.r.Readlink(n)
+	return t, hostErr(p, err)
 }
 
 // Open opens p for reading its contents, only if it is a regular file: a FIFO, device,
@@ -247,7 +260,7 @@ func (r *Root) Open(p string) (*os.File, error) {
 	}
 	f, err := r.r.OpenFile(n, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
-		return nil, err
+		return nil, hostErr(p, err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
@@ -298,7 +311,7 @@ func (r *Root) ReadDir(p string) ([]fs.DirEntry, error) {
 	}
 	f, err := r.r.Open(n)
 	if err != nil {
-		return nil, err
+		return nil, hostErr(p, err)
 	}
 	defer f.Close()
 	ents, err := f.ReadDir(-1)
@@ -333,7 +346,7 @@ func (r *Root) MkdirAll(p string, perm fs.FileMode) error {
 	if err != nil {
 		return err
 	}
-	return r.r.MkdirAll(n, perm)
+	return hostErr(p, r.r.MkdirAll(n, perm))
 }
 
 // Symlink creates the symlink p pointing at target (stored as given).
@@ -342,7 +355,7 @@ func (r *Root) Symlink(target, p string) error {
 	if err != nil {
 		return err
 	}
-	return r.r.Symlink(target, n)
+	return hostErr(p, r.r.Symlink(target, n))
 }
 
 // Rename renames oldp to newp; a symlink at either is the entry itself, never its target.
@@ -355,7 +368,7 @@ func (r *Root) Rename(oldp, newp string) error {
 	if err != nil {
 		return err
 	}
-	return r.r.Rename(o, n)
+	return hostErr(newp, r.r.Rename(o, n))
 }
 
 // Remove removes the file, symlink or empty directory p (a symlink itself, never its target).
@@ -364,7 +377,7 @@ func (r *Root) Remove(p string) error {
 	if err != nil {
 		return err
 	}
-	return r.r.Remove(n)
+	return hostErr(p, r.r.Remove(n))
 }
 
 // RemoveAll removes p and what it holds; a symlink on p's directory is followed inside the root.
@@ -373,7 +386,7 @@ func (r *Root) RemoveAll(p string) error {
 	if err != nil {
 		return err
 	}
-	return r.r.RemoveAll(n)
+	return hostErr(p, r.r.RemoveAll(n))
 }
 
 // CreateExcl creates p, which must not exist yet, for writing.
@@ -382,7 +395,8 @@ func (r *Root) CreateExcl(p string, perm fs.FileMode) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r.r.OpenFile(n, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	f, err := r.r.OpenFile(n, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	return f, hostErr(p, err)
 }
 
 // SyncDir fsyncs directory p, so that entries created, renamed or removed in it are durable.
