@@ -31,35 +31,50 @@ mirror() {
     echo "${m:-http://deb.debian.org/debian}"
 }
 
-# configure sets up apt and dpkg in a fresh tree as the tests expect them.
+# put writes file $1 with stdin's content and mode $2 unless it has them already; a change is a
+# new file renamed into place, never a write through a hard link that a test's copy shares.
+put() {
+    ptmp=$1.tmp-$$
+    cat >"$ptmp"
+    chmod "$2" "$ptmp"
+    if [ -f "$1" ] && cmp -s "$ptmp" "$1" && [ "$(stat -c %a "$1")" = "$2" ]; then
+        rm -f "$ptmp"
+    else
+        mv -f "$ptmp" "$1"
+    fi
+}
+
+# configure sets up apt and dpkg in the cached tree as the tests expect them (idempotent: run on
+# every `base`, under the lock, so a change here reaches an existing cache).
 configure() {
     t=$1
     mkdir -p "$t/etc/apt/sources.list.d" "$t/usr/sbin"
     if [ -f /etc/apt/sources.list.d/debian.sources ]; then
-        cp /etc/apt/sources.list.d/debian.sources "$t/etc/apt/sources.list.d/debian.sources"
+        put "$t/etc/apt/sources.list.d/debian.sources" 644 </etc/apt/sources.list.d/debian.sources
         rm -f "$t/etc/apt/sources.list"
     else
-        cp /etc/apt/sources.list "$t/etc/apt/sources.list"
+        put "$t/etc/apt/sources.list" 644 </etc/apt/sources.list
     fi
     # No daemon may start in a chroot (invoke-rc.d asks policy-rc.d; 101 = action forbidden).
-    printf '#!/bin/sh\nexit 101\n' >"$t/usr/sbin/policy-rc.d"
-    chmod 755 "$t/usr/sbin/policy-rc.d"
-    # Keep the downloaded .debs (the archives directory is the shared cache), no recommends,
-    # no docs: the tests install what they name.
-    cat >"$t/etc/apt/apt.conf.d/90kabiguard-test" <<'EOF'
+    printf '#!/bin/sh\nexit 101\n' | put "$t/usr/sbin/policy-rc.d" 755
+    # Keep the downloaded .debs (the archives directory is the shared cache), no recommends.
+    put "$t/etc/apt/apt.conf.d/90kabiguard-test" 644 <<'EOC'
 APT::Install-Recommends "false";
 APT::Install-Suggests "false";
 APT::Keep-Downloaded-Packages "true";
 Binary::apt::APT::Keep-Downloaded-Packages "true";
 Acquire::Retries "3";
 DPkg::Lock::Timeout "600";
-EOF
-    cat >"$t/etc/dpkg/dpkg.cfg.d/90kabiguard-test" <<'EOF'
+EOC
+    # No docs; no fsync per unpacked file (a throwaway tree: dpkg's fsyncs were most of the
+    # wall time on a shared disk).
+    put "$t/etc/dpkg/dpkg.cfg.d/90kabiguard-test" 644 <<'EOC'
+force-unsafe-io
 path-exclude /usr/share/doc/*
 path-exclude /usr/share/man/*
 path-exclude /usr/share/locale/*
 path-include /usr/share/doc/*/copyright
-EOF
+EOC
 }
 
 # inns runs "$@" in a private mount namespace with DIR's mounts (see the header).
@@ -93,10 +108,10 @@ base() {
             [ -e "$DEBS/${f##*/}" ] || ln "$f" "$DEBS/" 2>/dev/null || cp "$f" "$DEBS/"
         done
         rm -f "$tmp"/var/cache/apt/archives/*.deb
-        configure "$tmp"
         rm -rf "$tmp/var/lib/apt/lists/.stamp"
         mv "$tmp" "$BASE"
     fi
+    configure "$BASE"
     # Kernel .debs other tests fetched (scripts/fetch-kernel.sh) serve apt too: apt checks
     # their hashes against its lists before using them.
     for f in "$CACHE"/debs/*.deb; do

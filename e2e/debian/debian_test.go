@@ -149,6 +149,7 @@ func TestDebianFlow(t *testing.T) {
 	// called weak-modules --no-initramfs; 56's image still holds the removed build. The next
 	// hook run must refresh it, or status and link must report it owed.
 	pendingRun(t, "point2-image-refreshed-after-dkms-link-change", func(t *testing.T) {
+		c := c.For(t)
 		out, code := c.Run("kabiguard initramfs verify -k " + k56 + " /boot/initrd.img-" + k56)
 		if code == 0 {
 			return // refreshed
@@ -164,6 +165,7 @@ func TestDebianFlow(t *testing.T) {
 
 	// Point 5b and 6 (pending issue 11): a required early module that the image lacks.
 	pendingRun(t, "point5-6-missing-early-native-module", func(t *testing.T) {
+		c := c.For(t)
 		c.WriteFile("/etc/kabiguard/required.d/native.conf", "dummy early\n")
 		defer c.MustRun("rm /etc/kabiguard/required.d/native.conf")
 		gout, gcode := c.Run("kabiguard gate -k " + k56)
@@ -176,10 +178,11 @@ func TestDebianFlow(t *testing.T) {
 				t.Errorf("refusal of a native module on an initramfs-tools host advises %q:\n%s", bad, gout)
 			}
 		}
-		for _, want := range []string{"/etc/initramfs-tools/modules", "update-initramfs -u -k " + k56, `"dummy early"`} {
-			if !strings.Contains(gout, want) {
-				t.Errorf("refusal does not say %q:\n%s", want, gout)
-			}
+		if !strings.Contains(gout, `"dummy early"`) {
+			t.Errorf("refusal does not quote the line as it is (\"dummy early\"):\n%s", gout)
+		}
+		if !strings.Contains(gout, "update-initramfs -u -k "+k56) && !strings.Contains(gout, "/etc/initramfs-tools/modules") {
+			t.Errorf("refusal on an initramfs-tools host names neither update-initramfs nor /etc/initramfs-tools/modules:\n%s", gout)
 		}
 		// Point 6: status must not say all is well while the gate refuses, and must show the image.
 		sout, scode := c.Run("kabiguard status")
@@ -189,6 +192,11 @@ func TestDebianFlow(t *testing.T) {
 		jout, _ := c.Run("kabiguard status --json")
 		if !strings.Contains(jout, "/boot/initrd.img-"+k56) {
 			t.Errorf("status --json shows no image of %s:\n%s", k56, jout)
+		}
+		// The way out that works here: kabiguard's initramfs-tools hook adds the early module.
+		c.MustRun("update-initramfs -u -k " + k56)
+		if out, code := c.Run("kabiguard gate -k " + k56); code != 0 {
+			t.Errorf("after update-initramfs -u -k %s the gate still refuses:\n%s", k56, out)
 		}
 	})
 
@@ -217,6 +225,7 @@ func TestDebianFlow(t *testing.T) {
 
 	// Point 4 (pending issue 11): after the refusal nothing may point the boot at 6.12.
 	pendingRun(t, "point4-refusal-leaves-boot-on-refused-kernel", func(t *testing.T) {
+		c := c.For(t)
 		for _, l := range []string{"/vmlinuz", "/initrd.img"} {
 			if got := strings.TrimSpace(c.MustRun("readlink " + l)); strings.Contains(got, k612) {
 				t.Errorf("%s -> %s after %s was refused", l, got, k612)
@@ -228,6 +237,7 @@ func TestDebianFlow(t *testing.T) {
 	// Point 5a (pending issue 11): every way out listed must work on this host; for a kernel
 	// without a headers package, removing it is one (the one that works here).
 	pendingRun(t, "point5-ways-out-work", func(t *testing.T) {
+		c := c.For(t)
 		w := ways(refusal)
 		purge := regexp.MustCompile(`apt(-get)? (purge|remove) linux-image-` + regexp.QuoteMeta(k612))
 		if !purge.MatchString(strings.Join(w, "\n")) {
@@ -290,6 +300,7 @@ func TestDebianFlow(t *testing.T) {
 	// Point 2 (pending issue 11): the purge changed 56's links; its image still holds a copy of
 	// a module no longer in its tree. Refreshed by the hooks that ran, or reported owed.
 	pendingRun(t, "point2-image-refreshed-after-removal", func(t *testing.T) {
+		c := c.For(t)
 		out, code := c.Run("kabiguard initramfs verify -k " + k56 + " /boot/initrd.img-" + k56)
 		if code == 0 {
 			return
@@ -303,7 +314,11 @@ func TestDebianFlow(t *testing.T) {
 	// Point 6 (pending issue 11): DKMS builds for a kernel whose headers are installed but whose
 	// image is not; such a directory is shown as a build without a kernel.
 	pendingRun(t, "point6-build-without-kernel-shown-as-such", func(t *testing.T) {
-		c.MustRun("dkms autoinstall -k " + k55)
+		c := c.For(t)
+		// DKMS dropped the module with 55's kernel (its last build); the package's postinst adds
+		// it back and builds it for every kernel that has headers: 56, and 55, whose headers
+		// stayed while its image went.
+		c.MustRun("dpkg-reconfigure v4l2loopback-dkms")
 		c.MustRun("test -f /lib/modules/" + k55 + "/updates/dkms/v4l2loopback.ko && test ! -e /boot/vmlinuz-" + k55)
 		jout := c.MustRun("kabiguard status --json")
 		var rows []map[string]any

@@ -123,6 +123,13 @@ func fingerprint(tb testing.TB, dir string) uint64 {
 	return h.Sum64()
 }
 
+// For returns c bound to tb (a subtest): its failures then stop tb, not the test that made c.
+func (c *Chroot) For(tb testing.TB) *Chroot {
+	d := *c
+	d.tb = tb
+	return &d
+}
+
 // Path is the host path of the chroot's absolute path p.
 func (c *Chroot) Path(p string) string { return filepath.Join(c.Dir, p) }
 
