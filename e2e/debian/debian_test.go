@@ -19,6 +19,7 @@ import (
 const (
 	k55        = "6.1.0-55-amd64" // 6.1.192-1: DKMS builds v4l2loopback for it
 	k56        = "6.1.0-56-amd64" // 6.1.192-2: same kABI, served by a weak link to 55's build
+	k54        = "6.1.0-54-amd64" // 6.1.190-1: other CRCs than 55 for v4l2loopback's symbols
 	k612       = "6.12.107+deb12-amd64"
 	dkmsModule = "v4l2loopback/0.12.7" // v4l2loopback-dkms 0.12.7-2 of bookworm
 )
@@ -200,6 +201,31 @@ func TestDebianFlow(t *testing.T) {
 		}
 	})
 
+	step(t, "kernel "+k54+" without its DKMS build: refused naming CRCs; the advised dkms way out works", func() {
+		c.MustRun("apt-get install -y -q linux-image-" + k54 + "-unsigned linux-headers-" + k54)
+		c.MustRun("test -f /lib/modules/" + k54 + "/updates/dkms/v4l2loopback.ko")
+		c.MustRun("dkms remove " + dkmsModule + " -k " + k54)
+		// 55's build does not load into 54: no link, and the refusal names symbol and CRCs.
+		c.MustRun("test ! -e /lib/modules/" + k54 + "/weak-updates/dkms/v4l2loopback.ko")
+		rows, sout, _ := status(t, c)
+		wantState(t, rows, sout, k54, "v4l2loopback", "incompatible", "module wants CRC 0x")
+		out, code := c.Run("kabiguard gate -k " + k54)
+		crc := regexp.MustCompile(`module_layout: module wants CRC 0x[0-9a-f]+, kernel has 0x[0-9a-f]+`)
+		if code != 1 || !strings.Contains(out, "refusing kernel "+k54) || !crc.MatchString(out) {
+			t.Fatalf("gate -k %s exit %d, want a refusal naming CRCs:\n%s", k54, code, out)
+		}
+		advice := "dkms autoinstall -k " + k54
+		if !strings.Contains(out, "'"+advice+"'") {
+			t.Fatalf("the refusal does not advise %q:\n%s", advice, out)
+		}
+		c.MustRun(advice)
+		c.MustRun("kabiguard gate -k " + k54)
+		rows, sout, _ = status(t, c)
+		wantState(t, rows, sout, k54, "v4l2loopback", "native", "/updates/dkms/v4l2loopback.ko")
+		wantState(t, rows, sout, k56, "v4l2loopback", "weak", "<- "+k55)
+		noDangling(t, c)
+	})
+
 	var refusal string
 	step(t, "apt-get install linux-image-"+k612+"-unsigned (no headers): refused", func() {
 		out, code := c.Run("apt-get install -y -q linux-image-" + k612 + "-unsigned")
@@ -255,10 +281,16 @@ func TestDebianFlow(t *testing.T) {
 	step(t, "apt-get purge linux-image-"+k612+"-unsigned (the way out)", func() {
 		c.MustRun("apt-get purge -y -q linux-image-" + k612 + "-unsigned")
 		c.MustRun("test ! -e /lib/modules/" + k612)
-		if got := strings.TrimSpace(c.MustRun("readlink /vmlinuz")); got != "boot/vmlinuz-"+k56 {
+		// Debian's linux-update-symlinks picks the kernel that boots next (the one /vmlinuz.old
+		// named); whichever it is, it must exist and pass the gate.
+		got := strings.TrimSpace(c.MustRun("readlink /vmlinuz"))
+		next := strings.TrimPrefix(got, "boot/vmlinuz-")
+		if next == got || next == k612 {
 			t.Fatalf("/vmlinuz -> %s after purging %s", got, k612)
 		}
+		c.MustRun("test -e /vmlinuz && test -e /initrd.img")
 		c.MustRun("dpkg --audit")
+		c.MustRun("kabiguard gate -k " + next)
 		c.MustRun("kabiguard gate -k " + k56)
 		noDangling(t, c)
 	})
