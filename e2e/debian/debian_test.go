@@ -88,9 +88,10 @@ func ways(out string) []string {
 	return w
 }
 
-// TestDebianFlow is issue 11's scenario on a real Debian 12 chroot. Cold (empty cache): the
-// debootstrap and every .deb are downloaded; warm: nothing is, and the run is dominated by
-// dpkg unpacking kernels and DKMS building v4l2loopback.
+// TestDebianFlow is issue 11's scenario on a real Debian 12 chroot. Warm cache: 2.5-4.5 min on
+// 2 shared cores, nothing downloaded, dominated by dpkg unpacking four kernels, DKMS building
+// v4l2loopback and mkinitramfs. Cold (empty cache): about 1 min more for debootstrap, and
+// ~350 MB of .debs fetched once (the cache then holds ~570 MB).
 func TestDebianFlow(t *testing.T) {
 	start := time.Now()
 	var c *testkit.Chroot
