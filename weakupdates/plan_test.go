@@ -2,6 +2,7 @@ package weakupdates
 
 import (
 	"errors"
+	"github.com/kabiguard/kabiguard/internal/testkit"
 	"os"
 	"path/filepath"
 	"strings"
@@ -454,4 +455,32 @@ func TestSyncReportsWhatItCannotPlan(t *testing.T) {
 
 func linkAt(weakDir, sub, target string) *inventory.Link {
 	return &inventory.Link{Path: weakDir + sub, Sub: sub, Target: target}
+}
+
+// TestStatusPathsOnMergedUsr: on a merged-/usr root (lib -> usr/lib, Debian 12) every status row
+// names its file as the tree does, under lib/modules, weak rows included (they named the
+// resolved /usr/lib/modules path, so scripts comparing paths saw two spellings of one file).
+func TestStatusPathsOnMergedUsr(t *testing.T) {
+	root := testkit.SampleDemoRoot(t)
+	must(t, os.MkdirAll(filepath.Join(root, "usr"), 0o755))
+	must(t, os.Rename(filepath.Join(root, "lib"), filepath.Join(root, "usr", "lib")))
+	must(t, os.Symlink("usr/lib", filepath.Join(root, "lib")))
+	mustSync(t, root)
+	cfg, err := config.Load(root)
+	must(t, err)
+	res, err := Preview(cfg, root, nil, nil)
+	must(t, err)
+	rows, _ := Status(res, cfg)
+	weak := 0
+	for _, r := range rows {
+		if r.Path != "" && !strings.HasPrefix(r.Path, filepath.Join(root, "lib", "modules")+"/") {
+			t.Errorf("%s %s %s: path %s is not under %s/lib/modules", r.Kernel, r.Module, r.State, r.Path, root)
+		}
+		if r.State == string(Weak) {
+			weak++
+		}
+	}
+	if weak == 0 {
+		t.Fatalf("no weak row to check: %+v", rows)
+	}
 }

@@ -247,7 +247,7 @@ func Status(res *Result, c *config.Config) ([]Row, []error) {
 				r.State, r.Path = string(Admin), filepath.Join(t.Dir, "weak-updates", d.Link)
 				r.Reason = "admin's link to " + adminTarget(t, d.Link) + ", not managed by kabiguard"
 			case l != nil && d != nil && d.State == Weak && sameFile(res.Inventory.Root, l.Resolved, d.Build.Path):
-				r.State, r.From, r.Path = string(Weak), d.From, l.Resolved
+				r.State, r.From, r.Path = string(Weak), d.From, d.Build.Path // as the tree names it, like the other rows (not /usr/lib/... on merged /usr)
 			case l != nil:
 				r.State, r.Path, r.Reason = "stale", l.Path, "links "+l.Target+"; run kabiguard link"
 			case d != nil && d.State == Weak:

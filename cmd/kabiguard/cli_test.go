@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/kabiguard/kabiguard/internal/testkit"
 )
 
 // TestUsageErrorsPointAtTheSubcommand: a usage error names the --help that explains it.
@@ -43,5 +45,18 @@ func TestCheckDefaultsToTheRunningKernel(t *testing.T) {
 	// This machine may or may not have the running kernel's tree; either way it was asked for.
 	if !strings.Contains(out.String()+errOut.String(), rel) {
 		t.Errorf("check without -k did not use the running kernel %s: exit %d\n%s%s", rel, code, out.String(), errOut.String())
+	}
+}
+
+// TestGateOfAMissingKernelIsAnError: the gate asked about a kernel that is not installed
+// reports a mistake (exit 2, naming it), not a refusal with advice to rebuild modules for it.
+func TestGateOfAMissingKernelIsAnError(t *testing.T) {
+	root := testkit.SampleDemoRoot(t)
+	for _, k := range []string{"6.1.0-99-amd64", "../6.1.0-50-amd64"} {
+		var out, errOut bytes.Buffer
+		code := run([]string{"gate", "--root", root, "-k", k}, &out, &errOut)
+		if code != exitError || strings.Contains(errOut.String(), "refusing") || !strings.Contains(errOut.String(), k) {
+			t.Errorf("gate -k %s: exit %d\n%s%s", k, code, out.String(), errOut.String())
+		}
 	}
 }

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"strings"
+
 	"fmt"
+	"github.com/kabiguard/kabiguard/internal/rootfs"
+	"github.com/kabiguard/kabiguard/kabi"
 	"os"
 	"path/filepath"
 
@@ -47,6 +51,13 @@ func (c *gateCmd) Run(e *env) error {
 	if c.Staging != "" {
 		if fi, err := os.Stat(c.Staging); err != nil || !fi.IsDir() {
 			c.Staging = "" // a stale variable from an outer kernel-install run
+		}
+	}
+	if len(cfg.Required) > 0 {
+		// A kernel that is not there is a mistake to report (exit 2), not a kernel to refuse
+		// with advice to rebuild modules for it. Nothing required: nothing to decide.
+		if err := kernelInstalled(c.Root, c.Kernel); err != nil {
+			return err
 		}
 	}
 	res, err := hooks.Gate(hooks.GateOptions{
@@ -104,4 +115,20 @@ func printGate(e *env, res *hooks.GateResult, verbose bool, mainFile string) {
 			fmt.Fprintf(e.stderr, "  %s\n", m.Reason)
 		}
 	}
+}
+
+// kernelInstalled fails unless release names a module tree under root.
+func kernelInstalled(root, release string) error {
+	if release == "" || release == "." || release == ".." || strings.ContainsAny(release, "/\x00") || strings.HasPrefix(release, "-") {
+		return fmt.Errorf("invalid kernel release %q", release)
+	}
+	r, err := rootfs.At(root)
+	if err != nil {
+		return err
+	}
+	dir := kabi.ModulesDir(root, release)
+	if fi, err := r.Stat(dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%s is not an installed kernel: %s does not exist", release, dir)
+	}
+	return nil
 }

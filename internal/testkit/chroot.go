@@ -48,7 +48,7 @@ func NewChroot(tb testing.TB) *Chroot {
 	dir := filepath.Join(tb.TempDir(), "root")
 	unlock := lockChrootCache(tb)
 	before := fingerprint(tb, base)
-	copyTree(tb, base, dir)
+	copyChroot(tb, base, dir)
 	unlock()
 	tb.Cleanup(func() {
 		if after := fingerprint(tb, base); after != before {
@@ -72,10 +72,10 @@ func lockChrootCache(tb testing.TB) func() {
 	return func() { f.Close() }
 }
 
-// copyTree makes dst a copy of the cached tree src: hard links everywhere, then real copies of
+// copyChroot makes dst a copy of the cached tree src: hard links everywhere, then real copies of
 // etc/ and var/ (logs are appended, debconf and dpkg databases rewritten, not always by
 // rename); apt's lists stay hard-linked (only `apt-get update` writes them, by rename).
-func copyTree(tb testing.TB, src, dst string) {
+func copyChroot(tb testing.TB, src, dst string) {
 	tb.Helper()
 	run(tb, "", "cp", "-al", src, dst)
 	for _, d := range []string{"etc", "var"} {
