@@ -185,6 +185,14 @@ type Row struct {
 	From     string `json:"from,omitempty"`
 	Path     string `json:"path,omitempty"`
 	Reason   string `json:"reason,omitempty"`
+	// FromNoKernel: the weak link's build lives in a module directory without a kernel (a
+	// DKMS build for a kernel that is not installed, e.g. made for its headers alone).
+	FromNoKernel bool `json:"from_no_kernel,omitempty"`
+	// Image and Initrd, filled in by `kabiguard status`: the kernel's initramfs and the state
+	// of this module's copy in it (current, stale, not-in-tree, not-in-image, no-image,
+	// unreadable), for the modules it holds and the required early ones.
+	Image  string `json:"image,omitempty"`
+	Initrd string `json:"initrd,omitempty"`
 }
 
 // Status describes, for every installed kernel and every external or required module, what is
@@ -248,6 +256,9 @@ func Status(res *Result, c *config.Config) ([]Row, []error) {
 				r.Reason = "admin's link to " + adminTarget(t, d.Link) + ", not managed by kabiguard"
 			case l != nil && d != nil && d.State == Weak && sameFile(res.Inventory.Root, l.Resolved, d.Build.Path):
 				r.State, r.From, r.Path = string(Weak), d.From, d.Build.Path // as the tree names it, like the other rows (not /usr/lib/... on merged /usr)
+				if ft := res.Inventory.Tree(d.From); ft != nil && !ft.Installed {
+					r.FromNoKernel = true
+				}
 			case l != nil:
 				r.State, r.Path, r.Reason = "stale", l.Path, "links "+l.Target+"; run kabiguard link"
 			case d != nil && d.State == Weak:

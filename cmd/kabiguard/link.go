@@ -102,8 +102,14 @@ func (statusCmd) Help() string {
   blocked       a compatible build cannot be linked: a file kabiguard did not create holds
                 its link path in weak-updates/ (shown; left alone)
   admin         an admin's own link in weak-updates/ provides it: kept, not managed
-Required modules (/etc/kabiguard/required.d) are marked with '*'.
-Exit status: 0 every required module is native or weak everywhere, 1 otherwise, 2 error.
+Required modules (/etc/kabiguard/required.d) are marked with '*'. A weak build from a
+module directory without a kernel (DKMS built it for headers alone) is said to be one.
+Then one line per kernel's initramfs, verified against its tree as 'kabiguard initramfs
+verify' does: current, stale (copies of other builds, or of modules the tree no longer
+has), lacks-early (a required early module is not in it), no-image, unreadable. In --json
+each row also carries "image" and "initrd" (the state of that module's copy there).
+Exit status: 0 every required module is native or weak everywhere and every early one has a
+current copy in its kernel's image (what the gate checks), 1 otherwise, 2 error.
 
 Examples:
   kabiguard status
@@ -126,6 +132,14 @@ func (c *statusCmd) Run(e *env) error {
 			bad = true
 		}
 	}
+	var kernels []string
+	for _, kp := range res.Plan.Kernels {
+		kernels = append(kernels, kp.Release)
+	}
+	images := imageStates(c.Root, cfg, kernels)
+	if annotate(rows, images, cfg) {
+		bad = true
+	}
 	if c.JSON {
 		if rows == nil {
 			rows = []weakupdates.Row{}
@@ -144,12 +158,17 @@ func (c *statusCmd) Run(e *env) error {
 			detail := r.Reason
 			if r.State == "weak" {
 				detail = "<- " + r.From
+				if r.FromNoKernel {
+					detail += " (a module directory without a kernel: only its builds are installed)"
+				}
 			} else if r.State == "native" {
 				detail = r.Path
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Kernel, name, r.State, detail)
 		}
 		tw.Flush()
+		fmt.Fprintln(e.stdout)
+		printImages(e.stdout, images)
 	}
 	for _, err := range errs {
 		fmt.Fprintf(e.stderr, "kabiguard: %v\n", err)
