@@ -54,8 +54,8 @@ func TestStatusShowsImages(t *testing.T) {
 	// 53: weak kabidemo, copied into its image: current. 50 has no image: kabidemo early is
 	// not in any, so status says so and exits 1, as the gate would refuse 50.
 	code, text, rows := status()
-	if !regexp.MustCompile(`(?m)^` + sample.K53 + `\s+` + regexp.QuoteMeta(img53) + `\s+current\s`).MatchString(text) ||
-		!regexp.MustCompile(`(?m)^` + sample.K50 + `\s+-\s+no-image\s`).MatchString(text) {
+	if !regexp.MustCompile(`(?m)^`+sample.K53+`\s+`+regexp.QuoteMeta(img53)+`\s+current\s`).MatchString(text) ||
+		!regexp.MustCompile(`(?m)^`+sample.K50+`\s+-\s+no-image\s`).MatchString(text) {
 		t.Fatalf("no INITRAMFS table with 53 current and 50 without an image:\n%s", text)
 	}
 	if r := row(rows, sample.K53, "kabidemo"); r.Image != img53 || r.Initrd != "current" {
