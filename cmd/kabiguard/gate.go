@@ -72,7 +72,7 @@ func (c *gateCmd) Run(e *env) error {
 			return err
 		}
 	} else {
-		printGate(e, res, c.Verbose, filepath.Join(c.Root, config.MainFile))
+		printGate(e, res, c.Verbose, c.Root, filepath.Join(c.Root, config.MainFile))
 	}
 	if res.Action == hooks.GateRefuse {
 		return problemError{}
@@ -80,7 +80,7 @@ func (c *gateCmd) Run(e *env) error {
 	return nil
 }
 
-func printGate(e *env, res *hooks.GateResult, verbose bool, mainFile string) {
+func printGate(e *env, res *hooks.GateResult, verbose bool, root, mainFile string) {
 	switch res.Action {
 	case hooks.GatePass:
 		if !verbose {
@@ -106,7 +106,7 @@ func printGate(e *env, res *hooks.GateResult, verbose bool, mainFile string) {
 			fmt.Fprintf(e.stderr, "  %s\n", m.Reason)
 		}
 		fmt.Fprintln(e.stderr, "Ways out:")
-		for _, a := range hooks.GateAdvice(res, mainFile) {
+		for _, a := range hooks.GateAdvice(res, root, mainFile) {
 			fmt.Fprintf(e.stderr, "  - %s\n", a)
 		}
 	case hooks.GateWarn:
