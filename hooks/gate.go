@@ -435,7 +435,7 @@ func checkInitrds(opt GateOptions, res *GateResult) {
 		case !have[m.Name]:
 			m.Initrd = "no"
 			if m.OK {
-				m.Reason = fmt.Sprintf("%s is required early, but the initramfs (%s) does not contain it: rebuild the image (dracut with the kabiguard module adds it)", m.Name, where)
+				m.Reason = fmt.Sprintf("%s is required early, but the initramfs (%s) does not contain it", m.Name, where)
 			}
 		default:
 			m.Initrd = "yes"
