@@ -31,6 +31,7 @@ type scenario struct {
 	argv     func(root string) []string // the command
 	owed     []string                   // kernels whose images must verify current after it
 	roKernel string                     // kernel tree made read-only for the write fault ("" none)
+	kills    int                        // KABIGUARD_TEST_KILL_AT=1..kills (steps past the last run to the end)
 }
 
 // reference is what a run without faults leaves.
@@ -42,8 +43,7 @@ type reference struct {
 }
 
 const (
-	killPoints = 12 // KABIGUARD_TEST_KILL_AT=1..killPoints (steps past the last one run to the end)
-	timedKills = 6  // SIGKILLs after random delays, per scenario
+	timedKills = 5 // SIGKILLs after random delays, per scenario
 )
 
 func scenarios() []scenario {
@@ -110,16 +110,17 @@ func scenarios() []scenario {
 		}
 	}
 	return []scenario{
-		{name: "link", template: linkTemplate, owed: all, roKernel: K53,
+		// 5 link changes and 2 depmod runs today: 7 fault points.
+		{name: "link", template: linkTemplate, owed: all, roKernel: K53, kills: 10,
 			argv: func(root string) []string { return []string{bin("kabiguard"), "link", "--root", root} }},
-		{name: "weak-modules-add-kernel", template: addKernelTemplate, owed: all, roKernel: K54,
+		{name: "weak-modules-add-kernel", template: addKernelTemplate, owed: all, roKernel: K54, kills: 8,
 			argv: func(root string) []string {
 				return []string{bin("weak-modules"), "--basedir", root, "--add-kernel", K54, "--dracut", fakeGen}
 			}},
 		// 53's image lacks the required early kabidemo: the generator rebuilds it.
-		{name: "initramfs-refresh-53", template: refreshTemplate, owed: []string{K53}, argv: refresh(K53)},
+		{name: "initramfs-refresh-53", template: refreshTemplate, owed: []string{K53}, argv: refresh(K53), kills: 3},
 		// 54's image gets 54's kabiprov and kabiuser in place of 50's.
-		{name: "initramfs-refresh-54", template: staleTemplate, owed: []string{K54}, argv: refresh(K54)},
+		{name: "initramfs-refresh-54", template: staleTemplate, owed: []string{K54}, argv: refresh(K54), kills: 3},
 	}
 }
 
@@ -144,7 +145,7 @@ func TestFaultInjection(t *testing.T) {
 				delays[i] = time.Duration(f * float64(ref.took))
 			}
 			t.Logf("%s: a run without faults takes %v; timed kills after %v", sc.name, ref.took.Round(time.Millisecond), delays)
-			for n := 1; n <= killPoints; n++ {
+			for n := 1; n <= sc.kills; n++ {
 				t.Run(fmt.Sprintf("kill-at-%d", n), func(t *testing.T) {
 					t.Parallel()
 					faultCase(t, sc, tmpl, ref, runOpts{env: []string{"KABIGUARD_TEST_KILL_AT=" + strconv.Itoa(n)}}, false)

@@ -339,7 +339,7 @@ func commands() []command {
 		{name: "status-json", argv: kg("status", "--json", "--root", "ROOT")},
 		{name: "link-dry-run", argv: kg("link", "--dry-run", "--root", "ROOT")},
 		{name: "link", argv: kg("link", "--root", "ROOT"), writes: true},
-		{name: "check", argv: kg("check", "--root", "ROOT", "-k", K53, "-k", K54, "MODULE")},
+		{name: "check", argv: kg("check", "--root", "ROOT", "-k", K53, "MODULE")},
 		{name: "gate", argv: kg("gate", "--root", "ROOT", "-k", K53)},
 		{name: "hook-add", argv: kg("hook", "add", K53, "--root", "ROOT"), writes: true},
 		{name: "hook-remove", argv: kg("hook", "remove", K53, "--root", "ROOT"), writes: true},
@@ -360,10 +360,12 @@ func commands() []command {
 	}
 }
 
-// hostileTemplate is demo.sh's root linked, with every image written from the linked tree.
+// hostileTemplate is demo.sh's root linked, with every image written from the linked tree;
+// without 6.1.0-54, which no recipe needs: every command parses each kernel's symvers, and
+// the campaign runs about 800 commands.
 func hostileTemplate(t *testing.T) string {
 	s := newSandbox(t, t.TempDir())
-	all := []string{K50, K53, K54}
+	all := []string{K50, K53}
 	baseRoot(t, s.root, all...)
 	if r := s.run(t, runOpts{}, bin("kabiguard"), "link", "--no-initramfs", "--root", s.root); r.code != 0 {
 		t.Fatalf("preparing the hostile template: kabiguard link --no-initramfs: %s", r)
@@ -418,7 +420,7 @@ func mixes(rng *rand.Rand, all []recipe, n int) []recipe {
 func TestHostileTrees(t *testing.T) {
 	seed := campaignSeed(t)
 	all := recipes()
-	all = append(all, mixes(rand.New(rand.NewSource(seed)), all, 4)...)
+	all = append(all, mixes(rand.New(rand.NewSource(seed)), all, 3)...)
 	tmpl := hostileTemplate(t)
 	cmds := commands()
 	t.Logf("%d trees x %d commands; reproduce one with go test ./e2e/hostile -run 'TestHostileTrees/TREE/COMMAND' and KABIGUARD_HOSTILE_SEED=%d", len(all), len(cmds), seed)
