@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -99,7 +98,7 @@ func Gate(opt GateOptions) (*GateResult, error) {
 		}
 	}
 	kp := prev.Plan.Kernel(opt.Kernel)
-	dep, depErr := readModulesDep(kabi.ModulesDir(opt.Root, opt.Kernel))
+	dep, depErr := readModulesDep(opt.Root, kabi.ModulesDir(opt.Root, opt.Kernel))
 	depPath := map[string]string{} // module name -> its modules.dep key
 	for p := range dep {
 		depPath[inventory.ModuleName(p)] = p
@@ -243,7 +242,7 @@ func checkIndexed(root, kernel, name string, dep map[string][]string, depErr err
 	if filepath.IsAbs(key) {
 		path = filepath.Join(root, key)
 	}
-	if _, err := os.Stat(path); err != nil {
+	if err := regularIn(root, path); err != nil {
 		return fmt.Sprintf("%s: %s is in modules.dep but cannot be opened: %v", name, path, err), path, nil
 	}
 	var deps []string
@@ -253,7 +252,7 @@ func checkIndexed(root, kernel, name string, dep map[string][]string, depErr err
 			dp = filepath.Join(root, d)
 		}
 		deps = append(deps, inventory.ModuleName(d))
-		if _, err := os.Stat(dp); err != nil {
+		if err := regularIn(root, dp); err != nil {
 			return fmt.Sprintf("%s: depends on %s, which cannot be opened: %v", name, dp, err), path, deps
 		}
 	}
@@ -369,8 +368,28 @@ func (lc *loadCheck) parse(p string) (*module.Module, error) {
 	return m, nil
 }
 
-func readModulesDep(dir string) (map[string][]string, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "modules.dep"))
+// regularIn checks that p, followed inside root, is a regular file modprobe can load.
+func regularIn(root, p string) error {
+	r, err := rootfs.At(root)
+	if err != nil {
+		return err
+	}
+	fi, err := r.Stat(p)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w (%s)", rootfs.ErrNotRegular, rootfs.Kind(fi.Mode()))
+	}
+	return nil
+}
+
+func readModulesDep(root, dir string) (map[string][]string, error) {
+	r, err := rootfs.At(root)
+	if err != nil {
+		return nil, err
+	}
+	data, err := r.ReadFile(filepath.Join(dir, "modules.dep")) // regular files only: a FIFO never blocks
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, errors.New("missing")

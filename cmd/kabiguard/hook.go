@@ -40,6 +40,8 @@ type hookArgs struct {
 	NoInitramfs bool     `name:"no-initramfs" help:"Do not refresh the initramfs of other kernels whose links changed."`
 	Kernel      string   `arg:"" placeholder:"RELEASE" help:"The kernel being installed or removed."`
 	Rest        []string `arg:"" optional:"" placeholder:"ARG" help:"Further hook arguments (ignored)."`
+
+	lost int // required modules that kernels staying installed lost by this run (sync)
 }
 
 type hookAddCmd struct{ hookArgs }
@@ -66,27 +68,33 @@ Examples:
   kabiguard link --dry-run   # afterwards: nothing left to change`
 }
 
-func (c *hookAddCmd) Run(e *env) error { return c.sync(e, nil) }
+func (c *hookAddCmd) Run(e *env) error {
+	// A kernel's installation that strips another kernel of a required module (reported by
+	// sync) is a problem found: exit 1. A removal only says it (see hookRemoveCmd).
+	if err := c.sync(e, nil); err != nil || c.lost == 0 {
+		return err
+	}
+	return problemError{}
+}
 
 func (c *hookRemoveCmd) Run(e *env) error {
 	err := c.sync(e, []string{c.Kernel})
-	if err != nil && removalGoesOn(err) {
-		// The kernel's links are gone and other kernels' links into its tree re-pointed. What
-		// failed is an image refresh (it stays owed: the next run retries) or another kernel
-		// that could not be planned before this removal either. Neither may make the package
-		// manager fail the removal, so it is said loudly and the removal goes on.
-		fmt.Fprintf(e.stderr, "kabiguard: ERROR (the removal of %s goes on): %v\n", c.Kernel, err)
+	if err != nil && onlyImageFailures(err) {
+		// The links are right; an image that could not be refreshed stays owed (the next run
+		// retries) and must not make the package manager fail the kernel's removal.
+		fmt.Fprintf(e.stderr, "kabiguard: warning: %v\n", err)
 		err = nil
 	}
-	if err != nil || c.DryRun {
+	if c.DryRun {
 		return err
 	}
-	// Leave nothing of ours behind, so the package manager can remove the directory.
+	// Leave nothing of ours behind, so the package manager can remove the directory; what
+	// could not be decided (err) is reported after that.
 	dir := kabi.ModulesDir(c.Root, c.Kernel)
 	weakupdates.ClearImageOwed(c.Root, c.Kernel) // a kernel going away owes no image
 	os.Remove(filepath.Join(dir, ".kabiguard-depmod-pending"))
 	os.Remove(filepath.Join(dir, "weak-updates"))
-	return nil
+	return err
 }
 
 func (c *hookArgs) sync(e *env, removing []string) error {
@@ -108,6 +116,9 @@ func (c *hookArgs) sync(e *env, removing []string) error {
 	earlier, _ := weakupdates.ImagesOwed(c.Root) // left owed by runs before this one
 	res, err := weakupdates.Sync(cfg, weakupdates.SyncOptions{Root: c.Root, Removing: removing, DryRun: c.DryRun, Log: log})
 	reportLosses(e.stderr, res, c.DryRun)
+	if res != nil {
+		c.lost = len(res.Losses)
+	}
 	if errors.Is(err, rootfs.ErrNoRoot) {
 		return err
 	}
@@ -157,16 +168,16 @@ func reportLosses(w io.Writer, res *weakupdates.Result, dryRun bool) {
 	}
 }
 
-// removalGoesOn reports whether every error joined in err is an image failure or something
-// the planner could not decide, none of which the removal of a kernel must be refused for.
-func removalGoesOn(err error) bool {
+// onlyImageFailures reports whether every error joined in err is a failure of the initramfs
+// step (after the links were made), which a kernel's removal is never failed for.
+func onlyImageFailures(err error) bool {
 	errs := []error{err}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		errs = j.Unwrap()
 	}
 	for _, e := range errs {
 		var ie initramfsError
-		if !errors.As(e, &ie) && !weakupdates.OnlyIncomplete(e) {
+		if !errors.As(e, &ie) {
 			return false
 		}
 	}

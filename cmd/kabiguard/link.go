@@ -75,11 +75,26 @@ func (c *linkCmd) Run(e *env) error {
 	if c.NoInitramfs {
 		// Deferred, not cancelled: the markers Apply wrote keep the images owed.
 		noteImagesOwed(w, c.Root, "")
-		return err
+		if err != nil {
+			return err
+		}
+		return lossProblem(res)
 	}
 	// Also after a failed Sync: the images of kernels whose links did change, and those an
 	// earlier run left owed, are refreshed now (a kernel whose depmod failed stays owed).
-	return errors.Join(err, refreshImages(c.Root, cfg, changed, earlier, nil, c.DryRun, log))
+	if err := errors.Join(err, refreshImages(c.Root, cfg, changed, earlier, nil, c.DryRun, log)); err != nil {
+		return err
+	}
+	return lossProblem(res)
+}
+
+// lossProblem is exit 1 when the run stripped a kernel staying installed of a required module
+// (already reported at error level by reportLosses).
+func lossProblem(res *weakupdates.Result) error {
+	if res != nil && len(res.Losses) > 0 {
+		return problemError{}
+	}
+	return nil
 }
 
 type statusCmd struct {

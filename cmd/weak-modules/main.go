@@ -159,9 +159,15 @@ func (c *cli) run(stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	earlier, _ := weakupdates.ImagesOwed(c.Basedir) // left owed by runs before this one
 	res, err := weakupdates.Sync(cfg, opt)
+	var lost error
 	if res != nil {
 		// Loud whatever the verbosity: DKMS's prerm and a kernel's removal call us, and a
-		// kernel that stays installed must not silently lose a required module.
+		// kernel that stays installed must not silently lose a required module. A removal
+		// (--remove-*) is done as asked and exits 0 so the package manager can finish it; an
+		// addition that strips a kernel is a problem found.
+		if len(res.Losses) > 0 && !c.RemoveKernel && !c.RemoveModules {
+			lost = fmt.Errorf("%d required module(s) lost by kernels staying installed (see above)", len(res.Losses))
+		}
 		for _, l := range res.Losses {
 			fmt.Fprintf(stderr, "weak-modules: ERROR: %s\n", l)
 			fmt.Fprintf(stderr, "weak-modules:   before %s boots: build or install %s for it, or remove that kernel\n", l.Kernel, l.Module)
@@ -180,7 +186,7 @@ func (c *cli) run(stdin io.Reader, stdout, stderr io.Writer) error {
 		if ks := hooks.OwedImages(c.Basedir); len(ks) > 0 && (c.Verbose || c.DryRun) {
 			fmt.Fprintf(w, "initramfs of %s owed a refresh (--no-initramfs): the next kabiguard hook, 'kabiguard link' or weak-modules run without --no-initramfs refreshes it\n", strings.Join(ks, ", "))
 		}
-		return err
+		return errors.Join(err, lost)
 	}
 	gen := hooks.GeneratorUpdater{Root: c.Basedir, Generator: c.Dracut, CheckProg: c.CheckInitramfsProg, DryRun: c.DryRun, Log: log}
 	var upd hooks.InitramfsUpdater = gen // the caller's program replaces the whole initramfs step
@@ -194,7 +200,7 @@ func (c *cli) run(stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	// Also after a failed Sync: what did change, and what earlier runs left owed, is done now.
 	ierr := hooks.ImageWork{Root: c.Basedir, Changed: changed, Earlier: earlier, Skip: skip, Updater: upd, DryRun: c.DryRun, Log: progress(w)}.Run()
-	return errors.Join(err, ierr)
+	return errors.Join(err, ierr, lost)
 }
 
 // progress prints initramfs progress whatever the verbosity: a rebuild takes a minute and the

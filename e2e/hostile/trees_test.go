@@ -442,6 +442,16 @@ func TestHostileTrees(t *testing.T) {
 // return are printed by main, which then exits 2: this catches the ones printed on the way.
 var errorLine = regexp.MustCompile(`(?i)\b(error|failed|fails|cannot|can't|unable to|no such file|permission denied|not a regular file|too many levels of symbolic links|read-only file system|no space left)\b`)
 
+// lossLine is the error-level report of a required module that a kernel staying installed
+// loses by a removal (issue 11, point 1). A removal is done as asked and exits 0 so the package
+// manager can finish it; the loss is said loudly, which is all a removal hook can do.
+var lossLine = regexp.MustCompile(`: ERROR: \S+ stays installed but loses required module `)
+
+// isRemoval reports whether a command is a kernel's or a build's removal.
+func isRemoval(name string) bool {
+	return name == "hook-remove" || strings.HasPrefix(name, "wm-remove")
+}
+
 func hostileCase(t *testing.T, seed int64, tmpl string, rc recipe, c command) {
 	h := &hostileTree{sandbox: fromTemplate(t, tmpl), rng: rand.New(rand.NewSource(seed ^ int64(nameHash(rc.name))))}
 	h.module = h.at(kdemo50)
@@ -476,6 +486,9 @@ func hostileCase(t *testing.T, seed int64, tmpl string, rc recipe, c command) {
 	}
 	if r.code == 0 {
 		for _, l := range strings.Split(r.stderr, "\n") {
+			if isRemoval(c.name) && lossLine.MatchString(l) {
+				continue
+			}
 			if errorLine.MatchString(l) && !strings.Contains(strings.ToLower(l), "warning") {
 				report("EXIT 0 AFTER AN ERROR LINE: %q", l)
 				break
