@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -357,6 +358,7 @@ type ImageWork struct {
 	Changed []string          // kernels whose links this run changed
 	Earlier []string          // kernels owed by earlier runs (weakupdates.ImagesOwed before this run's Sync)
 	Skip    map[string]string // kernel → why its image is not this run's to refresh; its debt goes
+	Failed  []string          // kernels whose link changes failed this run: they stay owed
 	Updater InitramfsUpdater  // how an image is brought up to date
 	DryRun  bool              // say what would be done; take no lock, change nothing
 	Log     func(string)      // progress and the owed work, one line each
@@ -446,6 +448,9 @@ func (w ImageWork) settle(k string, log func(string)) error {
 			log(fmt.Sprintf("%s: would refresh %s", k, img))
 		}
 		return err
+	}
+	if slices.Contains(w.Failed, k) {
+		return fmt.Errorf("%s: initramfs not refreshed: its links could not all be changed; it stays owed until a run makes them", k)
 	}
 	if !w.DryRun && weakupdates.DepmodPending(w.Root, k) {
 		return fmt.Errorf("%s: initramfs not refreshed: depmod has not indexed its changed links yet; it stays owed until the next run", k)

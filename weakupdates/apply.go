@@ -49,16 +49,17 @@ type Options struct {
 // rootfs: a kernel whose weak-updates/ (or module directory, or lib/) leads outside the root,
 // or that the host's tools (depmod -b) would see elsewhere, is refused as a whole, with one
 // error, and nothing is written there. A dry run writes nothing, not even the depmod marker.
-func Apply(root string, changes []Change, opt Options) ([]string, error) {
+func Apply(root string, changes []Change, opt Options) (changedKernels, failedKernels []string, err error) {
 	log := opt.Log
 	if log == nil {
 		log = func(string) {}
 	}
 	r, err := rootfs.At(root)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	changed, owed := map[string]bool{}, map[string]bool{}
+	failed := map[string]bool{} // kernels some of whose changes or whose depmod failed
 	var errs []string
 	// A run killed between its link changes and depmod left a marker: index those kernels now.
 	for _, k := range pendingDepmod(r, root) {
@@ -95,12 +96,14 @@ func Apply(root string, changes []Change, opt Options) ([]string, error) {
 		if !changed[c.Kernel] {
 			if err := markDepmod(r, root, c.Kernel); err != nil {
 				errs = append(errs, err.Error())
+				failed[c.Kernel] = true
 			}
 			changed[c.Kernel] = true
 		}
 		faultPoint()
 		if err := applyOne(r, c); err != nil {
 			errs = append(errs, err.Error())
+			failed[c.Kernel] = true
 		}
 	}
 	var kernels []string
@@ -124,16 +127,21 @@ func Apply(root string, changes []Change, opt Options) ([]string, error) {
 		faultPoint()
 		if err := Depmod(root, k, opt.Depmod); err != nil {
 			errs = append(errs, err.Error())
+			failed[k] = true
 			continue
 		}
 		if err := r.Remove(depmodMarker(root, k)); err != nil && !os.IsNotExist(err) {
 			errs = append(errs, err.Error())
 		}
 	}
-	if len(errs) > 0 {
-		return kernels, fmt.Errorf("%s", strings.Join(errs, "; "))
+	for k := range failed {
+		failedKernels = append(failedKernels, k)
 	}
-	return kernels, nil
+	sort.Strings(failedKernels)
+	if len(errs) > 0 {
+		return kernels, failedKernels, fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return kernels, failedKernels, nil
 }
 
 // ErrRefusedKernel is in the error of a kernel whose links are not touched: its weak-updates

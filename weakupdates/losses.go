@@ -3,7 +3,10 @@ package weakupdates
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/kabi"
@@ -22,7 +25,16 @@ type Loss struct {
 
 func (l Loss) String() string {
 	return fmt.Sprintf("%s stays installed but loses required module %s (it loaded %s): %s; it would boot without it",
-		l.Kernel, l.Module, l.Had, l.Reason)
+		Printable(l.Kernel), l.Module, Printable(l.Had), l.Reason)
+}
+
+// Printable is s as it can stand in a one-line message: quoted when it holds a control
+// character, a space or bytes that are not UTF-8 (a hostile release directory's name).
+func Printable(s string) string {
+	if !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) || unicode.IsSpace(r) }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 // Losses compares, for every installed kernel that is not being removed and could be planned,

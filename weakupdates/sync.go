@@ -45,6 +45,9 @@ type Result struct {
 	Changes   []Change
 	Changed   []string // kernels whose module set changed (depmod ran, initramfs is stale)
 	Losses    []Loss   // required modules that kernels staying installed lose by this change
+	// Failed are the kernels some of whose link changes (or whose depmod) failed: their
+	// images stay owed, never refreshed from a tree that is not yet what was planned.
+	Failed []string
 }
 
 // Sync brings every installed kernel's weak-updates tree to the planned state under the lock.
@@ -84,7 +87,7 @@ func Sync(c *config.Config, opt SyncOptions) (*Result, error) {
 	for _, k := range opt.Removing {
 		noDepmod[k] = true
 	}
-	res.Changed, err = Apply(opt.Root, changes, Options{DryRun: opt.DryRun, Depmod: opt.Depmod, Log: opt.Log, NoDepmod: noDepmod})
+	res.Changed, res.Failed, err = Apply(opt.Root, changes, Options{DryRun: opt.DryRun, Depmod: opt.Depmod, Log: opt.Log, NoDepmod: noDepmod})
 	if u := Unplanned(res, opt); u != nil {
 		if err == nil {
 			err = u // alone, so callers can tell "links made, something undecided" (OnlyIncomplete)

@@ -122,9 +122,9 @@ func (c *hookArgs) sync(e *env, removing []string) error {
 	if errors.Is(err, rootfs.ErrNoRoot) {
 		return err
 	}
-	var changed []string
+	var changed, failed []string
 	if res != nil {
-		changed = res.Changed
+		changed, failed = res.Changed, res.Failed
 	}
 	if err == nil && verbose && len(res.Changes) == 0 {
 		fmt.Fprintln(w, "kabiguard: weak-updates links are up to date")
@@ -145,7 +145,7 @@ func (c *hookArgs) sync(e *env, removing []string) error {
 		skip[c.Kernel] = "its installation builds its image next"
 	}
 	// Image work is slow and rare: always said, as a generator run would be.
-	ierr := refreshImages(c.Root, cfg, changed, earlier, skip, c.DryRun, func(s string) { fmt.Fprintln(w, "kabiguard: "+s) })
+	ierr := refreshImages(c.Root, cfg, changed, failed, earlier, skip, c.DryRun, func(s string) { fmt.Fprintln(w, "kabiguard: "+s) })
 	if ierr != nil {
 		ierr = initramfsError{ierr}
 	}
@@ -164,7 +164,7 @@ func reportLosses(w io.Writer, res *weakupdates.Result, dryRun bool) {
 			verb = "ERROR (dry run: would happen)"
 		}
 		fmt.Fprintf(w, "kabiguard: %s: %s\n", verb, l)
-		fmt.Fprintf(w, "kabiguard:   before %s boots: build or install %s for it, or remove that kernel\n", l.Kernel, l.Module)
+		fmt.Fprintf(w, "kabiguard:   before %s boots: build or install %s for it, or remove that kernel\n", weakupdates.Printable(l.Kernel), l.Module)
 	}
 }
 
@@ -193,9 +193,9 @@ func (e initramfsError) Error() string { return e.err.Error() }
 // existing images of the kernels whose links changed, and of those an earlier run left owed,
 // are brought up to date (stale copies replaced in place, a generator run only when that
 // cannot do); leftovers of killed runs go. An image that could not be refreshed stays owed.
-func refreshImages(root string, cfg *config.Config, changed, earlier []string, skip map[string]string, dryRun bool, log func(string)) error {
+func refreshImages(root string, cfg *config.Config, changed, failed, earlier []string, skip map[string]string, dryRun bool, log func(string)) error {
 	u := &hooks.RefreshUpdater{Root: root, Config: cfg, DryRun: dryRun, Log: log}
-	return hooks.ImageWork{Root: root, Changed: changed, Earlier: earlier, Skip: skip, Updater: u, DryRun: dryRun, Log: log}.Run()
+	return hooks.ImageWork{Root: root, Changed: changed, Failed: failed, Earlier: earlier, Skip: skip, Updater: u, DryRun: dryRun, Log: log}.Run()
 }
 
 // noteImagesOwed says which kernels' images are owed a refresh (their links changed since the

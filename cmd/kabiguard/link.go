@@ -65,9 +65,9 @@ func (c *linkCmd) Run(e *env) error {
 	if errors.Is(err, rootfs.ErrNoRoot) {
 		return err
 	}
-	var changed []string
+	var changed, failed []string
 	if res != nil {
-		changed = res.Changed
+		changed, failed = res.Changed, res.Failed
 	}
 	if err == nil && !c.JSON && len(res.Changes) == 0 {
 		fmt.Fprintln(w, "weak-updates links are up to date")
@@ -82,7 +82,7 @@ func (c *linkCmd) Run(e *env) error {
 	}
 	// Also after a failed Sync: the images of kernels whose links did change, and those an
 	// earlier run left owed, are refreshed now (a kernel whose depmod failed stays owed).
-	if err := errors.Join(err, refreshImages(c.Root, cfg, changed, earlier, nil, c.DryRun, log)); err != nil {
+	if err := errors.Join(err, refreshImages(c.Root, cfg, changed, failed, earlier, nil, c.DryRun, log)); err != nil {
 		return err
 	}
 	return lossProblem(res)

@@ -170,15 +170,15 @@ func (c *cli) run(stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		for _, l := range res.Losses {
 			fmt.Fprintf(stderr, "weak-modules: ERROR: %s\n", l)
-			fmt.Fprintf(stderr, "weak-modules:   before %s boots: build or install %s for it, or remove that kernel\n", l.Kernel, l.Module)
+			fmt.Fprintf(stderr, "weak-modules:   before %s boots: build or install %s for it, or remove that kernel\n", weakupdates.Printable(l.Kernel), l.Module)
 		}
 	}
 	if errors.Is(err, rootfs.ErrNoRoot) {
 		return err
 	}
-	var changed []string
+	var changed, failed []string
 	if res != nil {
-		changed = res.Changed
+		changed, failed = res.Changed, res.Failed
 	}
 	if c.NoInitramfs {
 		// Deferred, not cancelled (Debian's DKMS always passes it): the images of the kernels
@@ -199,7 +199,7 @@ func (c *cli) run(stdin io.Reader, stdout, stderr io.Writer) error {
 		skip[opt.Removing[0]] = "being removed"
 	}
 	// Also after a failed Sync: what did change, and what earlier runs left owed, is done now.
-	ierr := hooks.ImageWork{Root: c.Basedir, Changed: changed, Earlier: earlier, Skip: skip, Updater: upd, DryRun: c.DryRun, Log: progress(w)}.Run()
+	ierr := hooks.ImageWork{Root: c.Basedir, Changed: changed, Failed: failed, Earlier: earlier, Skip: skip, Updater: upd, DryRun: c.DryRun, Log: progress(w)}.Run()
 	return errors.Join(err, ierr, lost)
 }
 
