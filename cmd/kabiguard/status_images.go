@@ -75,7 +75,7 @@ func summarize(rep *hooks.VerifyReport) (string, string) {
 
 // annotate fills in each row's image and the state of its module's copy there, for the
 // modules the image holds and the required early ones. It reports whether a required early
-// module lacks a current copy: then the gate refuses the kernel, and status says so too.
+// module has no copy there: then the gate refuses the kernel, and status says so too.
 func annotate(rows []weakupdates.Row, states []imageState, cfg *config.Config) bool {
 	byKernel := map[string]imageState{}
 	for _, s := range states {
@@ -108,7 +108,9 @@ func annotate(rows []weakupdates.Row, states []imageState, cfg *config.Config) b
 		case early[r.Module]:
 			r.Initrd = imageUnreadable
 		}
-		if r.Required && early[r.Module] && r.Initrd != hooks.ModCurrent {
+		// As the gate: a required early module must be in the image. A stale copy is shown,
+		// and refreshed by the next link or hook, but the module is there to load.
+		if r.Required && early[r.Module] && r.Initrd != hooks.ModCurrent && r.Initrd != hooks.ModStale {
 			bad = true
 		}
 	}
