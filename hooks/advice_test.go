@@ -24,7 +24,7 @@ func TestGateAdviceFitsTheHost(t *testing.T) {
 		notWant []string
 	}{
 		{"debian, dkms, no headers", []string{"usr/sbin/dkms", "var/lib/dpkg/status", "var/lib/dpkg/info/linux-image-" + k + "-unsigned.list"}, incompatible,
-			[]string{"apt-get install linux-headers-" + k + "), then rebuild the module: 'dkms autoinstall -k " + k + "'", "apt-get purge linux-image-" + k + "-unsigned", `"v4l2loopback early"`},
+			[]string{"'apt-get install linux-headers-" + k + " && dkms autoinstall -k " + k + "'", "apt-get purge linux-image-" + k + "-unsigned", `"v4l2loopback early"`},
 			[]string{"akmods", "update-initramfs"}},
 		{"dkms with headers", []string{"usr/sbin/dkms", "lib/modules/" + k + "/build/Makefile"}, incompatible,
 			[]string{"'dkms autoinstall -k " + k + "'", "kmod package built for " + k},

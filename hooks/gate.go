@@ -512,8 +512,11 @@ func GateAdvice(res *GateResult, root, mainFile string) []string {
 		switch {
 		case h.dkms && h.headers:
 			out = append(out, fmt.Sprintf("rebuild the module for %s: 'dkms autoinstall -k %s'", k, k))
+		case h.dkms && h.headersPkg == "":
+			out = append(out, fmt.Sprintf("install the headers of %s, then rebuild the module with DKMS, if it builds for that kernel (dkms autoinstall -k %s)", k, k))
 		case h.dkms:
-			out = append(out, fmt.Sprintf("install the headers of %s (%s), then rebuild the module: 'dkms autoinstall -k %s'", k, h.headersPkg, k))
+			// Two steps, never one that fails alone: without the headers DKMS cannot build.
+			out = append(out, fmt.Sprintf("install the headers of %s and rebuild the module with DKMS, if it builds for that kernel: '%s && dkms autoinstall -k %s'", k, h.headersPkg, k))
 		}
 		if h.akmods {
 			out = append(out, fmt.Sprintf("rebuild the module for %s: 'akmods --kernels %s'", k, k))
@@ -573,7 +576,7 @@ func hostOf(root, k string) host {
 		headers:        exists("lib/modules/" + k + "/build/Makefile"),
 		initramfsTools: exists("usr/sbin/update-initramfs"),
 		dracut:         exists("usr/bin/dracut"),
-		headersPkg:     "its headers package",
+
 	}
 	switch {
 	case exists("var/lib/dpkg/status"):

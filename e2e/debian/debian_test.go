@@ -359,7 +359,9 @@ func TestDebianFlow(t *testing.T) {
 		// stayed while its image went.
 		c.MustRun("dpkg-reconfigure v4l2loopback-dkms")
 		c.MustRun("test -f /lib/modules/" + k55 + "/updates/dkms/v4l2loopback.ko && test ! -e /boot/vmlinuz-" + k55)
-		jout := c.MustRun("kabiguard status --json")
+		// Its exit status says whether every early module is in its image (56's is owed a
+		// refresh here); this point is about how the build is shown.
+		jout, _ := c.Run("kabiguard status --json")
 		var rows []map[string]any
 		if err := json.Unmarshal([]byte(jout), &rows); err != nil {
 			t.Fatalf("status --json: %v\n%s", err, jout)
