@@ -576,7 +576,6 @@ func hostOf(root, k string) host {
 		headers:        exists("lib/modules/" + k + "/build/Makefile"),
 		initramfsTools: exists("usr/sbin/update-initramfs"),
 		dracut:         exists("usr/bin/dracut"),
-
 	}
 	switch {
 	case exists("var/lib/dpkg/status"):
