@@ -1,8 +1,7 @@
 // Package debian runs kabiguard on a real Debian 12 system: a debootstrap chroot (cached by
 // internal/testkit), the archive's apt, dpkg, DKMS (v4l2loopback-dkms) and initramfs-tools,
 // real Debian kernels, kabiguard installed with `make install` as an admin would. Issue 11's
-// scenario runs in order; each point that today's code gets wrong is a subtest that runs only
-// with KABIGUARD_TEST_PENDING=1 (pending issue 11), so the default `go test` stays green.
+// scenario runs in order, each of its points asserted by a subtest where it arises.
 package debian
 
 import (
@@ -24,14 +23,9 @@ const (
 	dkmsModule = "v4l2loopback/0.12.7" // v4l2loopback-dkms 0.12.7-2 of bookworm
 )
 
-// pendingRun runs f as subtest name only when KABIGUARD_TEST_PENDING=1: the point it asserts
-// is pending issue 11 and fails on today's code.
-func pendingRun(t *testing.T, name string, f func(t *testing.T)) {
+// point runs f as the subtest that asserts one point of issue 11.
+func point(t *testing.T, name string, f func(t *testing.T)) {
 	t.Helper()
-	if os.Getenv("KABIGUARD_TEST_PENDING") != "1" {
-		t.Logf("%s: pending issue 11, not run (KABIGUARD_TEST_PENDING=1 runs it)", name)
-		return
-	}
 	t.Run(name, f)
 }
 
@@ -147,10 +141,10 @@ func TestDebianFlow(t *testing.T) {
 		noDangling(t, c)
 	})
 
-	// Point 2 (pending issue 11): DKMS changed 56's links (its own build went, 55's came) and
+	// Point 2: DKMS changed 56's links (its own build went, 55's came) and
 	// called weak-modules --no-initramfs; 56's image still holds the removed build. The next
 	// hook run must refresh it, or status and link must report it owed.
-	pendingRun(t, "point2-image-refreshed-after-dkms-link-change", func(t *testing.T) {
+	point(t, "point2-image-refreshed-after-dkms-link-change", func(t *testing.T) {
 		c := c.For(t)
 		out, code := c.Run("kabiguard initramfs verify -k " + k56 + " /boot/initrd.img-" + k56)
 		if code == 0 {
@@ -171,8 +165,8 @@ func TestDebianFlow(t *testing.T) {
 		}
 	})
 
-	// Point 5b and 6 (pending issue 11): a required early module that the image lacks.
-	pendingRun(t, "point5-6-missing-early-native-module", func(t *testing.T) {
+	// Point 5b and 6: a required early module that the image lacks.
+	point(t, "point5-6-missing-early-native-module", func(t *testing.T) {
 		c := c.For(t)
 		c.WriteFile("/etc/kabiguard/required.d/native.conf", "dummy early\n")
 		defer c.MustRun("rm /etc/kabiguard/required.d/native.conf")
@@ -197,7 +191,7 @@ func TestDebianFlow(t *testing.T) {
 		if scode == 0 || !strings.Contains(sout, "/boot/initrd.img-"+k56) {
 			t.Errorf("status exit %d while gate refuses %s; the image is not shown:\n%s", scode, k56, sout)
 		}
-		jout, _ := c.Run("kabiguard status --json")
+		jout, _ := c.Run("kabiguard status --json 2>/dev/null")
 		if !strings.Contains(jout, "/boot/initrd.img-"+k56) {
 			t.Errorf("status --json shows no image of %s:\n%s", k56, jout)
 		}
@@ -256,8 +250,8 @@ func TestDebianFlow(t *testing.T) {
 		noDangling(t, c)
 	})
 
-	// Point 4 (pending issue 11): after the refusal nothing may point the boot at 6.12.
-	pendingRun(t, "point4-refusal-leaves-boot-on-refused-kernel", func(t *testing.T) {
+	// Point 4: after the refusal nothing may point the boot at 6.12.
+	point(t, "point4-refusal-leaves-boot-on-refused-kernel", func(t *testing.T) {
 		c := c.For(t)
 		for _, l := range []string{"/vmlinuz", "/initrd.img"} {
 			if got := strings.TrimSpace(c.MustRun("readlink " + l)); strings.Contains(got, k612) {
@@ -267,9 +261,9 @@ func TestDebianFlow(t *testing.T) {
 		c.MustRun("for l in /vmlinuz /initrd.img; do test -e $l || { echo $l dangles; exit 1; }; done")
 	})
 
-	// Point 5a (pending issue 11): every way out listed must work on this host; for a kernel
+	// Point 5a: every way out listed must work on this host; for a kernel
 	// without a headers package, removing it is one (the one that works here).
-	pendingRun(t, "point5-ways-out-work", func(t *testing.T) {
+	point(t, "point5-ways-out-work", func(t *testing.T) {
 		c := c.For(t)
 		w := ways(refusal)
 		purge := regexp.MustCompile(`apt(-get)? (purge|remove) linux-image-` + regexp.QuoteMeta(k612))
@@ -324,9 +318,9 @@ func TestDebianFlow(t *testing.T) {
 		noDangling(t, c)
 	})
 
-	// Point 1 (pending issue 11): a removal that strips another installed kernel of a required
+	// Point 1: a removal that strips another installed kernel of a required
 	// module must be loud: an error-level line naming the kernel and the module.
-	pendingRun(t, "point1-removal-stripping-56-is-loud", func(t *testing.T) {
+	point(t, "point1-removal-stripping-56-is-loud", func(t *testing.T) {
 		re := regexp.MustCompile(`(?i)(error|^E:|refus).*` + regexp.QuoteMeta(k56) + `.*v4l2loopback|(?i)(error|^E:|refus).*v4l2loopback.*` + regexp.QuoteMeta(k56))
 		for _, l := range strings.Split(purgeOut, "\n") {
 			if re.MatchString(l) {
@@ -336,9 +330,9 @@ func TestDebianFlow(t *testing.T) {
 		t.Fatalf("apt-get purge linux-image-%s stripped %s of v4l2loopback without an error naming both:\n%s", k55, k56, purgeOut)
 	})
 
-	// Point 2 (pending issue 11): the purge changed 56's links; its image still holds a copy of
+	// Point 2: the purge changed 56's links; its image still holds a copy of
 	// a module no longer in its tree. Refreshed by the hooks that ran, or reported owed.
-	pendingRun(t, "point2-image-refreshed-after-removal", func(t *testing.T) {
+	point(t, "point2-image-refreshed-after-removal", func(t *testing.T) {
 		c := c.For(t)
 		out, code := c.Run("kabiguard initramfs verify -k " + k56 + " /boot/initrd.img-" + k56)
 		if code == 0 {
@@ -350,9 +344,9 @@ func TestDebianFlow(t *testing.T) {
 		}
 	})
 
-	// Point 6 (pending issue 11): DKMS builds for a kernel whose headers are installed but whose
+	// Point 6: DKMS builds for a kernel whose headers are installed but whose
 	// image is not; such a directory is shown as a build without a kernel.
-	pendingRun(t, "point6-build-without-kernel-shown-as-such", func(t *testing.T) {
+	point(t, "point6-build-without-kernel-shown-as-such", func(t *testing.T) {
 		c := c.For(t)
 		// DKMS dropped the module with 55's kernel (its last build); the package's postinst adds
 		// it back and builds it for every kernel that has headers: 56, and 55, whose headers
@@ -361,7 +355,7 @@ func TestDebianFlow(t *testing.T) {
 		c.MustRun("test -f /lib/modules/" + k55 + "/updates/dkms/v4l2loopback.ko && test ! -e /boot/vmlinuz-" + k55)
 		// Its exit status says whether every early module is in its image (56's is owed a
 		// refresh here); this point is about how the build is shown.
-		jout, _ := c.Run("kabiguard status --json")
+		jout, _ := c.Run("kabiguard status --json 2>/dev/null")
 		var rows []map[string]any
 		if err := json.Unmarshal([]byte(jout), &rows); err != nil {
 			t.Fatalf("status --json: %v\n%s", err, jout)
