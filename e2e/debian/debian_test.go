@@ -6,7 +6,6 @@ package debian
 
 import (
 	"encoding/json"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
