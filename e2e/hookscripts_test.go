@@ -71,8 +71,8 @@ func TestHookScriptsRelease(t *testing.T) {
 		{"install.d/45-kabiguard.install", []string{"KERNEL_INSTALL_VERBOSE=1"}, []string{"remove", rel, "/efi/x"}, [][]string{{"hook", "remove", "--verbose", "--", rel}}},
 		{"install.d/45-kabiguard.install", nil, []string{"inspect", "-h"}, nil},
 		{"install.d/86-kabiguard-gate.install", nil, []string{"add", rel, "/efi/x", "/boot/vmlinuz", "/boot/initrd *", "-odd"}, [][]string{{"gate", "--kernel=" + rel, "--initrd=/boot/initrd *", "--initrd=-odd"}}},
-		{"kernel/postinst.d/dkms-kabiguard", deb, []string{rel, "/boot/vmlinuz-" + rel}, [][]string{{"hook", "add", "--verbose", "--", rel}, {"gate", "--kernel=" + rel, "--no-initrd"}}},
-		{"kernel/postinst.d/zx-kabiguard-initrd", deb, []string{rel, filepath.Join(initrdDir, "vmlinuz-"+rel)}, [][]string{{"gate", "--kernel=" + rel, "--initrd=" + filepath.Join(initrdDir, "initrd.img-"+rel)}}},
+		{"kernel/postinst.d/dkms-kabiguard", deb, []string{rel, "/boot/vmlinuz-" + rel}, [][]string{{"hook", "add", "--verbose", "--", rel}, {"gate", "--verbose", "--kernel=" + rel, "--no-initrd"}}},
+		{"kernel/postinst.d/zx-kabiguard-initrd", deb, []string{rel, filepath.Join(initrdDir, "vmlinuz-"+rel)}, [][]string{{"gate", "--verbose", "--kernel=" + rel, "--initrd=" + filepath.Join(initrdDir, "initrd.img-"+rel)}}},
 		{"kernel/postrm.d/dkms-kabiguard", []string{"DEB_MAINT_PARAMS=remove *"}, []string{rel, "/boot/vmlinuz-" + rel}, [][]string{{"hook", "remove", "--verbose", "--", rel}}},
 	}
 	for _, c := range good {
