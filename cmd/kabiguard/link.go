@@ -174,7 +174,7 @@ func (c *statusCmd) Run(e *env) error {
 			if r.State == "weak" {
 				detail = "<- " + r.From
 				if r.FromNoKernel {
-					detail += " (a module directory without a kernel: only its builds are installed)"
+					detail += " (no kernel installed there: only its module builds)"
 				}
 			} else if r.State == "native" {
 				detail = r.Path

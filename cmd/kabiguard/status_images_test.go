@@ -81,7 +81,7 @@ func TestStatusShowsImages(t *testing.T) {
 		t.Errorf("53's image holds a kabiuser copy the tree no longer has, status does not say stale:\n%s", text)
 	}
 	if r := row(rows, sample.K53, "kabiprov"); r.Initrd != "current" || !r.FromNoKernel ||
-		!strings.Contains(text, "<- 6.1.0-51-amd64 (a module directory without a kernel") {
+		!strings.Contains(text, "<- 6.1.0-51-amd64 (no kernel installed there") {
 		t.Errorf("53 kabiprov: initrd %q, from_no_kernel %v\n%s", r.Initrd, r.FromNoKernel, text)
 	}
 }
