@@ -35,10 +35,7 @@ unit:
 	$(GO) test -count=1 -timeout 40m ./...
 
 fuzz:
-	@for f in $(FUZZ); do pkg=$${f%%:*}; target=$${f##*:}; \
-	  if ! grep -qs "func $$target(" $$pkg/*_test.go; then echo "fuzz: $$pkg has no $$target" >&2; exit 1; fi; \
-	  echo "fuzz $$pkg $$target for $(FUZZTIME)"; \
-	  $(GO) test -run='^$$' -fuzz="^$$target$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; done
+	@FUZZ='$(FUZZ)' FUZZTIME='$(FUZZTIME)' GO='$(GO)' sh scripts/fuzz.sh
 
 bench: build
 	@sh scripts/bench.sh
