@@ -434,8 +434,14 @@ func (w ImageWork) settle(k string, log func(string)) error {
 		}
 		return weakupdates.ClearImageOwed(w.Root, k)
 	}
-	if _, skip := w.Skip[k]; skip {
-		return clear()
+	if why, skip := w.Skip[k]; skip {
+		// A kernel being removed owes nothing. One whose installation builds its image next
+		// keeps its debt until a later run finds that image current: the generator may fail,
+		// be killed, or never run.
+		if strings.HasPrefix(why, "being removed") || !installed(w.Root, k) {
+			return clear()
+		}
+		return nil
 	}
 	if !installed(w.Root, k) {
 		return clear()

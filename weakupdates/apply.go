@@ -86,9 +86,13 @@ func Apply(root string, changes []Change, opt Options) (changedKernels, failedKe
 			changed[c.Kernel] = true
 			continue
 		}
-		if !owed[c.Kernel] { // owed.go: the image debt is recorded before the first change
+		// Both debts (owed.go's image, depmod's index) are recorded before the kernel's first
+		// change; a kernel whose markers cannot be written gets no change at all, or a kill
+		// after it would leave work that no later run knows is owed.
+		if !owed[c.Kernel] {
 			if err := MarkImageOwed(root, c.Kernel); err != nil {
 				errs = append(errs, err.Error())
+				refused[c.Kernel], failed[c.Kernel] = true, true
 				continue
 			}
 			owed[c.Kernel] = true
@@ -96,7 +100,8 @@ func Apply(root string, changes []Change, opt Options) (changedKernels, failedKe
 		if !changed[c.Kernel] {
 			if err := markDepmod(r, root, c.Kernel); err != nil {
 				errs = append(errs, err.Error())
-				failed[c.Kernel] = true
+				refused[c.Kernel], failed[c.Kernel] = true, true
+				continue
 			}
 			changed[c.Kernel] = true
 		}
@@ -194,6 +199,11 @@ func checkTarget(r *rootfs.Root, c Change) error {
 	if err != nil || got != meant {
 		return fmt.Errorf("%s: %w (it would land in %s, where %s leads to %s)", c.Link, ErrLinkWouldDangle,
 			real, c.Target, resolvedOr(got, err))
+	}
+	// depmod, modprobe and dracut follow the target by the host's rules: an absolute symlink on
+	// its way (extra -> /usr/lib/x) would send them to the host's file, not the root's.
+	if _, err := r.ToolPath(filepath.Join(real, c.Target)); err != nil {
+		return err
 	}
 	return nil
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kabiguard/kabiguard/internal/testkit"
 )
@@ -58,5 +61,62 @@ func TestGateOfAMissingKernelIsAnError(t *testing.T) {
 		if code != exitError || strings.Contains(errOut.String(), "refusing") || !strings.Contains(errOut.String(), k) {
 			t.Errorf("gate -k %s: exit %d\n%s%s", k, code, out.String(), errOut.String())
 		}
+	}
+}
+
+// Review findings: hook remove touched the host through a kernel directory that is an
+// absolute symlink; a FIFO where lib/modules should be hung every command; a kernel whose
+// depmod marker cannot be written got link changes no later run would know to index.
+func TestHookRemoveStaysInsideTheRoot(t *testing.T) {
+	victim := filepath.Join(t.TempDir(), "K")
+	must(t, os.MkdirAll(filepath.Join(victim, "weak-updates"), 0o755))
+	must(t, os.WriteFile(filepath.Join(victim, ".kabiguard-depmod-pending"), nil, 0o644))
+	root := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(root, "lib", "modules"), 0o755))
+	must(t, os.Symlink(victim, filepath.Join(root, "lib", "modules", "K")))
+	var out, errOut bytes.Buffer
+	run([]string{"hook", "remove", "--root", root, "--", "K"}, &out, &errOut)
+	for _, p := range []string{"weak-updates", ".kabiguard-depmod-pending"} {
+		if _, err := os.Lstat(filepath.Join(victim, p)); err != nil {
+			t.Errorf("hook remove deleted %s outside the root: %v\n%s%s", p, err, out.String(), errOut.String())
+		}
+	}
+}
+
+func TestFIFOAsModuleDirectoryNoHang(t *testing.T) {
+	root := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(root, "lib"), 0o755))
+	testkit.Mkfifo(t, filepath.Join(root, "lib", "modules"))
+	for _, args := range [][]string{{"status"}, {"link", "--dry-run"}, {"link"}} {
+		code := testkit.WithDeadline(t, 30*time.Second, strings.Join(args, " "), func() int {
+			var out, errOut bytes.Buffer
+			return run(append(args, "--root", root), &out, &errOut)
+		})
+		if code == 0 {
+			t.Errorf("%v with a FIFO as lib/modules: exit 0", args)
+		}
+	}
+}
+
+func TestUnwritableDepmodMarkerRefusesTheKernel(t *testing.T) {
+	root := testkit.SampleDemoRoot(t)
+	must(t, os.MkdirAll(filepath.Join(root, "lib", "modules", testkit.SampleK53, ".kabiguard-depmod-pending"), 0o755))
+	var out, errOut bytes.Buffer
+	code := run([]string{"link", "--root", root, "--no-initramfs"}, &out, &errOut)
+	if code == 0 {
+		t.Errorf("link exit 0 although 53's depmod marker cannot be written\n%s%s", out.String(), errOut.String())
+	}
+	if ents, err := os.ReadDir(filepath.Join(root, "lib", "modules", testkit.SampleK53, "weak-updates")); err == nil && len(ents) > 0 {
+		t.Errorf("53 got links although its depmod marker could not be written: %v", ents)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(root, "lib", "modules", testkit.SampleK54, "weak-updates")); len(ents) == 0 {
+		t.Errorf("54 got no links: one kernel's marker must not stop the others\n%s%s", out.String(), errOut.String())
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

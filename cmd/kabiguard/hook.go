@@ -90,10 +90,8 @@ func (c *hookRemoveCmd) Run(e *env) error {
 	}
 	// Leave nothing of ours behind, so the package manager can remove the directory; what
 	// could not be decided (err) is reported after that.
-	dir := kabi.ModulesDir(c.Root, c.Kernel)
 	weakupdates.ClearImageOwed(c.Root, c.Kernel) // a kernel going away owes no image
-	os.Remove(filepath.Join(dir, ".kabiguard-depmod-pending"))
-	os.Remove(filepath.Join(dir, "weak-updates"))
+	removeOurLeftovers(c.Root, c.Kernel)
 	return err
 }
 
@@ -165,6 +163,27 @@ func reportLosses(w io.Writer, res *weakupdates.Result, dryRun bool) {
 		}
 		fmt.Fprintf(w, "kabiguard: %s: %s\n", verb, l)
 		fmt.Fprintf(w, "kabiguard:   before %s boots: build or install %s for it, or remove that kernel\n", weakupdates.Printable(l.Kernel), l.Module)
+	}
+}
+
+// removeOurLeftovers removes, inside the root, kabiguard's depmod marker of a kernel being
+// removed (a regular file) and its weak-updates directory once empty (a directory, never an
+// admin's symlink or file of that name), so the package manager can remove the kernel's
+// directory. Nothing else is touched.
+func removeOurLeftovers(root, kernel string) {
+	r, err := rootfs.At(root)
+	if err != nil {
+		return
+	}
+	dir := kabi.ModulesDir(root, kernel)
+	for _, leftover := range []struct {
+		name string
+		dir  bool
+	}{{".kabiguard-depmod-pending", false}, {"weak-updates", true}} {
+		p := filepath.Join(dir, leftover.name)
+		if fi, err := r.Lstat(p); err == nil && fi.IsDir() == leftover.dir && (leftover.dir || fi.Mode().IsRegular()) {
+			r.Remove(p) // a directory only when empty
+		}
 	}
 }
 

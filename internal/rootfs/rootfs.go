@@ -309,7 +309,7 @@ func (r *Root) ReadDir(p string) ([]fs.DirEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := r.r.Open(n)
+	f, err := r.openDir(n)
 	if err != nil {
 		return nil, hostErr(p, err)
 	}
@@ -320,6 +320,12 @@ func (r *Root) ReadDir(p string) ([]fs.DirEntry, error) {
 		return ents, &fs.PathError{Op: "readdir", Path: p, Err: err}
 	}
 	return ents, nil
+}
+
+// openDir opens the root-relative directory n without blocking: O_DIRECTORY refuses a FIFO
+// (or anything else) planted where a directory is expected, which a plain open would wait on.
+func (r *Root) openDir(n string) (*os.File, error) {
+	return r.r.OpenFile(n, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NONBLOCK, 0)
 }
 
 // WalkDir walks the tree at p like filepath.WalkDir (symlinks inside are reported, never
@@ -405,7 +411,7 @@ func (r *Root) SyncDir(p string) error {
 	if err != nil {
 		return err
 	}
-	f, err := r.r.Open(n)
+	f, err := r.openDir(n)
 	if err != nil {
 		return err
 	}
