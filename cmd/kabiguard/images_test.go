@@ -313,8 +313,15 @@ func TestNoInitramfsDefers(t *testing.T) {
 		t.Fatalf("hook add does not do and report the owed work:\n%s", out)
 	}
 	s.mustCurrent(sample.K54)
+	// 53's own debt stays until a later run finds its image current: its generator may yet
+	// fail or never run. The next link does that and settles it.
+	if o := s.owed(); len(o) != 1 || o[0] != sample.K53 {
+		t.Fatalf("owed after the hook: %v, want 53 alone", o)
+	}
+	s.mustKG(0, "link", "--root", s.root)
+	s.mustCurrent(sample.K53)
 	if o := s.owed(); len(o) != 0 {
-		t.Fatalf("still owed after the hook: %v", o)
+		t.Fatalf("still owed after the next link: %v", o)
 	}
 }
 
