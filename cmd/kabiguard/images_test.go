@@ -514,7 +514,11 @@ func TestImageLeftoversRemoved(t *testing.T) {
 				t.Fatalf("a killed refresh left %v; want one name carrying %s", left, rootfs.TempMarker)
 			}
 			out = s.mustKG(0, "link", "--root", s.root)
-			if !strings.Contains(out, "removed "+left[0]) {
+			_, statErr := os.Stat(left[0])
+			// /dev/shm is shared with the test packages running beside this one, whose kabiguard
+			// runs remove dead runs' scratch trees too: one of them may have got there first.
+			sharedGone := point == "depmod-scratch" && os.IsNotExist(statErr)
+			if !strings.Contains(out, "removed "+left[0]) && !sharedGone {
 				t.Fatalf("the next run does not report removing %s:\n%s", left[0], out)
 			}
 			if _, err := os.Stat(left[0]); err == nil {
