@@ -1,7 +1,6 @@
 package rootfs
 
 import (
-	"fmt"
 	"io/fs"
 	"os"
 	"syscall"
@@ -19,14 +18,5 @@ func (r *Root) OpenRW(p string, perm fs.FileMode) (*os.File, error) {
 	if err != nil {
 		return nil, hostErr(p, err)
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, &fs.PathError{Op: "open", Path: p, Err: fmt.Errorf("%w (%s)", ErrNotRegular, Kind(fi.Mode()))}
-	}
-	return f, nil
+	return regularOnly(f, p)
 }

@@ -262,6 +262,12 @@ func (r *Root) Open(p string) (*os.File, error) {
 	if err != nil {
 		return nil, hostErr(p, err)
 	}
+	return regularOnly(f, p)
+}
+
+// regularOnly returns f if it is a regular file, else closes it and fails with ErrNotRegular:
+// the check after a non-blocking open, so a FIFO planted under p is refused, never waited on.
+func regularOnly(f *os.File, p string) (*os.File, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
