@@ -114,16 +114,16 @@ func Gate(opt GateOptions) (*GateResult, error) {
 		tree := prev.Inventory.Tree(opt.Kernel)
 		switch {
 		case kp == nil:
-			m.State = "missing"
+			m.State = weakupdates.Missing.String()
 			m.Reason = fmt.Sprintf("%s: %s is not an installed kernel under %s (no module tree)", req.Name, opt.Kernel, filepath.Join(opt.Root, "lib", "modules"))
 		case !ok && tree != nil && tree.Native[req.Name] != "":
 			// The kernel's own module: in-tree (kernel/) or built for it (extra/, updates/).
-			m.State, m.Path = string(weakupdates.Native), tree.Native[req.Name]
+			m.State, m.Path = weakupdates.Native.String(), tree.Native[req.Name]
 		case !ok:
-			m.State = "missing"
+			m.State = weakupdates.Missing.String()
 			m.Reason = noBuild(req.Name, opt.Kernel)
 		default:
-			m.State, m.From, m.Path = row.State, row.From, row.Path
+			m.State, m.From, m.Path = row.State.String(), row.From, row.Path
 			m.Reason, m.Problems = explain(req.Name, opt.Kernel, row, kp, prev.Inventory)
 		}
 		if m.Reason == "" {
@@ -172,16 +172,16 @@ const maxProblems = 3
 // explain returns why a module's row is not usable, "" when it is (native or weak).
 func explain(name, kernel string, row weakupdates.Row, kp *weakupdates.KernelPlan, inv *inventory.Inventory) (string, []kabi.Problem) {
 	switch row.State {
-	case string(weakupdates.Native), string(weakupdates.Weak), string(weakupdates.Admin):
+	case weakupdates.Native, weakupdates.Weak, weakupdates.Admin:
 		return "", nil // then checkIndexed and loadCheck look at the file modprobe would load
-	case string(weakupdates.Unreadable):
+	case weakupdates.Unreadable:
 		if row.Path != "" { // the reason names the file
 			return fmt.Sprintf("%s: %s", name, row.Reason), nil
 		}
 		return fmt.Sprintf("%s: no build usable by %s: %s", name, kernel, row.Reason), nil
-	case string(weakupdates.Blocked):
+	case weakupdates.Blocked:
 		return fmt.Sprintf("%s: not linked into %s: %s", name, kernel, row.Reason), nil
-	case string(weakupdates.Incompatible):
+	case weakupdates.Incompatible:
 		if kp.Kernel == nil {
 			return fmt.Sprintf("%s: cannot tell whether any build loads into %s: %v", name, kernel, kp.Err), nil
 		}
@@ -204,13 +204,13 @@ func explain(name, kernel string, row weakupdates.Row, kp *weakupdates.KernelPla
 		}
 		return fmt.Sprintf("%s does not load into %s: the build from %s (%s) is refused: %s%s",
 			name, kernel, rej.From, rej.Build, strings.Join(parts, "; "), more), rej.Problems
-	case "pending":
+	case weakupdates.Pending:
 		return fmt.Sprintf("%s: a compatible build from %s is not linked into %s/weak-updates yet: run 'kabiguard link'", name, row.From, kernel), nil
-	case "dangling":
+	case weakupdates.Dangling:
 		return fmt.Sprintf("%s: its weak-updates link %s %s: run 'kabiguard link'", name, row.Path, row.Reason), nil
-	case "stale":
+	case weakupdates.Stale:
 		return fmt.Sprintf("%s: %s", name, row.Reason), nil
-	case string(weakupdates.Excluded):
+	case weakupdates.Excluded:
 		return fmt.Sprintf("%s: %s has no build of its own and never_weak (%s) forbids a weak link", name, kernel, config.MainFile), nil
 	}
 	// missing
@@ -330,8 +330,8 @@ func (lc *loadCheck) describe(p kabi.Problem) string {
 			for _, e := range b.Module.Exports {
 				if e.Name == p.Symbol {
 					why := "it is not in modules.dep"
-					if r, ok := lc.rows[b.Name]; ok && r.State != string(weakupdates.Native) && r.State != string(weakupdates.Weak) {
-						why = r.State
+					if r, ok := lc.rows[b.Name]; ok && r.State != weakupdates.Native && r.State != weakupdates.Weak {
+						why = r.State.String()
 						if r.Reason != "" {
 							why += ": " + r.Reason
 						}
@@ -501,7 +501,7 @@ func GateAdvice(res *GateResult, root, mainFile string) []string {
 	var out []string
 	rebuild, image := false, false
 	for _, m := range res.Failed() {
-		loads := m.State == string(weakupdates.Native) || m.State == string(weakupdates.Weak)
+		loads := m.State == weakupdates.Native.String() || m.State == weakupdates.Weak.String()
 		if loads && m.Early && m.Initrd == "no" {
 			image = true // it loads: only its copy in the initramfs is missing
 		} else {

@@ -32,7 +32,7 @@ type Change struct {
 	Link   string `json:"link"`             // host path of the link
 	Old    string `json:"old,omitempty"`    // previous target, as stored
 	Target string `json:"target,omitempty"` // new target, as stored (relative)
-	Why    string `json:"why"`
+	Why    Why    `json:"why"`
 }
 
 // Options of Apply.

@@ -23,7 +23,7 @@ func Diff(inv *inventory.Inventory, plan *Plan, pol Policy) []Change {
 		have := map[string]*inventory.Link{}
 		for _, l := range t.Links {
 			if isTemp(l.Path) {
-				out = append(out, Change{Kernel: t.Release, Op: Remove, Link: l.Path, Old: l.Target, Why: "left over from an interrupted run"})
+				out = append(out, Change{Kernel: t.Release, Op: Remove, Link: l.Path, Old: l.Target, Why: Why{Reason: ReasonLeftover}})
 				continue
 			}
 			have[l.Sub] = l
@@ -32,9 +32,9 @@ func Diff(inv *inventory.Inventory, plan *Plan, pol Policy) []Change {
 			for _, l := range have {
 				switch {
 				case l.Dangling:
-					out = append(out, Change{Kernel: t.Release, Op: Remove, Link: l.Path, Old: l.Target, Why: "dangling"})
+					out = append(out, Change{Kernel: t.Release, Op: Remove, Link: l.Path, Old: l.Target, Why: Why{Reason: ReasonDangling}})
 				case pol.Removing[t.Release] && Managed(inv.Root, l):
-					out = append(out, Change{Kernel: t.Release, Op: Remove, Link: l.Path, Old: l.Target, Why: "kernel is being removed"})
+					out = append(out, Change{Kernel: t.Release, Op: Remove, Link: l.Path, Old: l.Target, Why: Why{Reason: ReasonKernelRemoved}})
 				}
 			}
 			continue
@@ -54,11 +54,11 @@ func Diff(inv *inventory.Inventory, plan *Plan, pol Policy) []Change {
 				if isOthers(t, linkPath) {
 					continue // a regular file is in the way: never replaced
 				}
-				out = append(out, Change{Kernel: t.Release, Op: Create, Link: linkPath, Target: target, Why: "compatible build from " + buildKernel(kp, sub)})
+				out = append(out, Change{Kernel: t.Release, Op: Create, Link: linkPath, Target: target, Why: Why{ReasonCompatible, buildKernel(kp, sub)}})
 			case !sameFile(inv.Root, l.Resolved, build) || l.Target != target:
-				why := "better build from " + buildKernel(kp, sub)
+				why := Why{ReasonBetter, buildKernel(kp, sub)}
 				if l.Dangling {
-					why = "was dangling; build from " + buildKernel(kp, sub)
+					why.Reason = ReasonWasDangling
 				}
 				out = append(out, Change{Kernel: t.Release, Op: Repoint, Link: linkPath, Old: l.Target, Target: target, Why: why})
 			}
@@ -67,12 +67,12 @@ func Diff(inv *inventory.Inventory, plan *Plan, pol Policy) []Change {
 			if _, want := kp.Links[l.Sub]; want {
 				continue
 			}
-			why := "dangling"
+			why := Why{Reason: ReasonDangling}
 			if !l.Dangling {
 				if !Managed(inv.Root, l) {
 					continue // the admin's link: kept (status shows it), never removed
 				}
-				why = removalReason(inv.Root, kp, l, pol)
+				why = Why{ReasonUnwanted, removalReason(inv.Root, kp, l, pol)}
 			}
 			out = append(out, Change{Kernel: t.Release, Op: Remove, Link: l.Path, Old: l.Target, Why: why})
 		}

@@ -39,20 +39,6 @@ type Policy struct {
 	Gone map[string]bool
 }
 
-// State of a module for a kernel.
-type State string
-
-// States, as `kabiguard status` shows them.
-const (
-	Native       State = "native"       // the kernel has its own build
-	Weak         State = "weak"         // linked from another kernel's build
-	Incompatible State = "incompatible" // builds exist, none loads into this kernel
-	Excluded     State = "excluded"     // policy says never link it weakly
-	Unreadable   State = "unreadable"   // the build(s) cannot be parsed: never linked, never trusted
-	Blocked      State = "blocked"      // a compatible build's link path is taken by a file kabiguard did not create
-	Admin        State = "admin"        // an admin's own link in weak-updates provides it: not managed
-)
-
 // Rejection is a build that was considered for a kernel and refused.
 type Rejection struct {
 	Build    string         `json:"build"`
@@ -501,7 +487,7 @@ func describe(kp *KernelPlan, d *Decision) string {
 		}
 		return "the admin's link weak-updates/" + d.Link + " provides it, and that build does not export it"
 	}
-	return string(d.State)
+	return d.State.String()
 }
 
 func shareable(a, b string) bool {

@@ -269,7 +269,7 @@ func TestPlanJudgesWithChosenProviders(t *testing.T) {
 			}
 			for key, want := range c.want {
 				r, ok := got[key]
-				have := r.State
+				have := r.State.String()
 				if r.From != "" {
 					have += " " + r.From
 				}
@@ -328,7 +328,7 @@ func TestDiffKeepsWorkingLinks(t *testing.T) {
 		if strings.Contains(ch.Link, "kabiuser") || strings.Contains(ch.Link, "kabidemo") {
 			t.Errorf("%s: %s %s (%s): a working link is touched", ch.Kernel, ch.Op, ch.Link, ch.Why)
 		}
-		if ch.Op == Remove && !strings.Contains(ch.Why, "replaced by the build from "+k51) {
+		if ch.Op == Remove && !strings.Contains(ch.Why.String(), "replaced by the build from "+k51) {
 			t.Errorf("%s: remove %s says %q, want the true reason (replaced by 51's build)", ch.Kernel, ch.Link, ch.Why)
 		}
 	}
@@ -381,7 +381,7 @@ func TestAdminLinkNeverRemoved(t *testing.T) {
 		}
 	}
 	if len(removed) != 1 || !strings.HasSuffix(removed[0].Link, "weak-updates/kabidemo/kabidemo.ko.xz") ||
-		removed[0].Why != "an admin's link weak-updates/admin/kabidemo.ko.xz provides it" {
+		removed[0].Why.String() != "an admin's link weak-updates/admin/kabidemo.ko.xz provides it" {
 		t.Errorf("removed %v; want only kabiguard's kabidemo link, because the admin's provides it", removed)
 	}
 	if target, err := os.Readlink(filepath.Join(root, admin)); err != nil || target != "/opt/kabidemo.ko.xz" {
@@ -395,7 +395,7 @@ func TestAdminLinkNeverRemoved(t *testing.T) {
 	}
 	os.Remove(filepath.Join(root, "opt/kabidemo.ko.xz"))
 	res = mustSync(t, root)
-	if len(res.Changes) != 2 || res.Changes[0].Why != "dangling" && res.Changes[1].Why != "dangling" {
+	if len(res.Changes) != 2 || res.Changes[0].Why.String() != "dangling" && res.Changes[1].Why.String() != "dangling" {
 		t.Errorf("a dangling admin link: changes %v, want it removed and kabiguard's link back", res.Changes)
 	}
 }
@@ -476,7 +476,7 @@ func TestStatusPathsOnMergedUsr(t *testing.T) {
 		if r.Path != "" && !strings.HasPrefix(r.Path, filepath.Join(root, "lib", "modules")+"/") {
 			t.Errorf("%s %s %s: path %s is not under %s/lib/modules", r.Kernel, r.Module, r.State, r.Path, root)
 		}
-		if r.State == string(Weak) {
+		if r.State == Weak {
 			weak++
 		}
 	}

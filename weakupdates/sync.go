@@ -70,7 +70,7 @@ func Sync(c *config.Config, opt SyncOptions) (*Result, error) {
 		}
 		changes = changes[:0:0]
 		for _, ch := range res.Changes {
-			if only[ch.Kernel] || ch.Why == "dangling" || ch.Op == Remove && isTemp(ch.Link) {
+			if only[ch.Kernel] || ch.Why.Reason == ReasonDangling || ch.Op == Remove && isTemp(ch.Link) {
 				changes = append(changes, ch)
 			}
 		}
@@ -184,7 +184,7 @@ type Row struct {
 	Kernel   string `json:"kernel"`
 	Module   string `json:"module"`
 	Required bool   `json:"required"`
-	State    string `json:"state"` // native, weak, incompatible, missing, dangling, excluded, stale, pending, unreadable, blocked, admin
+	State    State  `json:"state"`
 	From     string `json:"from,omitempty"`
 	Path     string `json:"path,omitempty"`
 	Reason   string `json:"reason,omitempty"`
@@ -199,7 +199,7 @@ type Row struct {
 }
 
 // Status describes, for every installed kernel and every external or required module, what is
-// on disk now and what the plan says; "pending" means `kabiguard link` would change it.
+// on disk now and what the plan says; Pending means `kabiguard link` would change it.
 func Status(res *Result, c *config.Config) ([]Row, []error) {
 	var rows []Row
 	var errs []error
@@ -246,39 +246,39 @@ func Status(res *Result, c *config.Config) ([]Row, []error) {
 			l := links[n]
 			switch {
 			case d != nil && d.State == Native:
-				r.State, r.Path = string(Native), d.Build.Path
+				r.State, r.Path = Native, d.Build.Path
 			case d == nil && t.Native[n] != "":
-				r.State, r.Path = string(Native), t.Native[n] // in-tree (kernel/), e.g. a required xfs
+				r.State, r.Path = Native, t.Native[n] // in-tree (kernel/), e.g. a required xfs
 			case d != nil && d.State == Unreadable && d.Build != nil:
-				r.State, r.Path = string(Unreadable), d.Build.Path
+				r.State, r.Path = Unreadable, d.Build.Path
 				r.Reason = fmt.Sprintf("the kernel's own build %s cannot be read: %s", d.Build.Path, readError(d.Build))
 			case l != nil && l.Dangling:
-				r.State, r.Path, r.Reason = "dangling", l.Path, "points at "+l.Target
+				r.State, r.Path, r.Reason = Dangling, l.Path, "points at "+l.Target
 			case d != nil && d.State == Admin:
-				r.State, r.Path = string(Admin), filepath.Join(t.Dir, "weak-updates", d.Link)
+				r.State, r.Path = Admin, filepath.Join(t.Dir, "weak-updates", d.Link)
 				r.Reason = "admin's link to " + adminTarget(t, d.Link) + ", not managed by kabiguard"
 			case l != nil && d != nil && d.State == Weak && sameFile(res.Inventory.Root, l.Resolved, d.Build.Path):
-				r.State, r.From, r.Path = string(Weak), d.From, d.Build.Path // as the tree names it, like the other rows (not /usr/lib/... on merged /usr)
+				r.State, r.From, r.Path = Weak, d.From, d.Build.Path // as the tree names it, like the other rows (not /usr/lib/... on merged /usr)
 				if ft := res.Inventory.Tree(d.From); ft != nil && !ft.Installed {
 					r.FromNoKernel = true
 				}
 			case l != nil:
-				r.State, r.Path, r.Reason = "stale", l.Path, "links "+l.Target+"; run kabiguard link"
+				r.State, r.Path, r.Reason = Stale, l.Path, "links "+l.Target+"; run kabiguard link"
 			case d != nil && d.State == Weak:
-				r.State, r.From, r.Reason = "pending", d.From, "compatible build from "+d.From+" not linked yet; run kabiguard link"
+				r.State, r.From, r.Reason = Pending, d.From, "compatible build from "+d.From+" not linked yet; run kabiguard link"
 			case d != nil && d.State == Excluded:
-				r.State, r.Reason = string(Excluded), "never_weak in "+config.MainFile
+				r.State, r.Reason = Excluded, "never_weak in "+config.MainFile
 			case d != nil && d.State == Blocked:
-				r.State, r.Path, r.Reason = string(Blocked), blockedBy(d), firstReason(d, kp)+"; move it away, then run kabiguard link"
+				r.State, r.Path, r.Reason = Blocked, blockedBy(d), firstReason(d, kp)+"; move it away, then run kabiguard link"
 			case d != nil && (d.State == Incompatible || d.State == Unreadable):
-				r.State = string(d.State)
+				r.State = d.State
 				r.Reason = firstReason(d, kp)
 			case kp.Err != nil:
-				r.State, r.Reason = "missing", "cannot decide: "+kp.Err.Error()
+				r.State, r.Reason = Missing, "cannot decide: "+kp.Err.Error()
 			case anywhere[n] == "":
-				r.State, r.Reason = "missing", "no build of "+n+" is installed for any kernel"
+				r.State, r.Reason = Missing, "no build of "+n+" is installed for any kernel"
 			default:
-				r.State, r.Reason = "missing", "only builds for other series or flavours (e.g. "+anywhere[n]+"); see share_builds"
+				r.State, r.Reason = Missing, "only builds for other series or flavours (e.g. "+anywhere[n]+"); see share_builds"
 			}
 			rows = append(rows, r)
 		}

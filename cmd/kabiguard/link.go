@@ -143,7 +143,7 @@ func (c *statusCmd) Run(e *env) error {
 	rows, errs := weakupdates.Status(res, cfg)
 	bad := false
 	for _, r := range rows {
-		if r.Required && r.State != "native" && r.State != "weak" {
+		if r.Required && r.State != weakupdates.Native && r.State != weakupdates.Weak {
 			bad = true
 		}
 	}
@@ -171,12 +171,12 @@ func (c *statusCmd) Run(e *env) error {
 				name += "*"
 			}
 			detail := r.Reason
-			if r.State == "weak" {
+			if r.State == weakupdates.Weak {
 				detail = "<- " + r.From
 				if r.FromNoKernel {
 					detail += " (no kernel installed there: only its module builds)"
 				}
-			} else if r.State == "native" {
+			} else if r.State == weakupdates.Native {
 				detail = r.Path
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Kernel, name, r.State, detail)
