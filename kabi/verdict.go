@@ -182,104 +182,148 @@ func usesAny(m *module.Module, offers map[string]provided, by map[*module.Module
 	return false
 }
 
+// checkOne decides m against k, with offers from the modules loaded alongside (refused ones
+// offering nothing), in the loader's order: struct module size, vermagic, then the symbols.
 func checkOne(k *Kernel, m *module.Module, offers map[string]provided, refused map[*module.Module]bool) Verdict {
 	v := Verdict{Module: m.Path, Name: m.Name, Kernel: k.Name(), Symvers: k.SymversPath(), Problems: []Problem{}}
-	add := func(p Problem) { v.Problems = append(v.Problems, p) }
-
-	ref := k.Reference
-	if ref == nil {
+	if k.Reference == nil {
 		v.Skipped = append(v.Skipped, "vermagic and struct module size: no in-tree module of the kernel to compare with")
 	}
+	v.Unversioned = !m.HasModversions()
+	v.Problems = append(v.Problems, layoutProblems(k, m)...)
+	sc := newSymbolCheck(k, m, offers, refused)
+	sc.versioned()
+	sc.unversioned()
+	v.Problems = append(v.Problems, sc.sorted()...)
+	v.Compatible = len(v.Problems) == 0
+	return v
+}
+
+// layoutProblems compares what m was built for with the kernel's own reference module:
+// sizeof(struct module), and the vermagic (its flags, or all of it for a module without
+// symbol versions, which the loader then compares release included).
+func layoutProblems(k *Kernel, m *module.Module) []Problem {
+	var out []Problem
+	ref := k.Reference
 	if ref != nil && m.ThisModuleSize != 0 && ref.ThisModuleSize != 0 && m.ThisModuleSize != ref.ThisModuleSize {
-		add(Problem{Kind: KindStructModule, Want: fmt.Sprint(m.ThisModuleSize), Have: fmt.Sprint(ref.ThisModuleSize)})
+		out = append(out, Problem{Kind: KindStructModule, Want: fmt.Sprint(m.ThisModuleSize), Have: fmt.Sprint(ref.ThisModuleSize)})
 	}
-
-	versioned := m.HasModversions()
-	v.Unversioned = !versioned
 	switch {
-	case !versioned:
-		// The loader then compares the whole vermagic, release included.
-		if k.Release == "" {
-			add(Problem{Kind: KindUnversioned, Want: m.VermagicRelease(), Have: "(unknown release: only a symvers file was given)"})
-		} else if m.VermagicRelease() != k.Release {
-			add(Problem{Kind: KindUnversioned, Want: m.VermagicRelease(), Have: k.Release})
-		} else if ref != nil && m.VermagicFlags() != ref.VermagicFlags() {
-			add(Problem{Kind: KindVermagic, Want: m.VermagicFlags(), Have: ref.VermagicFlags()})
-		}
+	case !m.HasModversions() && k.Release == "":
+		out = append(out, Problem{Kind: KindUnversioned, Want: m.VermagicRelease(), Have: "(unknown release: only a symvers file was given)"})
+	case !m.HasModversions() && m.VermagicRelease() != k.Release:
+		out = append(out, Problem{Kind: KindUnversioned, Want: m.VermagicRelease(), Have: k.Release})
 	case ref != nil && m.VermagicFlags() != ref.VermagicFlags():
-		add(Problem{Kind: KindVermagic, Want: m.VermagicFlags(), Have: ref.VermagicFlags()})
+		out = append(out, Problem{Kind: KindVermagic, Want: m.VermagicFlags(), Have: ref.VermagicFlags()})
 	}
+	return out
+}
 
-	var symProblems []Problem
-	versions := map[string]bool{}
+// symbolCheck checks the symbols one module needs, collecting its problems.
+type symbolCheck struct {
+	k        *Kernel
+	m        *module.Module
+	offers   map[string]provided
+	refused  map[*module.Module]bool
+	imports  map[string]bool // namespaces m imports
+	gpl      bool            // m's licence is GPL-compatible
+	versions map[string]bool // symbols m carries a version for
+	problems []Problem
+}
+
+func newSymbolCheck(k *Kernel, m *module.Module, offers map[string]provided, refused map[*module.Module]bool) *symbolCheck {
+	sc := &symbolCheck{k: k, m: m, offers: offers, refused: refused, imports: map[string]bool{},
+		gpl: licenseIsGPLCompatible(m.License), versions: map[string]bool{}}
+	for _, ns := range m.ImportNS {
+		sc.imports[ns] = true
+	}
+	return sc
+}
+
+// export is a symbol as the loader finds it.
+type export struct {
+	crc     uint32
+	hasCRC  bool
+	ns      string
+	gplOnly bool
+}
+
+// resolve looks a symbol up where the loader would find it: modules loaded alongside first
+// (they are what the module was linked with), then the kernel. found is false when nobody
+// exports it; p is set when its exporter is itself refused.
+func (sc *symbolCheck) resolve(name string) (e export, found bool, p *Problem) {
+	if o, ok := sc.offers[name]; ok && o.by != sc.m {
+		if sc.refused[o.by] {
+			return export{}, false, &Problem{Symbol: name, Kind: KindProvider, Want: o.by.Name, Have: "incompatible"}
+		}
+		return export{o.exp.CRC, o.exp.HasCRC, o.exp.Namespace, o.exp.GPLOnly}, true, nil
+	}
+	if ke, ok := sc.k.Symvers.Lookup(name); ok {
+		return export{ke.CRC, true, ke.Namespace, ke.GPLOnly}, true, nil
+	}
+	return export{}, false, nil
+}
+
+func (sc *symbolCheck) add(p Problem) { sc.problems = append(sc.problems, p) }
+
+// access checks a found export's namespace and GPL-only restriction.
+func (sc *symbolCheck) access(name string, e export) {
+	if e.ns != "" && !sc.imports[e.ns] {
+		sc.add(Problem{Symbol: name, Kind: KindNamespace, Want: "", Have: e.ns})
+	}
+	if e.gplOnly && !sc.gpl {
+		sc.add(Problem{Symbol: name, Kind: KindGPLOnly, Want: "GPL-compatible", Have: sc.m.License})
+	}
+}
+
+// versioned checks every symbol version m carries: it exists (unless weak) with that CRC.
+func (sc *symbolCheck) versioned() {
 	weak := map[string]bool{}
-	for _, u := range m.Undefined {
+	for _, u := range sc.m.Undefined {
 		weak[u.Name] = u.Weak
 	}
-	imports := map[string]bool{}
-	for _, ns := range m.ImportNS {
-		imports[ns] = true
-	}
-	gpl := licenseIsGPLCompatible(m.License)
-
-	// resolve looks a symbol up where the loader would find it: modules loaded alongside
-	// first (they are what the module was linked with), then the kernel.
-	resolve := func(name string) (crc uint32, hasCRC bool, ns string, gplOnly bool, found bool, p *Problem) {
-		if o, ok := offers[name]; ok && o.by != m {
-			if refused[o.by] {
-				return 0, false, "", false, false, &Problem{Symbol: name, Kind: KindProvider, Want: o.by.Name, Have: "incompatible"}
-			}
-			return o.exp.CRC, o.exp.HasCRC, o.exp.Namespace, o.exp.GPLOnly, true, nil
-		}
-		if e, ok := k.Symvers.Lookup(name); ok {
-			return e.CRC, true, e.Namespace, e.GPLOnly, true, nil
-		}
-		return 0, false, "", false, false, nil
-	}
-	checkAccess := func(name, ns string, gplOnly bool) {
-		if ns != "" && !imports[ns] {
-			symProblems = append(symProblems, Problem{Symbol: name, Kind: KindNamespace, Want: "", Have: ns})
-		}
-		if gplOnly && !gpl {
-			symProblems = append(symProblems, Problem{Symbol: name, Kind: KindGPLOnly, Want: "GPL-compatible", Have: m.License})
-		}
-	}
-
-	for _, s := range m.Modversions() {
-		versions[s.Name] = true
-		crc, hasCRC, ns, gplOnly, found, p := resolve(s.Name)
+	for _, s := range sc.m.Modversions() {
+		sc.versions[s.Name] = true
+		e, found, p := sc.resolve(s.Name)
 		switch {
 		case p != nil:
-			symProblems = append(symProblems, *p)
+			sc.add(*p)
 		case !found:
 			if !weak[s.Name] { // an absent weak symbol is allowed
-				symProblems = append(symProblems, Problem{Symbol: s.Name, Kind: KindMissing, Want: FormatCRC(s.CRC), Have: ""})
+				sc.add(Problem{Symbol: s.Name, Kind: KindMissing, Want: FormatCRC(s.CRC), Have: ""})
 			}
-		case hasCRC && crc != s.CRC:
-			symProblems = append(symProblems, Problem{Symbol: s.Name, Kind: KindCRC, Want: FormatCRC(s.CRC), Have: FormatCRC(crc)})
+		case e.hasCRC && e.crc != s.CRC:
+			sc.add(Problem{Symbol: s.Name, Kind: KindCRC, Want: FormatCRC(s.CRC), Have: FormatCRC(e.crc)})
 		default:
-			checkAccess(s.Name, ns, gplOnly)
+			sc.access(s.Name, e)
 		}
 	}
-	// The loader allows a symbol without a version entry ("no symbol version", warned once)
-	// but not a symbol nobody exports.
-	for _, u := range m.Undefined {
-		if versions[u.Name] || u.Weak {
+}
+
+// unversioned checks the undefined symbols without a version entry (after versioned): the
+// loader allows one ("no symbol version", warned once) but not a symbol nobody exports.
+func (sc *symbolCheck) unversioned() {
+	for _, u := range sc.m.Undefined {
+		if sc.versions[u.Name] || u.Weak {
 			continue
 		}
-		_, _, ns, gplOnly, found, p := resolve(u.Name)
+		e, found, p := sc.resolve(u.Name)
 		switch {
 		case p != nil:
-			symProblems = append(symProblems, *p)
+			sc.add(*p)
 		case !found:
-			symProblems = append(symProblems, Problem{Symbol: u.Name, Kind: KindMissing, Want: "(unversioned)", Have: ""})
+			sc.add(Problem{Symbol: u.Name, Kind: KindMissing, Want: "(unversioned)", Have: ""})
 		default:
-			checkAccess(u.Name, ns, gplOnly)
+			sc.access(u.Name, e)
 		}
 	}
-	// module_layout is checked before any other symbol and, when it differs, is the real
-	// reason; the rest the kernel reports as a set, so sort by name for stable output.
-	slices.SortStableFunc(symProblems, func(a, b Problem) int {
+}
+
+// sorted returns the problems found: module_layout is checked before any other symbol and,
+// when it differs, is the real reason; the rest the kernel reports as a set, so sort by name
+// for stable output.
+func (sc *symbolCheck) sorted() []Problem {
+	slices.SortStableFunc(sc.problems, func(a, b Problem) int {
 		if (a.Symbol == "module_layout") != (b.Symbol == "module_layout") {
 			if a.Symbol == "module_layout" {
 				return -1
@@ -288,9 +332,7 @@ func checkOne(k *Kernel, m *module.Module, offers map[string]provided, refused m
 		}
 		return strings.Compare(a.Symbol, b.Symbol)
 	})
-	v.Problems = append(v.Problems, symProblems...)
-	v.Compatible = len(v.Problems) == 0
-	return v
+	return sc.problems
 }
 
 // licenseIsGPLCompatible mirrors the kernel's license_is_gpl_compatible().

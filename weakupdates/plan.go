@@ -188,8 +188,30 @@ func offers(inv *inventory.Inventory, pol Policy) []*inventory.Build {
 	return out
 }
 
+// planKernel decides every module name of kernel t into kp: the kernel's own builds, the
+// admin's links, then for each name it lacks the best offered build that loads, and why the
+// better ones do not.
 func planKernel(root string, t *inventory.Tree, kp *KernelPlan, offered []*inventory.Build, pol Policy) {
-	var native []*module.Module // what the kernel's own external builds export to weak ones
+	native := decideOwn(t, kp, pol)
+	native = append(native, decideAdmin(kp)...)
+	cands := candidates(t, kp, offered, pol)
+	names := markIncompatible(kp, cands)
+	if kp.Kernel == nil {
+		return // no symvers: nothing can be decided; the error is reported per kernel
+	}
+	chosen := choose(kp.Kernel, names, usable(root, t, names, cands), native)
+	for n, b := range chosen {
+		d := kp.Decisions[n]
+		d.State, d.Build, d.From, d.Link = Weak, b, b.Kernel, b.Sub
+		kp.Links[b.Sub] = b.Path
+	}
+	explainRefusals(root, t, kp, names, cands, chosen, native, offered)
+}
+
+// decideOwn records the kernel's own external builds (Native, or Unreadable) and returns the
+// modules they are: what they export serves the weak builds.
+func decideOwn(t *inventory.Tree, kp *KernelPlan, pol Policy) []*module.Module {
+	var native []*module.Module
 	for _, b := range t.Builds {
 		if pol.Gone[b.Path] {
 			continue
@@ -202,40 +224,48 @@ func planKernel(root string, t *inventory.Tree, kp *KernelPlan, offered []*inven
 		}
 		kp.Decisions[b.Name] = d
 	}
+	return native
+}
+
+// decideAdmin records the names the admin's links provide (Admin) and returns their readable
+// modules: their exports serve weak builds like the kernel's own.
+func decideAdmin(kp *KernelPlan) []*module.Module {
+	var mods []*module.Module
 	for _, n := range adminNames(kp) {
 		if kp.Decisions[n] != nil {
 			continue // the kernel's own build wins over a link in weak-updates (depmod's order)
 		}
 		kp.Decisions[n] = &Decision{Module: n, State: Admin, Link: kp.Admin[n].Link.Sub}
 		if m := kp.Admin[n].Module; m != nil {
-			native = append(native, m) // its exports serve weak builds like the kernel's own
+			mods = append(mods, m)
 		}
 	}
-	cands := candidates(t, kp, offered, pol)
+	return mods
+}
+
+// markIncompatible records every candidate name as Incompatible until a build is chosen, and
+// returns the names in order.
+func markIncompatible(kp *KernelPlan, cands map[string][]*inventory.Build) []string {
 	names := make([]string, 0, len(cands))
 	for n := range cands {
 		names = append(names, n)
 		kp.Decisions[n] = &Decision{Module: n, State: Incompatible}
 	}
 	sort.Strings(names)
-	if kp.Kernel == nil {
-		return // no symvers: nothing can be decided; the error is reported per kernel
-	}
-	usable := map[string][]*inventory.Build{}
+	return names
+}
+
+// usable keeps, by name, the candidates that can be read and whose link path is free.
+func usable(root string, t *inventory.Tree, names []string, cands map[string][]*inventory.Build) map[string][]*inventory.Build {
+	out := map[string][]*inventory.Build{}
 	for _, n := range names {
 		for _, b := range cands[n] {
 			if b.Err == nil && blocker(root, t, b.Sub) == "" {
-				usable[n] = append(usable[n], b)
+				out[n] = append(out[n], b)
 			}
 		}
 	}
-	chosen := choose(kp.Kernel, names, usable, native)
-	for n, b := range chosen {
-		d := kp.Decisions[n]
-		d.State, d.Build, d.From, d.Link = Weak, b, b.Kernel, b.Sub
-		kp.Links[b.Sub] = b.Path
-	}
-	explainRefusals(root, t, kp, names, cands, chosen, native, offered)
+	return out
 }
 
 func adminNames(kp *KernelPlan) []string {
@@ -357,59 +387,67 @@ func blocker(root string, t *inventory.Tree, sub string) string {
 }
 
 // explainRefusals records why each candidate better than the chosen one (all of them when none
-// is chosen) was refused, and sets the state of the names left without a build: Unreadable when
-// every build is, Blocked when a build would load but its link path is taken, else Incompatible.
+// is chosen) was refused, and names the providers behind the symbols they miss.
 func explainRefusals(root string, t *inventory.Tree, kp *KernelPlan, names []string, cands map[string][]*inventory.Build,
 	chosen map[string]*inventory.Build, native []*module.Module, offered []*inventory.Build) {
 	for _, n := range names {
-		d := kp.Decisions[n]
-		with := withOthers(native, chosen, n)
-		unreadable, blocked := 0, false
-		for _, b := range cands[n] {
-			if b == chosen[n] {
-				break
-			}
-			rej := Rejection{Build: b.Path, From: b.Kernel}
-			if b.Err != nil {
-				unreadable++
-				rej.Problems = []kabi.Problem{{Kind: kabi.KindUnreadable, Want: b.Path, Have: readError(b)}}
-				d.Rejected = append(d.Rejected, rej)
-				continue
-			}
-			v := kabi.Check(kp.Kernel, []*module.Module{b.Module}, with)[0]
-			if o := blocker(root, t, b.Sub); o != "" {
-				blocked = blocked || v.Compatible
-				rej.Problems = append(rej.Problems, kabi.Problem{Kind: kabi.KindBlocked, Want: "weak-updates/" + b.Sub, Have: o})
-			}
-			rej.Problems = append(rej.Problems, v.Problems...)
-			d.Rejected = append(d.Rejected, rej)
+		refuse(root, t, kp, kp.Decisions[n], cands[n], chosen[n], withOthers(native, chosen, n))
+	}
+	for _, n := range names {
+		nameProviders(t, kp, n, chosen, offered)
+	}
+}
+
+// refuse records in d the rejection of each build in cands ranked before chosen, checked
+// with what it would load with, and sets the state of a name left without a build:
+// Unreadable when every build is, Blocked when a build would load but its link path is taken,
+// else (as marked) Incompatible.
+func refuse(root string, t *inventory.Tree, kp *KernelPlan, d *Decision, cands []*inventory.Build, chosen *inventory.Build, with []*module.Module) {
+	unreadable, blocked := 0, false
+	for _, b := range cands {
+		if b == chosen {
+			break
 		}
-		if chosen[n] != nil {
+		rej := Rejection{Build: b.Path, From: b.Kernel}
+		if b.Err != nil {
+			unreadable++
+			rej.Problems = []kabi.Problem{{Kind: kabi.KindUnreadable, Want: b.Path, Have: readError(b)}}
+			d.Rejected = append(d.Rejected, rej)
 			continue
 		}
-		switch {
-		case blocked:
-			d.State = Blocked
-		case unreadable == len(cands[n]):
-			d.State = Unreadable
+		v := kabi.Check(kp.Kernel, []*module.Module{b.Module}, with)[0]
+		if o := blocker(root, t, b.Sub); o != "" {
+			blocked = blocked || v.Compatible
+			rej.Problems = append(rej.Problems, kabi.Problem{Kind: kabi.KindBlocked, Want: "weak-updates/" + b.Sub, Have: o})
 		}
+		rej.Problems = append(rej.Problems, v.Problems...)
+		d.Rejected = append(d.Rejected, rej)
 	}
-	// Name the provider behind a missing symbol and why the kernel does not get it, and the
-	// build behind a CRC that is not the kernel's but a provider's.
-	for _, n := range names {
-		for i := range kp.Decisions[n].Rejected {
-			rej := &kp.Decisions[n].Rejected[i]
-			for j, p := range rej.Problems {
-				switch p.Kind {
-				case kabi.KindMissing:
-					if prov, why := missingProvider(kp, p.Symbol, n, offered); prov != "" {
-						rej.Problems[j] = kabi.Problem{Symbol: p.Symbol, Kind: kabi.KindNoProvider, Want: prov, Have: why}
-					}
-				case kabi.KindCRC:
-					if b := providerOf(t, chosen, n, p.Symbol); b != nil {
-						have := fmt.Sprintf("%s (%s's build from %s)", p.Have, b.Name, b.Kernel)
-						rej.Problems[j] = kabi.Problem{Symbol: p.Symbol, Kind: kabi.KindProviderCRC, Want: p.Want, Have: have}
-					}
+	switch {
+	case chosen != nil:
+	case blocked:
+		d.State = Blocked
+	case unreadable == len(cands):
+		d.State = Unreadable
+	}
+}
+
+// nameProviders rewrites the problems of name's rejected builds to name the provider behind a
+// missing symbol and why the kernel does not get it, and the build behind a CRC that is not
+// the kernel's but a provider's.
+func nameProviders(t *inventory.Tree, kp *KernelPlan, name string, chosen map[string]*inventory.Build, offered []*inventory.Build) {
+	for i := range kp.Decisions[name].Rejected {
+		rej := &kp.Decisions[name].Rejected[i]
+		for j, p := range rej.Problems {
+			switch p.Kind {
+			case kabi.KindMissing:
+				if prov, why := missingProvider(kp, p.Symbol, name, offered); prov != "" {
+					rej.Problems[j] = kabi.Problem{Symbol: p.Symbol, Kind: kabi.KindNoProvider, Want: prov, Have: why}
+				}
+			case kabi.KindCRC:
+				if b := providerOf(t, chosen, name, p.Symbol); b != nil {
+					have := fmt.Sprintf("%s (%s's build from %s)", p.Have, b.Name, b.Kernel)
+					rej.Problems[j] = kabi.Problem{Symbol: p.Symbol, Kind: kabi.KindProviderCRC, Want: p.Want, Have: have}
 				}
 			}
 		}
