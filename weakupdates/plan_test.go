@@ -2,11 +2,12 @@ package weakupdates
 
 import (
 	"errors"
-	"github.com/kabiguard/kabiguard/internal/testkit"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kabiguard/kabiguard/internal/testkit"
 
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/kabi"
