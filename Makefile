@@ -29,6 +29,7 @@ test: vet unit fuzz
 
 vet:
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'" >&2; exit 1; }
 
 unit:

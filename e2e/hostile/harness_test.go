@@ -549,17 +549,6 @@ func within(root, p string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
-// images are the kernels of root that have an initramfs-K.img.
-func images(root string) []string {
-	var out []string
-	ms, _ := filepath.Glob(filepath.Join(root, "boot", "initramfs-*.img"))
-	for _, m := range ms {
-		out = append(out, strings.TrimSuffix(strings.TrimPrefix(filepath.Base(m), "initramfs-"), ".img"))
-	}
-	sort.Strings(out)
-	return out
-}
-
 // globalDecoy is a directory in /tmp, outside every sandbox, whose files no case may change.
 var globalDecoy = sync.OnceValues(func() (string, error) {
 	d, err := os.MkdirTemp("/tmp", "kabiguard-hostile-decoy-")
