@@ -1,6 +1,9 @@
 package weakupdates
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 //go:generate go tool stringer -type=State -linecomment
 //go:generate go tool stringer -type=Reason -linecomment
@@ -98,3 +101,17 @@ func (w Why) String() string {
 
 // MarshalText writes the explanation, so the JSON's "why" is text.
 func (w Why) MarshalText() ([]byte, error) { return []byte(w.String()), nil }
+
+// UnmarshalText reads an explanation as MarshalText writes it: a reason's text, alone or
+// followed by its detail; any other text is ReasonUnwanted's detail.
+func (w *Why) UnmarshalText(b []byte) error {
+	text := string(b)
+	for r := ReasonLeftover; r < ReasonUnwanted; r++ {
+		if detail, ok := strings.CutPrefix(text, r.String()); ok && (detail == "" || detail[0] == ' ') {
+			*w = Why{r, strings.TrimPrefix(detail, " ")}
+			return nil
+		}
+	}
+	*w = Why{ReasonUnwanted, text}
+	return nil
+}
