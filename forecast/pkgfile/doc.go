@@ -2,8 +2,10 @@
 // forecast can judge a kernel before the package manager unpacks it.
 //
 // A package is a Debian binary package (.deb: an ar archive holding debian-binary,
-// control.tar and data.tar, the last compressed with xz, zstd, gzip or bzip2, or not at all)
-// or a directory holding an unpacked package (what `dpkg -x` or `rpm2cpio | cpio -idm`
+// control.tar and data.tar, the last compressed with xz, zstd, gzip or bzip2, or not at all),
+// an RPM package (lead, signature and main headers, then a cpio payload compressed with xz,
+// zstd or gzip, read with package initramfs's cpio reader), or a directory holding an
+// unpacked package (what `dpkg -x` or `rpm2cpio | cpio -idm`
 // leaves). Formats are recognised by their magic bytes, never by the file's name.
 //
 // Walk visits every file in archive order and hands over the contents of regular files as a
@@ -14,7 +16,8 @@
 // is an error, never a file. A directory is read through internal/rootfs: its symlinks are
 // reported, never followed, and only regular files are opened.
 //
-// Why no library: the ar container is 60-byte headers (dpkg's deb(5)); the Go readers of
-// .deb files decompress with a single-threaded xz and pull in dependencies the static
-// binaries do not want, while internal/compression already decodes xz blocks in parallel.
+// Why no library: the ar container is 60-byte headers (deb(5)) and an RPM header an index of
+// 16-byte entries (rpm's format.md); the Go readers of .deb files decode xz on one core, and
+// go-rpmutils pulls in a cgo zstd, while internal/compression already decodes xz blocks in
+// parallel and initramfs reads cpio.
 package pkgfile

@@ -1,6 +1,7 @@
 package pkgfile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ type Kind string
 
 const (
 	Deb Kind = "deb" // a Debian binary package file
+	RPM Kind = "rpm" // an RPM package file
 	Dir Kind = "dir" // a directory holding an unpacked package
 )
 
@@ -82,7 +84,17 @@ func Open(p string) (*Package, error) {
 		return nil, err
 	}
 	defer f.Close()
-	pkg, err := readDebMeta(f, size)
+	var magic [8]byte
+	n, _ := f.ReadAt(magic[:], 0)
+	var pkg *Package
+	switch {
+	case string(magic[:n]) == arMagic:
+		pkg, err = readDebMeta(f, size)
+	case n >= 4 && bytes.Equal(magic[:4], rpmLeadMagic):
+		pkg, err = readRPMMeta(f, size)
+	default:
+		err = fmt.Errorf("%w: neither a Debian package (.deb) nor an RPM package (no ar or RPM magic)", ErrFormat)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
@@ -90,31 +102,51 @@ func Open(p string) (*Package, error) {
 	return pkg, nil
 }
 
-// Walk visits every entry of the package in archive order (a directory: lexical order).
+// Walk visits every entry of the package in archive order (a directory: lexical order; an
+// RPM: see walkRPM). An error of the package names it and the cause; an error fn returns is
+// returned as it is.
 func (pkg *Package) Walk(fn WalkFunc) error {
+	own := func(f File, body io.Reader) error {
+		if err := fn(f, body); err != nil {
+			return &callerError{err}
+		}
+		return nil
+	}
 	var err error
 	switch pkg.Kind {
 	case Dir:
-		err = walkDir(pkg.Path, fn)
-	case Deb:
+		err = walkDir(pkg.Path, own)
+	case Deb, RPM:
 		var f *os.File
 		var size int64
 		if f, size, err = openRegular(pkg.Path); err == nil {
-			err = walkDeb(f, size, fn)
+			walk := walkDeb
+			if pkg.Kind == RPM {
+				walk = walkRPM
+			}
+			err = walk(f, size, own)
 			f.Close()
 		}
 	default:
 		err = fmt.Errorf("%w: unknown kind %q", ErrFormat, pkg.Kind)
 	}
-	if errors.Is(err, SkipAll) {
+	var ce *callerError
+	switch {
+	case err == nil:
 		return nil
+	case errors.As(err, &ce):
+		if errors.Is(ce.err, SkipAll) {
+			return nil
+		}
+		return ce.err
 	}
-	var pe *pathError
-	if err != nil && !errors.As(err, &pe) {
-		return &pathError{path: pkg.Path, err: err}
-	}
-	return err
+	return &pathError{path: pkg.Path, err: err}
 }
+
+// callerError carries an error of the caller's WalkFunc through the readers unchanged.
+type callerError struct{ err error }
+
+func (e *callerError) Error() string { return e.err.Error() }
 
 // pathError names the package once, however deep the cause.
 type pathError struct {
