@@ -68,6 +68,7 @@ clean:
 #                                      with the required.d parser in $(KG_DATADIR)/required.sh
 #   $(SYSCONFDIR)/kabiguard/           kabiguard.conf (all defaults commented; an existing one is
 #                                      never overwritten), required.d/ (empty)
+#   $(PREFIX)/share/{bash-completion,fish,zsh}/...  completion for both commands (completion/)
 #   $(MANDIR)/man5, man8               kabiguard(8), weak-modules(8), kabiguard.conf(5),
 #                                      kabiguard-required(5) (make man)
 #   $(PREFIX)/share/kabiguard/         the pristine kabiguard.conf and the manifest of every
@@ -101,6 +102,10 @@ install: build man
 	for f in kernel/postinst.d/* kernel/postrm.d/*; do hook $$f $(SYSCONFDIR)/$$f; done; \
 	put 644 depmod.d/kabiguard.conf $(PREFIX)/lib/depmod.d/kabiguard.conf; \
 	for p in $(BIN)/man/*.[58]; do put 644 $$p $(MANDIR)/man$${p##*.}/$${p##*/}; done; \
+	comp() { mkdir -p "$$D$${2%/*}"; sed 's#@SBINDIR@#$(SBINDIR)#g' "$$1" >"$$D$$2"; chmod 644 "$$D$$2"; echo "file $$2" >>"$$new"; echo "  $$2"; }; \
+	for c in kabiguard weak-modules; do comp completion/kabiguard.bash $(PREFIX)/share/bash-completion/completions/$$c; \
+	  comp completion/kabiguard.fish $(PREFIX)/share/fish/vendor_completions.d/$$c.fish; done; \
+	comp completion/_kabiguard.zsh $(PREFIX)/share/zsh/vendor-completions/_kabiguard; \
 	if [ -n "$(KG_DRACUT)" ]; then mkd $(PREFIX)/lib/dracut/modules.d/90kabiguard; fi; \
 	for f in $(KG_DRACUT); do m=644; [ -x $$f ] && m=755; put $$m $$f $(PREFIX)/lib/dracut/modules.d/90kabiguard/$${f##*/}; done; \
 	for f in $(KG_DRACONF); do put 644 $$f $(PREFIX)/lib/dracut/dracut.conf.d/$${f##*/}; done; \

@@ -12,6 +12,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/kabiguard/kabiguard/internal/completion"
 	"github.com/kabiguard/kabiguard/internal/manpage"
 )
 
@@ -67,6 +68,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "kabiguard: %v\n", err)
 		return exitError
+	}
+	if completion.Requested() { // the shell's completion script runs us (completion/)
+		completion.Answer(parser, stdout)
+		return exitOK
 	}
 	ctx, err := parser.Parse(args)
 	if exitCode >= 0 { // --help or --version ran

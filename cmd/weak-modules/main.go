@@ -17,6 +17,7 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/hooks"
+	"github.com/kabiguard/kabiguard/internal/completion"
 	"github.com/kabiguard/kabiguard/internal/manpage"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi"
@@ -99,6 +100,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "weak-modules: %v\n", err)
 		return 2
+	}
+	if completion.Requested() { // the shell's completion script runs us (completion/)
+		completion.Answer(parser, stdout)
+		return 0
 	}
 	for _, a := range args {
 		if a == "" {
