@@ -6,16 +6,26 @@ BIN       := bin
 BINARIES  := kabiguard weak-modules kabiguard-gate
 GOFLAGS_STATIC := -trimpath -ldflags='-s -w -X main.version=$(shell git describe --always --dirty 2>/dev/null || echo dev)'
 # Fuzz targets run for a bounded time in `make test`: "package:Target".
-FUZZ      := ./kabi/module:FuzzParse ./kabi/symvers:FuzzParse ./internal/compression:FuzzDecode ./internal/compression:FuzzXZ ./initramfs:FuzzRead ./cmd/kabiguard-gate:FuzzModulesDep
+FUZZ      := ./kabi/module:FuzzParse ./kabi/symvers:FuzzParse ./internal/compression:FuzzDecode ./internal/compression:FuzzXZ ./initramfs:FuzzRead ./cmd/kabiguard-gate:FuzzModulesDep ./forecast/pkgfile:FuzzWalk
 FUZZTIME  ?= 15s
 
-.PHONY: all build demo test unit fuzz bench vet clean
+.PHONY: all build man demo test unit fuzz bench vet clean
 
 all: build
 
 build:
 	@mkdir -p $(BIN)
 	@for b in $(BINARIES); do CGO_ENABLED=0 $(GO) build $(GOFLAGS_STATIC) -o $(BIN)/$$b ./cmd/$$b || exit 1; done
+
+# Manual pages: the commands' from their own grammar (--man), the file formats' from the shipped
+# kabiguard.conf and man/*.txt (scripts/genman). Each is written whole or not at all.
+man: build
+	@mkdir -p $(BIN)/man
+	@set -e; page() { out=$(BIN)/man/$$1; shift; "$$@" >$$out.tmp; mv $$out.tmp $$out; }; \
+	page kabiguard.8 $(BIN)/kabiguard --man; \
+	page weak-modules.8 $(BIN)/weak-modules --man; \
+	page kabiguard.conf.5 $(GO) run ./scripts/genman conf etc/kabiguard.conf; \
+	page kabiguard-required.5 $(GO) run ./scripts/genman text kabiguard-required 5 man/kabiguard-required.5.txt
 
 # The main job on the embedded sample (testdata/sample): offline, a few seconds.
 demo: build
@@ -59,6 +69,9 @@ clean:
 #                                      with the required.d parser in $(KG_DATADIR)/required.sh
 #   $(SYSCONFDIR)/kabiguard/           kabiguard.conf (all defaults commented; an existing one is
 #                                      never overwritten), required.d/ (empty)
+#   $(PREFIX)/share/{bash-completion,fish,zsh}/...  completion for both commands (completion/)
+#   $(MANDIR)/man5, man8               kabiguard(8), weak-modules(8), kabiguard.conf(5),
+#                                      kabiguard-required(5) (make man)
 #   $(PREFIX)/share/kabiguard/         the pristine kabiguard.conf and the manifest of every
 #                                      path install created, which uninstall reads: it removes
 #                                      exactly those files, kabiguard.conf only when it still
@@ -66,6 +79,7 @@ clean:
 # The hooks find the binary at its installed path (their KABIGUARD default is filled in).
 SYSCONFDIR ?= /etc
 SBINDIR    ?= $(PREFIX)/sbin
+MANDIR     ?= $(PREFIX)/share/man
 KG_DATADIR  = $(PREFIX)/share/kabiguard
 KG_MANIFEST = $(KG_DATADIR)/installed-files
 KG_DRACUT   = $(wildcard dracut/90kabiguard/*)
@@ -74,7 +88,7 @@ KG_ITOOLS   = initramfs-tools/hooks/kabiguard initramfs-tools/scripts/init-premo
 
 .PHONY: install uninstall
 
-install: build
+install: build man
 	@set -e; D='$(DESTDIR)'; M='$(DESTDIR)$(KG_MANIFEST)'; new=$$(mktemp); \
 	trap 'rm -f "$$new"' EXIT; \
 	mkd() { if [ ! -d "$$D$$1" ]; then mkdir -p "$$D$$1"; echo "dir $$1" >>"$$new"; fi; }; \
@@ -88,6 +102,11 @@ install: build
 	for f in install.d/*.install; do hook $$f $(PREFIX)/lib/kernel/$$f; done; \
 	for f in kernel/postinst.d/* kernel/postrm.d/*; do hook $$f $(SYSCONFDIR)/$$f; done; \
 	put 644 depmod.d/kabiguard.conf $(PREFIX)/lib/depmod.d/kabiguard.conf; \
+	for p in $(BIN)/man/*.[58]; do put 644 $$p $(MANDIR)/man$${p##*.}/$${p##*/}; done; \
+	comp() { mkdir -p "$$D$${2%/*}"; sed 's#@SBINDIR@#$(SBINDIR)#g' "$$1" >"$$D$$2"; chmod 644 "$$D$$2"; echo "file $$2" >>"$$new"; echo "  $$2"; }; \
+	for c in kabiguard weak-modules; do comp completion/kabiguard.bash $(PREFIX)/share/bash-completion/completions/$$c; \
+	  comp completion/kabiguard.fish $(PREFIX)/share/fish/vendor_completions.d/$$c.fish; done; \
+	comp completion/_kabiguard.zsh $(PREFIX)/share/zsh/vendor-completions/_kabiguard; \
 	if [ -n "$(KG_DRACUT)" ]; then mkd $(PREFIX)/lib/dracut/modules.d/90kabiguard; fi; \
 	for f in $(KG_DRACUT); do m=644; [ -x $$f ] && m=755; put $$m $$f $(PREFIX)/lib/dracut/modules.d/90kabiguard/$${f##*/}; done; \
 	for f in $(KG_DRACONF); do put 644 $$f $(PREFIX)/lib/dracut/dracut.conf.d/$${f##*/}; done; \

@@ -108,6 +108,10 @@ func eachLine(r *rootfs.Root, path string, fn func(line int, text string) error)
 	return nil
 }
 
+// Settings are the keys kabiguard.conf accepts (each documented in the shipped file, from which
+// kabiguard.conf(5) is made).
+var Settings = []string{"never_weak", "share_builds", "on_missing_required"}
+
 // ErrLineTooLong is wrapped when a configuration line exceeds the bound.
 var ErrLineTooLong = errors.New("line too long")
 
@@ -132,7 +136,7 @@ func (c *Config) loadMain(r *rootfs.Root, path string) error {
 			}
 			c.OnMissingRequired = value
 		default:
-			return fmt.Errorf("unknown setting %q (known: never_weak, share_builds, on_missing_required)", key)
+			return fmt.Errorf("unknown setting %q (known: %s)", key, strings.Join(Settings, ", "))
 		}
 		return nil
 	})

@@ -16,6 +16,7 @@ bench ./kabi 'Check50x6' 20x
 bench ./weakupdates 'Plan|AddKernel' 5x
 bench ./initramfs 'List' 3x
 bench ./hooks 'RefreshVsDracut' 1x
+bench ./forecast/pkgfile 'ReadKernelDeb' 1x
 
 # Lines look like "BenchmarkX/sub-2   N   123 ns/op ..."; pairs are .../kabiguard (or
 # .../weak-modules) against .../<real tool>.
@@ -50,4 +51,5 @@ END {
 	# The issue sets the refresh goal on zstd; gzip (dracut's default) and xz are shown.
 	pair("initramfs refresh vs dracut --force (gzip)", "RefreshVsDracut/gzip/kabiguard-cli", "RefreshVsDracut/gzip/dracut", "")
 	pair("initramfs refresh vs dracut --force (xz)", "RefreshVsDracut/xz/kabiguard-cli", "RefreshVsDracut/xz/dracut", "")
+	pair("read a kernel .deb through vs dpkg-deb -x", "ReadKernelDeb/kabiguard", "ReadKernelDeb/dpkg-deb", "")
 }' "$out"

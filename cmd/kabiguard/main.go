@@ -11,6 +11,9 @@ import (
 	"os"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/kabiguard/kabiguard/internal/completion"
+	"github.com/kabiguard/kabiguard/internal/manpage"
 )
 
 // Exit codes shared by every command.
@@ -31,6 +34,7 @@ type cli struct {
 	Hook      hookCmd      `cmd:"" help:"What kernel-install and the Debian kernel hooks run when a kernel is added or removed."`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`
+	Man     manpage.Flag     `hidden:"" help:"Print the manual page kabiguard(8) (roff) and exit."`
 }
 
 const description = `kabiguard decides kABI compatibility of out-of-tree kernel modules exactly as the
@@ -59,10 +63,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { exitCode = code }),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true, Summary: true}),
+		kong.Bind(&manPage),
 	)
 	if err != nil {
 		fmt.Fprintf(stderr, "kabiguard: %v\n", err)
 		return exitError
+	}
+	if completion.Requested() { // the shell's completion script runs us (completion/)
+		completion.Answer(parser, stdout)
+		return exitOK
 	}
 	ctx, err := parser.Parse(args)
 	if exitCode >= 0 { // --help or --version ran

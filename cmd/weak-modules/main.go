@@ -17,6 +17,8 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/hooks"
+	"github.com/kabiguard/kabiguard/internal/completion"
+	"github.com/kabiguard/kabiguard/internal/manpage"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi"
 	"github.com/kabiguard/kabiguard/weakupdates"
@@ -29,13 +31,14 @@ type cli struct {
 	AddKernel     bool `name:"add-kernel" help:"Link compatible modules of the other kernels into KERNEL (default: the running kernel)."`
 	RemoveKernel  bool `name:"remove-kernel" help:"KERNEL is being removed: drop its weak-updates, re-point other kernels' links into its tree."`
 
-	DryRun             bool   `name:"dry-run" help:"Print what would be done; change nothing, run nothing."`
-	NoInitramfs        bool   `name:"no-initramfs" help:"Do not rebuild initramfs images (depmod still runs)."`
-	Verbose            bool   `short:"v" help:"Print every change and command."`
-	Basedir            string `placeholder:"DIR" default:"/" help:"Root directory (lib/modules, boot, etc below it)." type:"path"`
-	Dracut             string `placeholder:"PATH" default:"dracut" help:"Initramfs generator to run."`
-	CheckInitramfsProg string `name:"check-initramfs-prog" placeholder:"PATH" help:"Run 'PATH KERNEL' for every changed kernel instead of rebuilding the initramfs."`
-	DeleteModules      bool   `name:"delete-modules" hidden:"" help:"Accepted for compatibility; does nothing."`
+	DryRun             bool         `name:"dry-run" help:"Print what would be done; change nothing, run nothing."`
+	NoInitramfs        bool         `name:"no-initramfs" help:"Do not rebuild initramfs images (depmod still runs)."`
+	Verbose            bool         `short:"v" help:"Print every change and command."`
+	Basedir            string       `placeholder:"DIR" default:"/" help:"Root directory (lib/modules, boot, etc below it)." type:"path"`
+	Dracut             string       `placeholder:"PATH" default:"dracut" help:"Initramfs generator to run."`
+	CheckInitramfsProg string       `name:"check-initramfs-prog" placeholder:"PATH" help:"Run 'PATH KERNEL' for every changed kernel instead of rebuilding the initramfs."`
+	DeleteModules      bool         `name:"delete-modules" hidden:"" help:"Accepted for compatibility; does nothing."`
+	Man                manpage.Flag `hidden:"" help:"Print the manual page weak-modules(8) (roff) and exit."`
 
 	Kernel string `arg:"" optional:"" help:"Kernel release for --add-kernel/--remove-kernel (default: uname -r)."`
 }
@@ -93,10 +96,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var c cli
 	exitCode := -1
 	parser, err := kong.New(&c, kong.Name("weak-modules"), kong.Description(help),
-		kong.Writers(stdout, stderr), kong.Exit(func(code int) { exitCode = code }))
+		kong.Writers(stdout, stderr), kong.Exit(func(code int) { exitCode = code }), kong.Bind(&manPage))
 	if err != nil {
 		fmt.Fprintf(stderr, "weak-modules: %v\n", err)
 		return 2
+	}
+	if completion.Requested() { // the shell's completion script runs us (completion/)
+		completion.Answer(parser, stdout)
+		return 0
 	}
 	for _, a := range args {
 		if a == "" {
