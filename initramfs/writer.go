@@ -183,7 +183,7 @@ func plan(files []File) ([]File, error) {
 		}
 		for _, c := range strings.Split(strings.Trim(f.Name, "/"), "/") {
 			if c == ".." {
-				return nil, fmt.Errorf("%q: name contains ..", f.Name)
+				return nil, fmt.Errorf("%q: a component of the name is \"..\"", f.Name)
 			}
 		}
 		f.Name = normalize(f.Name)
