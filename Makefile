@@ -9,7 +9,7 @@ GOFLAGS_STATIC := -trimpath -ldflags='-s -w -X main.version=$(shell git describe
 FUZZ      := ./kabi/module:FuzzParse ./kabi/symvers:FuzzParse ./internal/compression:FuzzDecode ./internal/compression:FuzzXZ ./initramfs:FuzzRead ./cmd/kabiguard-gate:FuzzModulesDep ./forecast/pkgfile:FuzzWalk
 FUZZTIME  ?= 15s
 
-.PHONY: all build man demo test unit fuzz bench vet clean
+.PHONY: all build man deb demo test unit fuzz bench vet clean
 
 all: build
 
@@ -25,7 +25,12 @@ man: build
 	page kabiguard.8 $(BIN)/kabiguard --man; \
 	page weak-modules.8 $(BIN)/weak-modules --man; \
 	page kabiguard.conf.5 $(GO) run ./scripts/genman conf etc/kabiguard.conf; \
-	page kabiguard-required.5 $(GO) run ./scripts/genman text kabiguard-required 5 man/kabiguard-required.5.txt
+	page kabiguard-required.5 $(GO) run ./scripts/genman text kabiguard-required 5 man/kabiguard-required.5.txt; \
+	page kabiguard-gate.8 $(GO) run ./scripts/genman text kabiguard-gate 8 man/kabiguard-gate.8.txt
+
+# A Debian package of what 'make install' places (scripts/make-deb.sh); prints its path.
+deb: build
+	@sh scripts/make-deb.sh $(abspath $(BIN)) $(GO)
 
 # The main job on the embedded sample (testdata/sample): offline, a few seconds.
 demo: build
@@ -70,8 +75,8 @@ clean:
 #   $(SYSCONFDIR)/kabiguard/           kabiguard.conf (all defaults commented; an existing one is
 #                                      never overwritten), required.d/ (empty)
 #   $(PREFIX)/share/{bash-completion,fish,zsh}/...  completion for both commands (completion/)
-#   $(MANDIR)/man5, man8               kabiguard(8), weak-modules(8), kabiguard.conf(5),
-#                                      kabiguard-required(5) (make man)
+#   $(MANDIR)/man5, man8               kabiguard(8), weak-modules(8), kabiguard-gate(8),
+#                                      kabiguard.conf(5), kabiguard-required(5) (make man)
 #   $(PREFIX)/share/kabiguard/         the pristine kabiguard.conf and the manifest of every
 #                                      path install created, which uninstall reads: it removes
 #                                      exactly those files, kabiguard.conf only when it still

@@ -55,11 +55,21 @@ func TestMakeInstallUninstall(t *testing.T) {
 		"/usr/sbin/kabiguard",
 		"/usr/sbin/kabiguard-gate",
 		"/usr/sbin/weak-modules",
+		"/usr/share/bash-completion/completions/kabiguard",
+		"/usr/share/bash-completion/completions/weak-modules",
+		"/usr/share/fish/vendor_completions.d/kabiguard.fish",
+		"/usr/share/fish/vendor_completions.d/weak-modules.fish",
 		"/usr/share/initramfs-tools/hooks/kabiguard",
 		"/usr/share/initramfs-tools/scripts/init-premount/kabiguard",
 		"/usr/share/kabiguard/installed-files",
 		"/usr/share/kabiguard/kabiguard.conf",
 		"/usr/share/kabiguard/required.sh",
+		"/usr/share/man/man5/kabiguard-required.5",
+		"/usr/share/man/man5/kabiguard.conf.5",
+		"/usr/share/man/man8/kabiguard-gate.8",
+		"/usr/share/man/man8/kabiguard.8",
+		"/usr/share/man/man8/weak-modules.8",
+		"/usr/share/zsh/vendor-completions/_kabiguard",
 	}
 	if extra, _ := filepath.Glob(filepath.Join(repoDir(), "dracut", "90kabiguard", "*")); len(extra) > 0 {
 		for _, p := range extra {

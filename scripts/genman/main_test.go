@@ -49,11 +49,20 @@ func TestConfPageDocumentsEverySetting(t *testing.T) {
 	}
 }
 
-func TestRequiredPage(t *testing.T) {
-	page := render(t, "text", "kabiguard-required", "5", filepath.Join(testkit.RepoDir(), "man", "kabiguard-required.5.txt"))
-	for _, want := range []string{"kabiguard-required - modules every kernel must load", "/etc/kabiguard/required.d/*.conf", "early"} {
-		if !strings.Contains(page, want) {
-			t.Errorf("kabiguard-required(5) lacks %q", want)
+// The pages written as text render without a groff warning and keep their sections.
+func TestTextPages(t *testing.T) {
+	for _, tc := range []struct {
+		name, section string
+		want          []string
+	}{
+		{"kabiguard-required", "5", []string{"kabiguard-required - modules every kernel must load", "/etc/kabiguard/required.d/*.conf", "early"}},
+		{"kabiguard-gate", "8", []string{"kabiguard-gate - the boot-time gate", "--list FILE", "--moddir DIR", "rd.kabiguard=0"}},
+	} {
+		page := render(t, "text", tc.name, tc.section, filepath.Join(testkit.RepoDir(), "man", tc.name+"."+tc.section+".txt"))
+		for _, want := range tc.want {
+			if !strings.Contains(page, want) {
+				t.Errorf("%s(%s) lacks %q", tc.name, tc.section, want)
+			}
 		}
 	}
 }
