@@ -67,6 +67,16 @@ func treeDepmodInput(tree *kernelTree, km *initramfs.KernelModules, drop map[str
 	return in, nil
 }
 
+// addImageFiles adds depmod's inputs besides the modules that the image holds (km's
+// modules.builtin*, modules.order: image path → content), the image's own, not the host's.
+func (in depmodInput) addImageFiles(km *initramfs.KernelModules, files map[string][]byte) {
+	for name, body := range files {
+		if rel, ok := strings.CutPrefix(name, km.Dir+"/"); ok {
+			in.files[rel] = body
+		}
+	}
+}
+
 // depmodOutputs lays in out in a scratch root, runs the real depmod there for kernel, and
 // returns the modules.* files it writes, named prefix + their name.
 func depmodOutputs(kernel, prefix string, in depmodInput) ([]initramfs.File, error) {
@@ -148,4 +158,23 @@ func sameSuffix(a, b string) bool {
 	_, fa, _ := initramfs.ModuleName(a)
 	_, fb, _ := initramfs.ModuleName(b)
 	return fa == fb
+}
+
+// startDepmod runs depmod over in in the background and returns a function that waits for
+// its outputs (named under prefix): the image compresses meanwhile.
+func startDepmod(kernel, prefix string, in depmodInput, tr *tracer) func() ([]initramfs.File, error) {
+	type result struct {
+		files []initramfs.File
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		files, err := depmodOutputs(kernel, prefix, in)
+		tr.step("depmod (beside the encoder)")
+		done <- result{files, err}
+	}()
+	return func() ([]initramfs.File, error) {
+		r := <-done
+		return r.files, r.err
+	}
 }

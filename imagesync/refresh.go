@@ -36,113 +36,142 @@ type RefreshResult struct {
 // Unavailable. With dryRun it only reports.
 func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*RefreshResult, error) {
 	tr := newTracer("refresh " + image)
-	tree, err := loadTree(root, kernel)
-	if err != nil {
-		return nil, err
-	}
-	img, err := openImage(root, image)
+	tree, img, err := openTreeAndImage(root, kernel, image)
 	if err != nil {
 		return nil, err
 	}
 	defer img.Close()
-	// The image is rewritten while it is being read and compared: the rewrite follows the
-	// reading pass record by record, copying each module copy the pass found current and
-	// putting the tree's build in place of each stale one, and the plan made once the pass
-	// ends either lets it finish or abandons it (nothing to change, or a rebuild needed).
+	// The image is rewritten while it is being read and compared (see rewriteAhead); the
+	// plan made once the reading pass ends lets that rewrite finish or abandons it.
 	sc := newImageScan()
-	planned := make(chan struct{})
-	var planErr error
-	var depmodDone func() ([]initramfs.File, error)
-	ed := initramfs.Edit{
-		Decide: func(rec initramfs.Record) ([]byte, bool, bool, error) {
-			select {
-			case <-planned:
-				if planErr != nil {
-					return nil, false, false, planErr
-				}
-			default:
-			}
-			return decideRecord(sc, tree, kernel, rec)
-		},
-		Await: func() error { <-planned; return planErr },
-		Late:  func() ([]initramfs.File, error) { return depmodDone() },
-	}
-	rewritten := make(chan error, 1)
-	if dryRun {
-		rewritten <- errNoChange
-	} else {
-		go func() {
-			rewritten <- img.replace(func(out io.Writer) error { return initramfs.Rewrite(img.f, img.size, image, out, ed) })
-		}()
-	}
-	abandon := func(why error) {
-		planErr = why
-		close(planned)
-		<-rewritten
-	}
-
+	ahead := startRewrite(img, sc, tree, kernel, dryRun)
 	if err := sc.run(img, kernel, tree); err != nil {
-		abandon(err)
+		ahead.abandon(err)
 		return nil, err
 	}
 	defer sc.im.Close()
-	rep, km, decided, err := sc.verify(tree, kernel, cfg)
+	rep, copies, err := sc.verify(tree, kernel, cfg)
 	if err != nil {
-		abandon(err)
+		ahead.abandon(err)
 		return nil, err
 	}
 	tr.step("read and compare")
-	res, stale, drop, err := planRefresh(image, tree, rep, cfg)
-	if err != nil || len(stale)+len(drop) == 0 || dryRun {
-		abandon(errNoChange)
-		return res, err
-	}
-	im := sc.im
-	for i := 0; i < len(im.Segments)-1; i++ {
-		if im.Segments[i].Compression != compression.None {
-			abandon(errNoChange)
-			return nil, fmt.Errorf("%s: segment %d is compressed and not the last: %w", image, i+1, ErrNeedsRebuild)
-		}
-	}
-	in, err := treeDepmodInput(tree, km, drop)
+	plan, err := planRefresh(image, tree, rep, cfg)
 	if err != nil {
-		abandon(err)
+		ahead.abandon(errNoChange)
 		return nil, err
 	}
-	for name, body := range sc.depmodIn {
-		if rel, ok := strings.CutPrefix(name, km.Dir+"/"); ok {
-			in.files[rel] = body
-		}
+	if plan.empty() || dryRun {
+		ahead.abandon(errNoChange)
+		return plan.res, nil
 	}
-	// The rewrite replaces a stale copy through the record the module's path leads to, judged
-	// under the record's own module name: a path whose file bears another name needs the whole
-	// archive rewritten. Both rewrites edit only the last segment: a stale copy in an earlier
-	// one needs the generator.
-	for p := range stale {
-		if _, ok := decided[p]; !ok {
-			planErr = initramfs.ErrCannotEdit
-		}
-		if t, err := im.Resolve(p); err == nil {
-			if e, _ := im.Lookup(t); e.Segment != len(im.Segments)-1 {
-				abandon(errNoChange)
-				return nil, fmt.Errorf("%s: %s is in segment %d, not the last: %w", image, t, e.Segment+1, ErrNeedsRebuild)
-			}
-		}
+	if err := editableSegments(sc.im); err != nil {
+		ahead.abandon(errNoChange)
+		return nil, err
 	}
-	if planErr == nil {
-		depmodDone = startDepmod(kernel, km.Dir+"/", in, tr)
+	in, err := treeDepmodInput(tree, copies.km, plan.drop)
+	if err != nil {
+		ahead.abandon(err)
+		return nil, err
 	}
-	close(planned)
-	err = <-rewritten
+	in.addImageFiles(copies.km, sc.depmodIn)
+	byRecord, err := plan.byRecord(sc.im, copies)
+	if err != nil {
+		ahead.abandon(errNoChange)
+		return nil, err
+	}
+	if byRecord {
+		err = ahead.finish(nil, startDepmod(kernel, copies.km.Dir+"/", in, tr))
+	} else {
+		err = ahead.finish(initramfs.ErrCannotEdit, nil)
+	}
 	if errors.Is(err, initramfs.ErrCannotEdit) {
 		// A hard-linked or renamed module copy: rebuild the archive from its files instead.
-		err = refreshWhole(img, km.Release, tree, stale, drop, tr)
+		err = refreshWhole(img, copies.km.Release, tree, plan, tr)
 	}
 	if err != nil {
 		return nil, err
 	}
 	tr.step("encode and write")
-	return res, nil
+	return plan.res, nil
+}
+
+// editableSegments: both rewrites edit only the image's last segment, the only one that may
+// be compressed; an earlier compressed one needs the generator.
+func editableSegments(im *initramfs.Image) error {
+	for i := 0; i < len(im.Segments)-1; i++ {
+		if im.Segments[i].Compression != compression.None {
+			return fmt.Errorf("%s: segment %d is compressed and not the last: %w", im.Name, i+1, ErrNeedsRebuild)
+		}
+	}
+	return nil
+}
+
+// rewriteAhead is the rewrite Refresh starts before it knows what to change: it follows the
+// reading pass record by record, copying each module copy the pass found current and putting
+// the tree's build in place of each stale one (decideRecord waits for each verdict), and at
+// the end of the segment waits for the plan, which lets it finish (finish) or abandons it.
+// Reading and writing in one pass is what makes a refresh take a second.
+type rewriteAhead struct {
+	planned chan struct{} // closed once the plan is made
+	// Set before planned is closed: the error the rewrite ends with (nil: it finishes), and
+	// the depmod run whose outputs end the archive.
+	planErr error
+	depmod  func() ([]initramfs.File, error)
+	done    chan error // the rewrite's outcome
+}
+
+// startRewrite starts rewriting img beside the scan sc; a dry run writes nothing.
+func startRewrite(img *imageFile, sc *imageScan, tree *kernelTree, kernel string, dryRun bool) *rewriteAhead {
+	r := &rewriteAhead{planned: make(chan struct{}), done: make(chan error, 1)}
+	if dryRun {
+		r.done <- errNoChange
+		return r
+	}
+	ed := initramfs.Edit{
+		Decide: func(rec initramfs.Record) ([]byte, bool, bool, error) {
+			select {
+			case <-r.planned:
+				if r.planErr != nil {
+					return nil, false, false, r.planErr
+				}
+			default:
+			}
+			e, err := decideRecord(sc, tree, kernel, rec)
+			return e.data, e.op == replaceRecord, e.op == dropRecord, err
+		},
+		Await: func() error { <-r.planned; return r.planErr },
+		Late:  func() ([]initramfs.File, error) { return r.depmod() },
+	}
+	go func() {
+		r.done <- img.replace(func(out io.Writer) error { return initramfs.Rewrite(img.f, img.size, img.path, out, ed) })
+	}()
+	return r
+}
+
+// finish hands the rewrite the plan's verdict (see rewriteAhead) and returns its outcome.
+func (r *rewriteAhead) finish(planErr error, depmod func() ([]initramfs.File, error)) error {
+	r.planErr, r.depmod = planErr, depmod
+	close(r.planned)
+	return <-r.done
+}
+
+// abandon ends the rewrite with why, leaving the image as it was.
+func (r *rewriteAhead) abandon(why error) { r.finish(why, nil) }
+
+// editOp is what the rewrite does with one record of the image.
+type editOp int
+
+const (
+	keepRecord    editOp = iota
+	replaceRecord        // its content becomes data
+	dropRecord
+)
+
+// recordEdit is decideRecord's answer for one record.
+type recordEdit struct {
+	op   editOp
+	data []byte // the new content, for replaceRecord
 }
 
 // decideRecord is what Refresh's rewrite does with one record of the image: the modules.*
@@ -150,129 +179,37 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 // the tree no longer has goes; a module copy the reading pass found to differ from the tree's
 // build of its name (waiting for that verdict) gets the tree's build, compressed as named;
 // everything else stays as it is. The same rules make the plan's stale and dropped paths.
-func decideRecord(sc *imageScan, tree *kernelTree, kernel string, rec initramfs.Record) ([]byte, bool, bool, error) {
+func decideRecord(sc *imageScan, tree *kernelTree, kernel string, rec initramfs.Record) (recordEdit, error) {
 	rel, inKernel := kernelRel(rec.Name, kernel)
 	if inKernel && isDepmodOutput(rel) {
-		return nil, false, true, nil
+		return recordEdit{op: dropRecord}, nil
 	}
 	mod, _, isMod := initramfs.ModuleName(rec.Name)
 	if !isMod || !strings.Contains(rec.Name, "lib/modules/") || !rec.IsRegular() && !rec.IsSymlink() {
-		return nil, false, false, nil
+		return recordEdit{}, nil
 	}
 	tf, err := tree.file(mod)
 	switch {
 	case err != nil:
-		return nil, false, false, err
-	case tf == "":
-		return nil, false, inKernel, nil
-	case !rec.IsRegular():
-		return nil, false, false, nil
+		return recordEdit{}, err
+	case tf == "" && inKernel:
+		return recordEdit{op: dropRecord}, nil
+	case tf == "" || !rec.IsRegular():
+		return recordEdit{}, nil
 	}
 	same, ok := false, false
 	if rec.Size > 0 {
 		same, ok = sc.result(rec.Segment, rec.Offset)
 	}
 	if ok && same {
-		return nil, false, false, nil
+		return recordEdit{}, nil
 	}
 	data, err := moduleAs(tf, rec.Name)
-	return data, err == nil, false, err
+	if err != nil {
+		return recordEdit{}, err
+	}
+	return recordEdit{op: replaceRecord, data: data}, nil
 }
 
 // errNoChange abandons a rewrite started before the plan said there is nothing to write.
 var errNoChange = errors.New("no change")
-
-// planRefresh decides from a verify report what Refresh does: the stale copies to replace
-// (by image path), the copies to drop, or ErrNeedsRebuild when replacing files cannot make
-// the image right.
-func planRefresh(image string, tree *kernelTree, rep *VerifyReport, cfg *config.Config) (*RefreshResult, map[string]ImageModule, map[string]bool, error) {
-	res := &RefreshResult{}
-	for _, name := range rep.MissingEarly {
-		if tree.has(name) { // the tree has it: only the generator can add it and its deps
-			return nil, nil, nil, fmt.Errorf("%s: required early module %s is not in the image: %w", image, name, ErrNeedsRebuild)
-		}
-		// No build for this kernel at all: no image can carry it (the gate reports it).
-		res.Unavailable = append(res.Unavailable, name)
-	}
-	have := map[string]bool{}
-	for _, m := range rep.Modules {
-		have[m.Name] = true
-	}
-	stale := map[string]ImageModule{}
-	drop := map[string]bool{}
-	for _, m := range rep.Modules {
-		switch m.State {
-		case ModStale:
-			// The build the tree has now may need modules the old one did not.
-			for _, d := range tree.deps[m.Name] {
-				if !have[d] {
-					return nil, nil, nil, fmt.Errorf("%s: the current build of %s needs %s, which the image lacks: %w", image, m.Name, d, ErrNeedsRebuild)
-				}
-			}
-			stale[m.InImage] = m
-			res.Replaced = append(res.Replaced, m.InImage)
-		case ModNotInTree:
-			if m.Unlisted != "" {
-				// Never drop what may only be waiting for depmod.
-				return nil, nil, nil, fmt.Errorf("%s: %s is in the kernel's tree but not in its modules.dep; run '%s' first", image, m.Unlisted, DepmodCommand(tree.root, rep.Kernel))
-			}
-			// The tree no longer has it (its build went with a removed kernel): neither may the
-			// image, or the kernel would boot with a build nothing vouches for.
-			drop[m.InImage] = true
-			res.Removed = append(res.Removed, m.InImage)
-			if cfg != nil && cfg.RequiredNames()[m.Name].Early {
-				res.Unavailable = append(res.Unavailable, m.Name)
-			}
-		}
-	}
-	return res, stale, drop, nil
-}
-
-// startDepmod runs depmod over in in the background and returns a function that waits for
-// its outputs (named under prefix): the image compresses meanwhile.
-func startDepmod(kernel, prefix string, in depmodInput, tr *tracer) func() ([]initramfs.File, error) {
-	type result struct {
-		files []initramfs.File
-		err   error
-	}
-	done := make(chan result, 1)
-	go func() {
-		files, err := depmodOutputs(kernel, prefix, in)
-		tr.step("depmod (beside the encoder)")
-		done <- result{files, err}
-	}()
-	return func() ([]initramfs.File, error) {
-		r := <-done
-		return r.files, r.err
-	}
-}
-
-// orphanTargets: a replaced or dropped copy reached through a symlink (dracut keeps
-// weak-updates links as links) leaves its old target behind; it goes too unless something
-// else still leads to it or it is in kernel's own directory.
-func orphanTargets(im *initramfs.Image, km *initramfs.KernelModules, stale map[string]ImageModule, drop map[string]bool) map[string]bool {
-	orphans := map[string]bool{}
-	for _, m := range km.Modules {
-		_, isStale := stale[m.Path]
-		if !isStale && !drop[m.Path] {
-			continue
-		}
-		if t, err := im.Resolve(m.Path); err == nil && t != m.Path {
-			orphans[t] = true
-		}
-	}
-	for _, e := range im.Entries() {
-		if _, isStale := stale[e.Name]; !e.IsSymlink() || drop[e.Name] || isStale {
-			continue
-		}
-		if t, err := im.Resolve(e.Name); err == nil {
-			delete(orphans, t)
-		}
-	}
-	for o := range orphans {
-		if _, _, isMod := initramfs.ModuleName(o); !isMod || strings.HasPrefix(o, km.Dir+"/") || !strings.Contains(o, "lib/modules/") {
-			delete(orphans, o)
-		}
-	}
-	return orphans
-}

@@ -87,11 +87,7 @@ func imageKernel(im *initramfs.Image, kernel string) (*initramfs.KernelModules, 
 // root resolves it to now, by decompressed content, and lists required early modules that
 // the image lacks.
 func Verify(root, kernel, image string, cfg *config.Config) (*VerifyReport, error) {
-	tree, err := loadTree(root, kernel)
-	if err != nil {
-		return nil, err
-	}
-	img, err := openImage(root, image)
+	tree, img, err := openTreeAndImage(root, kernel, image)
 	if err != nil {
 		return nil, err
 	}
@@ -101,21 +97,46 @@ func Verify(root, kernel, image string, cfg *config.Config) (*VerifyReport, erro
 		return nil, err
 	}
 	defer sc.im.Close()
-	rep, _, _, err := sc.verify(tree, kernel, cfg)
+	rep, _, err := sc.verify(tree, kernel, cfg)
 	return rep, err
 }
 
-// verify is Verify on a scanned image; it also returns the image's modules of kernel and
-// which of their paths the scan settled (see decided).
-func (sc *imageScan) verify(tree *kernelTree, kernel string, cfg *config.Config) (*VerifyReport, *initramfs.KernelModules, map[string]bool, error) {
+// openTreeAndImage loads kernel's tree under root and opens its image (see openImage).
+func openTreeAndImage(root, kernel, image string) (*kernelTree, *imageFile, error) {
+	tree, err := loadTree(root, kernel)
+	if err != nil {
+		return nil, nil, err
+	}
+	img, err := openImage(root, image)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tree, img, nil
+}
+
+// kernelCopies is an image's module copies of one kernel as the reading pass left them.
+type kernelCopies struct {
+	image string             // the image, for messages
+	comp  compression.Format // its main compression
+	km    *initramfs.KernelModules
+	// decided: image path → whether the copy is the tree's build, for the paths the scan
+	// settled (see imageScan.decided).
+	decided map[string]bool
+	// contents: image path → the bytes of a copy the scan did not settle (symlinks followed).
+	contents map[string][]byte
+}
+
+// verify is Verify on a scanned image; it also returns the image's copies of kernel's modules.
+func (sc *imageScan) verify(tree *kernelTree, kernel string, cfg *config.Config) (*VerifyReport, *kernelCopies, error) {
 	km, err := imageKernel(sc.im, kernel)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	decided, err := sc.decided(km)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
+	c := &kernelCopies{image: sc.im.Name, comp: mainCompression(sc.im), km: km, decided: decided, contents: map[string][]byte{}}
 	// The few the scan could not settle are read again (one more pass over the image).
 	var rest []string
 	for _, m := range km.Modules {
@@ -123,23 +144,22 @@ func (sc *imageScan) verify(tree *kernelTree, kernel string, cfg *config.Config)
 			rest = append(rest, m.Path)
 		}
 	}
-	contents := map[string][]byte{}
 	if len(rest) > 0 {
-		if contents, err = sc.im.ReadFiles(rest...); err != nil {
-			return nil, nil, nil, err
+		if c.contents, err = sc.im.ReadFiles(rest...); err != nil {
+			return nil, nil, err
 		}
 	}
-	rep, err := verifyImage(tree, kernel, sc.im.Name, mainCompression(sc.im), km, decided, contents, cfg)
-	return rep, km, decided, err
+	rep, err := verifyImage(tree, c, cfg)
+	return rep, c, err
 }
 
-// verifyImage is Verify on an image already read: km its modules of kernel, decided whether
-// some of them (by image path) are the tree's build, contents the bytes of the others by
-// image path (symlinks followed). A copy that cannot be read as a module is stale.
-func verifyImage(tree *kernelTree, kernel, image string, comp compression.Format, km *initramfs.KernelModules, decided map[string]bool, contents map[string][]byte, cfg *config.Config) (*VerifyReport, error) {
-	rep := &VerifyReport{Image: image, Kernel: kernel, Compression: string(comp), Modules: make([]ImageModule, len(km.Modules)), MissingEarly: []string{}}
+// verifyImage is Verify on an image already read. A copy that cannot be read as a module is
+// stale.
+func verifyImage(tree *kernelTree, c *kernelCopies, cfg *config.Config) (*VerifyReport, error) {
+	kernel := c.km.Release
+	rep := &VerifyReport{Image: c.image, Kernel: kernel, Compression: string(c.comp), Modules: make([]ImageModule, len(c.km.Modules)), MissingEarly: []string{}}
 	have := map[string]bool{}
-	for i, m := range km.Modules {
+	for i, m := range c.km.Modules {
 		have[m.Name] = true
 		tf, err := tree.file(m.Name)
 		if err != nil {
@@ -158,11 +178,11 @@ func verifyImage(tree *kernelTree, kernel, image string, comp compression.Format
 		if r.Tree == "" {
 			continue
 		}
-		same, ok := decided[r.InImage]
+		same, ok := c.decided[r.InImage]
 		if !ok {
 			var err error
-			if same, err = sameModule(contents[r.InImage], r.Tree, &buf); err != nil {
-				return nil, fmt.Errorf("%s: %s: %w", image, r.InImage, err)
+			if same, err = sameModule(c.contents[r.InImage], r.Tree, &buf); err != nil {
+				return nil, fmt.Errorf("%s: %s: %w", c.image, r.InImage, err)
 			}
 		}
 		r.State = ModStale

@@ -15,7 +15,7 @@ import (
 
 // refreshWhole applies the plan by reading every file of the image into memory and writing
 // the archive anew (initramfs.Writer): for the edits Rewrite cannot make record by record.
-func refreshWhole(img *imageFile, kernel string, tree *kernelTree, stale map[string]ImageModule, drop map[string]bool, tr *tracer) error {
+func refreshWhole(img *imageFile, kernel string, tree *kernelTree, plan *refreshPlan, tr *tracer) error {
 	im, err := initramfs.LoadAt(img.f, img.size, img.path)
 	if err != nil {
 		return err
@@ -30,13 +30,13 @@ func refreshWhole(img *imageFile, kernel string, tree *kernelTree, stale map[str
 	if err != nil {
 		return err
 	}
-	drop = maps.Clone(drop)
-	for o := range orphanTargets(im, km, stale, drop) {
+	drop := maps.Clone(plan.drop)
+	for o := range plan.orphanTargets(im, km) {
 		drop[o] = true
 	}
 	for i := range main {
 		f := &main[i]
-		if sm, ok := stale[f.Name]; ok {
+		if sm, ok := plan.stale[f.Name]; ok {
 			data, err := moduleAs(sm.Tree, f.Name)
 			if err != nil {
 				return err
