@@ -80,7 +80,7 @@ func Run(opt Options) (*Result, error) {
 	log := orNop(opt.Log)
 	earlier, _ := weakupdates.ImagesOwed(opt.Root) // left owed by runs before this one
 	sres, err := weakupdates.Sync(opt.Config, weakupdates.SyncOptions{Root: opt.Root, Only: opt.Only,
-		Removing: opt.Removing, Gone: opt.Gone, DryRun: opt.DryRun, Log: opt.Log})
+		Removing: opt.Removing, Gone: opt.Gone, DryRun: opt.DryRun, Log: log})
 	res := &Result{Sync: sres}
 	if sres != nil {
 		reportLosses(opt, sres.Losses)
