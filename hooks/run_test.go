@@ -11,15 +11,21 @@ import (
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
 
-// Run on the embedded sample (real depmod; no images under boot/): the kernel being installed
-// keeps the image debt its new links made, for a later run to settle once its image exists;
-// every other changed kernel without an image owes nothing once the run is over.
-func TestRunKeepsTheInstalledKernelsDebt(t *testing.T) {
+// sample is the embedded sample's root (testkit.SampleDemoRoot) and its configuration.
+func sample(t *testing.T) (string, *config.Config) {
 	root := testkit.SampleDemoRoot(t)
 	cfg, err := config.Load(root)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return root, cfg
+}
+
+// Run on the embedded sample (real depmod; no images under boot/): the kernel being installed
+// keeps the image debt its new links made, for a later run to settle once its image exists;
+// every other changed kernel without an image owes nothing once the run is over.
+func TestRunKeepsTheInstalledKernelsDebt(t *testing.T) {
+	root, cfg := sample(t)
 	var logged, progress []string
 	res, err := Run(Options{Root: root, Config: cfg, Installing: []string{testkit.SampleK53},
 		Log: func(s string) { logged = append(logged, s) }, Progress: func(s string) { progress = append(progress, s) }})
@@ -56,13 +62,9 @@ func TestRunKeepsTheInstalledKernelsDebt(t *testing.T) {
 // With NoInitramfs the images stay owed; Deferred hears only of kernels with an image (none
 // here), and no image work is said.
 func TestRunNoInitramfsDefers(t *testing.T) {
-	root := testkit.SampleDemoRoot(t)
-	cfg, err := config.Load(root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, cfg := sample(t)
 	var deferred, progress []string
-	_, err = Run(Options{Root: root, Config: cfg, NoInitramfs: true,
+	_, err := Run(Options{Root: root, Config: cfg, NoInitramfs: true,
 		Deferred: func(ks []string) { deferred = append(deferred, ks...) },
 		Progress: func(s string) { progress = append(progress, s) }})
 	if err != nil {
