@@ -15,7 +15,7 @@ bench ./kabi/module 'ParseTree' 1x
 bench ./kabi 'Check50x6' 20x
 bench ./weakupdates 'Plan|AddKernel' 5x
 bench ./initramfs 'List' 3x
-bench ./hooks 'RefreshVsDracut' 1x
+bench ./imagesync 'RefreshVsDracut' 1x
 bench ./forecast/pkgfile 'ReadKernelDeb' 1x
 
 # Lines look like "BenchmarkX/sub-2   N   123 ns/op ..."; pairs are .../kabiguard (or

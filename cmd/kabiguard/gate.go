@@ -4,13 +4,14 @@ import (
 	"strings"
 
 	"fmt"
-	"github.com/kabiguard/kabiguard/internal/rootfs"
-	"github.com/kabiguard/kabiguard/kabi"
 	"os"
 	"path/filepath"
 
+	"github.com/kabiguard/kabiguard/internal/rootfs"
+	"github.com/kabiguard/kabiguard/kabi"
+
 	"github.com/kabiguard/kabiguard/config"
-	"github.com/kabiguard/kabiguard/hooks"
+	"github.com/kabiguard/kabiguard/gate"
 )
 
 // gateCmd is the install-time gate: kernel-install's 86-kabiguard-gate.install and the Debian
@@ -60,7 +61,7 @@ func (c *gateCmd) Run(e *env) error {
 			return err
 		}
 	}
-	res, err := hooks.Gate(hooks.GateOptions{
+	res, err := gate.Check(gate.Options{
 		Root: c.Root, Kernel: c.Kernel, Config: cfg,
 		Initrds: c.Initrd, StagingArea: c.Staging, NoInitrd: c.NoInitrd,
 	})
@@ -74,15 +75,15 @@ func (c *gateCmd) Run(e *env) error {
 	} else {
 		printGate(e, res, c.Verbose, c.Root, filepath.Join(c.Root, config.MainFile))
 	}
-	if res.Action == hooks.GateRefuse {
+	if res.Action == gate.Refuse {
 		return problemError{}
 	}
 	return nil
 }
 
-func printGate(e *env, res *hooks.GateResult, verbose bool, root, mainFile string) {
+func printGate(e *env, res *gate.Result, verbose bool, root, mainFile string) {
 	switch res.Action {
-	case hooks.GatePass:
+	case gate.Pass:
 		if !verbose {
 			return
 		}
@@ -100,16 +101,16 @@ func printGate(e *env, res *hooks.GateResult, verbose bool, root, mainFile strin
 			}
 			fmt.Fprintf(e.stdout, "kabiguard: %s: %s loads (%s: %s)\n", res.Kernel, m.Name, how, m.Path)
 		}
-	case hooks.GateRefuse:
+	case gate.Refuse:
 		fmt.Fprintf(e.stderr, "kabiguard: refusing kernel %s: it would boot without a required module\n", res.Kernel)
 		for _, m := range res.Failed() {
 			fmt.Fprintf(e.stderr, "  %s\n", m.Reason)
 		}
 		fmt.Fprintln(e.stderr, "Ways out:")
-		for _, a := range hooks.GateAdvice(res, root, mainFile) {
+		for _, a := range gate.Advice(res, root, mainFile) {
 			fmt.Fprintf(e.stderr, "  - %s\n", a)
 		}
-	case hooks.GateWarn:
+	case gate.Warn:
 		fmt.Fprintf(e.stderr, "kabiguard: warning: kernel %s will boot without a required module (on_missing_required = warn):\n", res.Kernel)
 		for _, m := range res.Failed() {
 			fmt.Fprintf(e.stderr, "  %s\n", m.Reason)

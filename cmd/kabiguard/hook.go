@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/hooks"
+	"github.com/kabiguard/kabiguard/imagesync"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi"
 	"github.com/kabiguard/kabiguard/weakupdates"
@@ -79,7 +79,7 @@ func (c *hookAddCmd) Run(e *env) error {
 
 func (c *hookRemoveCmd) Run(e *env) error {
 	err := c.sync(e, []string{c.Kernel})
-	if err != nil && onlyImageFailures(err) {
+	if err != nil && hooks.OnlyImageFailures(err) {
 		// The links are right; an image that could not be refreshed stays owed (the next run
 		// retries) and must not make the package manager fail the kernel's removal.
 		fmt.Fprintf(e.stderr, "kabiguard: warning: %v\n", err)
@@ -106,64 +106,31 @@ func (c *hookArgs) sync(e *env, removing []string) error {
 	}
 	w := bufio.NewWriter(e.stdout)
 	defer w.Flush()
+	say := func(s string) { fmt.Fprintln(w, "kabiguard: "+s) }
 	log := func(s string) {
 		if verbose {
-			fmt.Fprintln(w, "kabiguard: "+s)
+			say(s)
 		}
 	}
-	earlier, _ := weakupdates.ImagesOwed(c.Root) // left owed by runs before this one
-	res, err := weakupdates.Sync(cfg, weakupdates.SyncOptions{Root: c.Root, Removing: removing, DryRun: c.DryRun, Log: log})
-	reportLosses(e.stderr, res, c.DryRun)
-	if res != nil {
-		c.lost = len(res.Losses)
-	}
-	if errors.Is(err, rootfs.ErrNoRoot) {
-		return err
-	}
-	var changed, failed []string
-	if res != nil {
-		changed, failed = res.Changed, res.Failed
-	}
-	if err == nil && verbose && len(res.Changes) == 0 {
-		fmt.Fprintln(w, "kabiguard: weak-updates links are up to date")
-	}
-	if c.NoInitramfs {
-		if verbose {
-			noteImagesOwed(w, c.Root, "kabiguard: ")
-		}
-		return err
-	}
+	opt := hooks.Options{Root: c.Root, Config: cfg, Removing: removing, DryRun: c.DryRun, NoInitramfs: c.NoInitramfs,
+		Log: log, SayUpToDate: verbose,
+		// Image work is slow and rare: always said, as a generator run would be.
+		Progress: say,
+		Losses:   e.stderr, Prefix: "kabiguard: ", MarkDryRun: true,
+		Deferred: func(owed []string) {
+			if verbose {
+				sayImagesOwed(w, owed, "kabiguard: ")
+			}
+		}}
 	// The kernel being installed gets its image from the generator right after this plugin;
 	// the one being removed needs none. Other kernels whose links changed, now or in an
 	// earlier run that did not finish the work, are refreshed.
-	skip := map[string]string{}
-	if removing != nil {
-		skip[c.Kernel] = "being removed"
-	} else {
-		skip[c.Kernel] = "its installation builds its image next"
+	if removing == nil {
+		opt.Installing = []string{c.Kernel}
 	}
-	// Image work is slow and rare: always said, as a generator run would be.
-	ierr := refreshImages(c.Root, cfg, changed, failed, earlier, skip, c.DryRun, func(s string) { fmt.Fprintln(w, "kabiguard: "+s) })
-	if ierr != nil {
-		ierr = initramfsError{ierr}
-	}
-	return errors.Join(err, ierr)
-}
-
-// reportLosses says, at error level and whatever the verbosity, which kernels staying installed
-// lose a required module by the change just made (or, in a dry run, would).
-func reportLosses(w io.Writer, res *weakupdates.Result, dryRun bool) {
-	if res == nil {
-		return
-	}
-	for _, l := range res.Losses {
-		verb := "ERROR"
-		if dryRun {
-			verb = "ERROR (dry run: would happen)"
-		}
-		fmt.Fprintf(w, "kabiguard: %s: %s\n", verb, l)
-		fmt.Fprintf(w, "kabiguard:   before %s boots: build or install %s for it, or remove that kernel\n", weakupdates.Printable(l.Kernel), l.Module)
-	}
+	res, err := hooks.Run(opt)
+	c.lost = res.Lost()
+	return err
 }
 
 // removeOurLeftovers removes, inside the root, kabiguard's depmod marker of a kernel being
@@ -187,40 +154,15 @@ func removeOurLeftovers(root, kernel string) {
 	}
 }
 
-// onlyImageFailures reports whether every error joined in err is a failure of the initramfs
-// step (after the links were made), which a kernel's removal is never failed for.
-func onlyImageFailures(err error) bool {
-	errs := []error{err}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = j.Unwrap()
-	}
-	for _, e := range errs {
-		var ie initramfsError
-		if !errors.As(e, &ie) {
-			return false
-		}
-	}
-	return true
-}
-
-// initramfsError marks a failure of the initramfs step, after the links were made.
-type initramfsError struct{ err error }
-
-func (e initramfsError) Error() string { return e.err.Error() }
-
-// refreshImages does the initramfs step of a run (hooks.ImageWork): under the tree lock, the
-// existing images of the kernels whose links changed, and of those an earlier run left owed,
-// are brought up to date (stale copies replaced in place, a generator run only when that
-// cannot do); leftovers of killed runs go. An image that could not be refreshed stays owed.
-func refreshImages(root string, cfg *config.Config, changed, failed, earlier []string, skip map[string]string, dryRun bool, log func(string)) error {
-	u := &hooks.RefreshUpdater{Root: root, Config: cfg, DryRun: dryRun, Log: log}
-	return hooks.ImageWork{Root: root, Changed: changed, Failed: failed, Earlier: earlier, Skip: skip, Updater: u, DryRun: dryRun, Log: log}.Run()
-}
-
 // noteImagesOwed says which kernels' images are owed a refresh (their links changed since the
 // image was made, and no run has refreshed it yet), one line on w.
 func noteImagesOwed(w io.Writer, root, prefix string) {
-	if ks := hooks.OwedImages(root); len(ks) > 0 {
-		fmt.Fprintf(w, "%sthe initramfs of %s is owed a refresh (links changed since it was made); 'kabiguard link' or the next kernel hook refreshes it\n", prefix, strings.Join(ks, ", "))
+	sayImagesOwed(w, imagesync.OwedImages(root), prefix)
+}
+
+// sayImagesOwed is noteImagesOwed's line for the kernels owed.
+func sayImagesOwed(w io.Writer, owed []string, prefix string) {
+	if len(owed) > 0 {
+		fmt.Fprintf(w, "%sthe initramfs of %s is owed a refresh (links changed since it was made); 'kabiguard link' or the next kernel hook refreshes it\n", prefix, strings.Join(owed, ", "))
 	}
 }

@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/kabiguard/kabiguard/config"
-	"github.com/kabiguard/kabiguard/hooks"
+	"github.com/kabiguard/kabiguard/imagesync"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/internal/testkit"
 	"github.com/kabiguard/kabiguard/internal/testkit/sample"
@@ -66,13 +66,13 @@ func (s *imgRoot) mustKG(want int, args ...string) string {
 	return out
 }
 
-// verify is hooks.Verify of k's image.
-func (s *imgRoot) verify(k string) (*hooks.VerifyReport, error) {
+// verify is imagesync.Verify of k's image.
+func (s *imgRoot) verify(k string) (*imagesync.VerifyReport, error) {
 	cfg, err := config.Load(s.root)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	return hooks.Verify(s.root, k, s.img(k), cfg)
+	return imagesync.Verify(s.root, k, s.img(k), cfg)
 }
 
 func (s *imgRoot) mustCurrent(k string) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -10,7 +9,7 @@ import (
 	"time"
 
 	"github.com/kabiguard/kabiguard/config"
-	"github.com/kabiguard/kabiguard/hooks"
+	"github.com/kabiguard/kabiguard/imagesync"
 	"github.com/kabiguard/kabiguard/initramfs"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/weakupdates"
@@ -79,19 +78,19 @@ func (c *initramfsLsCmd) lsKernel(im *initramfs.Image) string {
 }
 
 func (c *initramfsLsCmd) Run(e *env) error {
-	im, closeImage, err := hooks.OpenImage(c.Root, c.Image)
+	im, closeImage, err := imagesync.OpenImage(c.Root, c.Image)
 	if err != nil {
 		return err
 	}
 	defer closeImage()
 	states := map[string]string{}
-	var rep *hooks.VerifyReport
+	var rep *imagesync.VerifyReport
 	if kernel := c.lsKernel(im); kernel != "" {
 		cfg, err := config.Load(c.Root)
 		if err != nil {
 			return err
 		}
-		if rep, err = hooks.Verify(c.Root, kernel, c.Image, cfg); err != nil {
+		if rep, err = imagesync.Verify(c.Root, kernel, c.Image, cfg); err != nil {
 			return err
 		}
 		for _, m := range rep.Modules {
@@ -114,11 +113,11 @@ func (c *initramfsLsCmd) Run(e *env) error {
 			Entries     int    `json:"entries"`
 		}
 		out := struct {
-			Image    string              `json:"image"`
-			Size     int64               `json:"size"`
-			Segments []segment           `json:"segments"`
-			Entries  []entry             `json:"entries"`
-			Verify   *hooks.VerifyReport `json:"verify,omitempty"`
+			Image    string                  `json:"image"`
+			Size     int64                   `json:"size"`
+			Segments []segment               `json:"segments"`
+			Entries  []entry                 `json:"entries"`
+			Verify   *imagesync.VerifyReport `json:"verify,omitempty"`
 		}{Image: c.Image, Size: im.Size, Segments: []segment{}, Entries: []entry{}, Verify: rep}
 		for _, s := range im.Segments {
 			out.Segments = append(out.Segments, segment{s.Offset, s.Length, string(s.Compression), s.Size, len(s.Entries)})
@@ -202,7 +201,7 @@ func (c *initramfsVerifyCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	rep, err := hooks.Verify(c.Root, c.Kernel, c.Image, cfg)
+	rep, err := imagesync.Verify(c.Root, c.Kernel, c.Image, cfg)
 	if err != nil {
 		return err
 	}
@@ -214,7 +213,7 @@ func (c *initramfsVerifyCmd) Run(e *env) error {
 		w := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 		bad, unlisted := 0, false
 		for _, m := range rep.Modules {
-			if m.State == hooks.ModCurrent {
+			if m.State == imagesync.ModCurrent {
 				continue
 			}
 			bad++
@@ -233,7 +232,7 @@ func (c *initramfsVerifyCmd) Run(e *env) error {
 			fmt.Fprintf(e.stdout, "%s: %d modules of %s, all current\n", c.Image, len(rep.Modules), c.Kernel)
 		} else if unlisted {
 			fmt.Fprintf(e.stdout, "%s: %d of %d modules stale, %d required early modules missing; the kernel's modules.dep is out of date: run '%s', then verify again\n",
-				c.Image, bad, len(rep.Modules), len(rep.MissingEarly), hooks.DepmodCommand(c.Root, c.Kernel))
+				c.Image, bad, len(rep.Modules), len(rep.MissingEarly), imagesync.DepmodCommand(c.Root, c.Kernel))
 		} else {
 			fmt.Fprintf(e.stdout, "%s: %d of %d modules stale, %d required early modules missing; run 'kabiguard initramfs refresh -k %s %s'\n",
 				c.Image, bad, len(rep.Modules), len(rep.MissingEarly), c.Kernel, c.Image)
@@ -297,7 +296,7 @@ func (c *initramfsRefreshCmd) Run(e *env) error {
 			return err
 		}
 		defer unlock()
-		hooks.RemoveLeftovers(c.Root, func(s string) { fmt.Fprintln(e.stderr, "kabiguard: "+s) }, c.Image)
+		imagesync.RemoveLeftovers(c.Root, func(s string) { fmt.Fprintln(e.stderr, "kabiguard: "+s) }, c.Image)
 	}
 	if err := c.refresh(e, cfg); err != nil {
 		return err
@@ -324,11 +323,11 @@ func lockTree(root string) (func(), error) {
 // settleOwed drops kernel's image debt (weakupdates.MarkImageOwed) once image, just made
 // current, is the kernel's own image under root, and depmod has indexed its links.
 func settleOwed(root, kernel, image string) {
-	own, err := hooks.LocateImage(root, kernel)
+	own, err := imagesync.LocateImage(root, kernel)
 	if err != nil || own == "" || !weakupdates.ImageOwed(root, kernel) || weakupdates.DepmodPending(root, kernel) {
 		return
 	}
-	if hooks.SameImage(root, own, image) {
+	if imagesync.SameImage(root, own, image) {
 		weakupdates.ClearImageOwed(root, kernel)
 	}
 }
@@ -336,25 +335,24 @@ func settleOwed(root, kernel, image string) {
 func (c *initramfsRefreshCmd) refresh(e *env, cfg *config.Config) error {
 	start := time.Now()
 	progress := fmt.Sprintf("%s (kernel 1 of 1)", c.Kernel)
-	res, err := hooks.Refresh(c.Root, c.Kernel, c.Image, cfg, c.DryRun)
-	if errors.Is(err, hooks.ErrNeedsRebuild) {
-		argv := hooks.RebuildCommand(c.Root, c.Kernel, c.Image)
+	res, err := imagesync.UpdateImage(c.Root, c.Kernel, c.Image, cfg, c.DryRun, func(why error) error {
+		argv := imagesync.RebuildCommand(c.Root, c.Kernel, c.Image)
 		switch {
 		case c.NoRebuild:
-			fmt.Fprintf(e.stderr, "kabiguard: %v: run '%s'\n", err, strings.Join(argv, " "))
+			fmt.Fprintf(e.stderr, "kabiguard: %v: run '%s'\n", why, strings.Join(argv, " "))
 			return problemError{}
 		case c.DryRun:
-			fmt.Fprintf(e.stdout, "%s: %v; would rebuild: %s\n", progress, err, strings.Join(argv, " "))
+			fmt.Fprintf(e.stdout, "%s: %v; would rebuild: %s\n", progress, why, strings.Join(argv, " "))
 			return nil
 		}
-		fmt.Fprintf(e.stderr, "kabiguard: %s: %v; rebuilding: %s (this takes a minute)\n", progress, err, strings.Join(argv, " "))
-		if err := hooks.Rebuild(c.Root, c.Kernel, c.Image); err != nil {
+		fmt.Fprintf(e.stderr, "kabiguard: %s: %v; rebuilding: %s (this takes a minute)\n", progress, why, strings.Join(argv, " "))
+		if err := imagesync.Rebuild(c.Root, c.Kernel, c.Image); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "%s: %s rebuilt in %v\n", progress, c.Image, time.Since(start).Round(100*time.Millisecond))
 		return nil
-	}
-	if err != nil {
+	})
+	if err != nil || res == nil { // res nil: rebuilt (or would be) instead
 		return err
 	}
 	for _, n := range res.Unavailable {

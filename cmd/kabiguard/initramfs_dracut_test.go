@@ -16,7 +16,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kabiguard/kabiguard/hooks"
+	"github.com/kabiguard/kabiguard/imagesync"
 	"github.com/kabiguard/kabiguard/internal/testkit"
 )
 
@@ -117,7 +117,7 @@ func TestInitramfsOnDracutImage(t *testing.T) {
 		t.Fatalf("verify after the rebuild: exit %d\n%s", code, s)
 	}
 	t.Logf("verify (stale):\n%s", s)
-	var rep hooks.VerifyReport
+	var rep imagesync.VerifyReport
 	if code, s := cli("initramfs", "verify", "--json"); code != 1 || json.Unmarshal([]byte(s), &rep) != nil || len(rep.Modules) != 3 || rep.Compression != "zstd" {
 		t.Fatalf("verify --json: exit %d\n%s", code, s)
 	}

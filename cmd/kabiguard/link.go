@@ -2,12 +2,11 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"text/tabwriter"
 
 	"github.com/kabiguard/kabiguard/config"
-	"github.com/kabiguard/kabiguard/internal/rootfs"
+	"github.com/kabiguard/kabiguard/hooks"
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
 
@@ -50,42 +49,27 @@ func (c *linkCmd) Run(e *env) error {
 			fmt.Fprintln(w, s)
 		}
 	}
-	earlier, _ := weakupdates.ImagesOwed(c.Root) // left owed by runs before this one
-	res, err := weakupdates.Sync(cfg, weakupdates.SyncOptions{Root: c.Root, Only: c.Kernel, DryRun: c.DryRun, Log: log})
-	reportLosses(e.stderr, res, c.DryRun)
-	if res != nil && c.JSON {
-		changes := res.Changes
-		if changes == nil {
-			changes = []weakupdates.Change{}
-		}
-		if jerr := writeJSON(w, changes); jerr != nil {
-			return jerr
-		}
-	}
-	if errors.Is(err, rootfs.ErrNoRoot) {
-		return err
-	}
-	var changed, failed []string
-	if res != nil {
-		changed, failed = res.Changed, res.Failed
-	}
-	if err == nil && !c.JSON && len(res.Changes) == 0 {
-		fmt.Fprintln(w, "weak-updates links are up to date")
-	}
-	if c.NoInitramfs {
-		// Deferred, not cancelled: the markers Apply wrote keep the images owed.
-		noteImagesOwed(w, c.Root, "")
-		if err != nil {
-			return err
-		}
-		return lossProblem(res)
-	}
 	// Also after a failed Sync: the images of kernels whose links did change, and those an
 	// earlier run left owed, are refreshed now (a kernel whose depmod failed stays owed).
-	if err := errors.Join(err, refreshImages(c.Root, cfg, changed, failed, earlier, nil, c.DryRun, log)); err != nil {
+	res, err := hooks.Run(hooks.Options{Root: c.Root, Config: cfg, Only: c.Kernel, DryRun: c.DryRun, NoInitramfs: c.NoInitramfs,
+		Log: log, Progress: log, SayUpToDate: !c.JSON,
+		Losses: e.stderr, Prefix: "kabiguard: ", MarkDryRun: true,
+		AfterSync: func(res *weakupdates.Result) error {
+			if !c.JSON {
+				return nil
+			}
+			changes := res.Changes
+			if changes == nil {
+				changes = []weakupdates.Change{}
+			}
+			return writeJSON(w, changes)
+		},
+		// Deferred, not cancelled: the markers Sync wrote keep the images owed.
+		Deferred: func(owed []string) { sayImagesOwed(w, owed, "") }})
+	if err != nil {
 		return err
 	}
-	return lossProblem(res)
+	return lossProblem(res.Sync)
 }
 
 // lossProblem is exit 1 when the run stripped a kernel staying installed of a required module

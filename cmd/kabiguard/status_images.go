@@ -7,7 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/kabiguard/kabiguard/config"
-	"github.com/kabiguard/kabiguard/hooks"
+	"github.com/kabiguard/kabiguard/imagesync"
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
 
@@ -26,7 +26,7 @@ type imageState struct {
 	Image  string
 	State  string
 	Detail string
-	report *hooks.VerifyReport
+	report *imagesync.VerifyReport
 }
 
 // imageStates verifies the initramfs of each kernel against its tree, as `kabiguard
@@ -36,15 +36,15 @@ func imageStates(root string, cfg *config.Config, kernels []string) []imageState
 	var out []imageState
 	for _, k := range kernels {
 		st := imageState{Kernel: k}
-		img, err := hooks.LocateImage(root, k)
+		img, err := imagesync.LocateImage(root, k)
 		switch {
 		case err != nil:
 			st.State, st.Detail = imageUnreadable, err.Error()
 		case img == "":
-			st.State, st.Detail = imageNone, "none of /"+strings.Join(hooks.ImagePaths(k), ", /")
+			st.State, st.Detail = imageNone, "none of /"+strings.Join(imagesync.ImagePaths(k), ", /")
 		default:
 			st.Image = img
-			rep, err := hooks.Verify(root, k, img, cfg)
+			rep, err := imagesync.Verify(root, k, img, cfg)
 			if err != nil {
 				st.State, st.Detail = imageUnreadable, err.Error()
 				break
@@ -57,10 +57,10 @@ func imageStates(root string, cfg *config.Config, kernels []string) []imageState
 	return out
 }
 
-func summarize(rep *hooks.VerifyReport) (string, string) {
+func summarize(rep *imagesync.VerifyReport) (string, string) {
 	var stale []string
 	for _, m := range rep.Modules {
-		if m.State != hooks.ModCurrent {
+		if m.State != imagesync.ModCurrent {
 			stale = append(stale, m.Name+" ("+m.State+")")
 		}
 	}
@@ -110,7 +110,7 @@ func annotate(rows []weakupdates.Row, states []imageState, cfg *config.Config) b
 		}
 		// As the gate: a required early module must be in the image. A stale copy is shown,
 		// and refreshed by the next link or hook, but the module is there to load.
-		if r.Required && early[r.Module] && r.Initrd != hooks.ModCurrent && r.Initrd != hooks.ModStale {
+		if r.Required && early[r.Module] && r.Initrd != imagesync.ModCurrent && r.Initrd != imagesync.ModStale {
 			bad = true
 		}
 	}

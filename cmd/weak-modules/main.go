@@ -21,7 +21,6 @@ import (
 	"github.com/kabiguard/kabiguard/internal/manpage"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi"
-	"github.com/kabiguard/kabiguard/weakupdates"
 	"golang.org/x/sys/unix"
 )
 
@@ -136,7 +135,19 @@ func (c *cli) run(stdin io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opt := weakupdates.SyncOptions{Root: c.Basedir, DryRun: c.DryRun, Log: log}
+	opt := hooks.Options{Root: c.Basedir, Config: cfg, DryRun: c.DryRun, NoInitramfs: c.NoInitramfs,
+		Generator: c.Dracut, CheckProg: c.CheckInitramfsProg, Log: log, Progress: progress(w),
+		// Loud whatever the verbosity: DKMS's prerm and a kernel's removal call us, and a
+		// kernel that stays installed must not silently lose a required module.
+		Losses: stderr, Prefix: "weak-modules: ",
+		// Deferred, not cancelled (Debian's DKMS always passes --no-initramfs): the images of
+		// the kernels whose links changed stay owed until the next run without it, link or
+		// kernel hook.
+		Deferred: func(owed []string) {
+			if c.Verbose || c.DryRun {
+				fmt.Fprintf(w, "initramfs of %s owed a refresh (--no-initramfs): the next kabiguard hook, 'kabiguard link' or weak-modules run without --no-initramfs refreshes it\n", strings.Join(owed, ", "))
+			}
+		}}
 	switch {
 	case c.AddKernel || c.RemoveKernel:
 		k := c.Kernel
@@ -153,7 +164,7 @@ func (c *cli) run(stdin io.Reader, stdout, stderr io.Writer) error {
 		if c.AddKernel {
 			opt.Only = []string{k}
 		} else {
-			opt.Removing = []string{k}
+			opt.Removing = []string{k} // its image is not refreshed: it goes
 		}
 	case c.AddModules, c.RemoveModules:
 		paths, err := readModuleList(stdin, c.Basedir, c.AddModules)
@@ -164,50 +175,17 @@ func (c *cli) run(stdin io.Reader, stdout, stderr io.Writer) error {
 			opt.Gone = paths
 		}
 	}
-	earlier, _ := weakupdates.ImagesOwed(c.Basedir) // left owed by runs before this one
-	res, err := weakupdates.Sync(cfg, opt)
+	// The image step runs also after a failed Sync: what did change, and what earlier runs
+	// left owed, is done now. The caller's --check-initramfs-prog replaces the whole step;
+	// else existing images are refreshed in place, the generator only when that cannot do.
+	res, err := hooks.Run(opt)
+	// A removal (--remove-*) is done as asked and exits 0 so the package manager can finish
+	// it; an addition that strips a kernel is a problem found.
 	var lost error
-	if res != nil {
-		// Loud whatever the verbosity: DKMS's prerm and a kernel's removal call us, and a
-		// kernel that stays installed must not silently lose a required module. A removal
-		// (--remove-*) is done as asked and exits 0 so the package manager can finish it; an
-		// addition that strips a kernel is a problem found.
-		if len(res.Losses) > 0 && !c.RemoveKernel && !c.RemoveModules {
-			lost = fmt.Errorf("%d required module(s) lost by kernels staying installed (see above)", len(res.Losses))
-		}
-		for _, l := range res.Losses {
-			fmt.Fprintf(stderr, "weak-modules: ERROR: %s\n", l)
-			fmt.Fprintf(stderr, "weak-modules:   before %s boots: build or install %s for it, or remove that kernel\n", weakupdates.Printable(l.Kernel), l.Module)
-		}
+	if n := res.Lost(); n > 0 && !c.RemoveKernel && !c.RemoveModules {
+		lost = fmt.Errorf("%d required module(s) lost by kernels staying installed (see above)", n)
 	}
-	if errors.Is(err, rootfs.ErrNoRoot) {
-		return err
-	}
-	var changed, failed []string
-	if res != nil {
-		changed, failed = res.Changed, res.Failed
-	}
-	if c.NoInitramfs {
-		// Deferred, not cancelled (Debian's DKMS always passes it): the images of the kernels
-		// whose links changed stay owed until the next run without it, link or kernel hook.
-		if ks := hooks.OwedImages(c.Basedir); len(ks) > 0 && (c.Verbose || c.DryRun) {
-			fmt.Fprintf(w, "initramfs of %s owed a refresh (--no-initramfs): the next kabiguard hook, 'kabiguard link' or weak-modules run without --no-initramfs refreshes it\n", strings.Join(ks, ", "))
-		}
-		return errors.Join(err, lost)
-	}
-	gen := hooks.GeneratorUpdater{Root: c.Basedir, Generator: c.Dracut, CheckProg: c.CheckInitramfsProg, DryRun: c.DryRun, Log: log}
-	var upd hooks.InitramfsUpdater = gen // the caller's program replaces the whole initramfs step
-	if c.CheckInitramfsProg == "" {
-		// Refresh existing images in place; the generator only when that cannot do.
-		upd = &hooks.RefreshUpdater{Root: c.Basedir, Config: cfg, Generator: gen, DryRun: c.DryRun, Log: progress(w)}
-	}
-	skip := map[string]string{}
-	if c.RemoveKernel {
-		skip[opt.Removing[0]] = "being removed"
-	}
-	// Also after a failed Sync: what did change, and what earlier runs left owed, is done now.
-	ierr := hooks.ImageWork{Root: c.Basedir, Changed: changed, Failed: failed, Earlier: earlier, Skip: skip, Updater: upd, DryRun: c.DryRun, Log: progress(w)}.Run()
-	return errors.Join(err, ierr, lost)
+	return errors.Join(err, lost)
 }
 
 // progress prints initramfs progress whatever the verbosity: a rebuild takes a minute and the

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/kabiguard/kabiguard/config"
-	"github.com/kabiguard/kabiguard/hooks"
+	"github.com/kabiguard/kabiguard/imagesync"
 	"github.com/kabiguard/kabiguard/internal/testkit/sample"
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
@@ -51,7 +51,7 @@ func TestNoInitramfsDefersImageWork(t *testing.T) {
 		t.Fatalf("--add-kernel after --no-initramfs: exit %d\n%s", code, out)
 	}
 	for _, k := range []string{sample.K53, sample.K54} {
-		rep, err := hooks.Verify(root, k, img(k), config.Default())
+		rep, err := imagesync.Verify(root, k, img(k), config.Default())
 		if err != nil || !rep.OK() {
 			t.Fatalf("%s's image after the owed refresh: %v %+v", k, err, rep)
 		}

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/kabiguard/kabiguard/config"
-	"github.com/kabiguard/kabiguard/hooks"
+	"github.com/kabiguard/kabiguard/imagesync"
 	"github.com/kabiguard/kabiguard/initramfs"
 	"github.com/kabiguard/kabiguard/internal/compression"
 	"github.com/kabiguard/kabiguard/internal/testkit"
@@ -143,7 +143,7 @@ func TestBootRefreshedImages(t *testing.T) {
 			if err := (initramfs.Writer{Compression: format, MTime: 1700000000}).WriteFile(img, files); err != nil {
 				t.Fatal(err)
 			}
-			res, err := hooks.Refresh(root, k53.Release, img, config.Default(), false)
+			res, err := imagesync.Refresh(root, k53.Release, img, config.Default(), false)
 			if err != nil || len(res.Replaced) != 1 {
 				t.Fatalf("refresh: %v %+v", err, res)
 			}

@@ -1,4 +1,4 @@
-package hooks
+package gate
 
 import (
 	"os"
@@ -14,12 +14,12 @@ import (
 // manager's removal of the kernel; the required.d line quoted as it is.
 func TestGateAdviceFitsTheHost(t *testing.T) {
 	const k = "6.1.0-56-amd64"
-	incompatible := GateModule{Name: "v4l2loopback", Early: true, Source: "/etc/kabiguard/required.d/v.conf:1", State: "incompatible"}
-	notInImage := GateModule{Name: "dummy", Early: true, Source: "/etc/kabiguard/required.d/n.conf:1", State: "native", Initrd: "no"}
+	incompatible := Module{Name: "v4l2loopback", Early: true, Source: "/etc/kabiguard/required.d/v.conf:1", State: "incompatible"}
+	notInImage := Module{Name: "dummy", Early: true, Source: "/etc/kabiguard/required.d/n.conf:1", State: "native", Initrd: "no"}
 	for _, tc := range []struct {
 		name    string
 		files   []string
-		mod     GateModule
+		mod     Module
 		want    []string
 		notWant []string
 	}{
@@ -49,8 +49,8 @@ func TestGateAdviceFitsTheHost(t *testing.T) {
 				}
 			}
 			m := tc.mod
-			res := &GateResult{Kernel: k, Action: GateRefuse, Modules: []GateModule{m}}
-			got := strings.Join(GateAdvice(res, root, "/etc/kabiguard/kabiguard.conf"), "\n")
+			res := &Result{Kernel: k, Action: Refuse, Modules: []Module{m}}
+			got := strings.Join(Advice(res, root, "/etc/kabiguard/kabiguard.conf"), "\n")
 			for _, w := range tc.want {
 				if !strings.Contains(got, w) {
 					t.Errorf("no %q in:\n%s", w, got)

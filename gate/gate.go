@@ -1,11 +1,10 @@
-package hooks
+package gate
 
 import (
 	"errors"
 	"fmt"
 	"io/fs"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/kabiguard/kabiguard/config"
@@ -17,13 +16,8 @@ import (
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
 
-// The install-time gate: before a kernel gets a boot entry (kernel-install's 86- plugin, the
-// Debian postinst.d hooks), every required module (config.Required) must resolve for it —
-// native or through a weak-updates link, indexed by depmod with every dependency present — and
-// every required early module must also be inside the initramfs the kernel will boot with.
-
-// GateOptions says what to check.
-type GateOptions struct {
+// Options says what to check.
+type Options struct {
 	Root   string
 	Kernel string
 	Config *config.Config
@@ -36,8 +30,8 @@ type GateOptions struct {
 	NoInitrd bool
 }
 
-// GateModule is the verdict for one required module.
-type GateModule struct {
+// Module is the verdict for one required module.
+type Module struct {
 	Name     string         `json:"name"`
 	Early    bool           `json:"early"`
 	Source   string         `json:"source"`         // where it was declared required (file:line)
@@ -53,23 +47,23 @@ type GateModule struct {
 
 // Gate actions.
 const (
-	GatePass   = "pass"   // every required module resolves
-	GateRefuse = "refuse" // something does not, and the configuration says refuse
-	GateWarn   = "warn"   // something does not, and on_missing_required = warn
+	Pass   = "pass"   // every required module resolves
+	Refuse = "refuse" // something does not, and the configuration says refuse
+	Warn   = "warn"   // something does not, and on_missing_required = warn
 )
 
-// GateResult is the gate's answer.
-type GateResult struct {
-	Kernel  string       `json:"kernel"`
-	OK      bool         `json:"ok"`
-	Action  string       `json:"action"`
-	Initrds []string     `json:"initrds"` // images looked into for early modules
-	Modules []GateModule `json:"modules"`
+// Result is the gate's answer.
+type Result struct {
+	Kernel  string   `json:"kernel"`
+	OK      bool     `json:"ok"`
+	Action  string   `json:"action"`
+	Initrds []string `json:"initrds"` // images looked into for early modules
+	Modules []Module `json:"modules"`
 }
 
 // Failed returns the modules that did not pass.
-func (r *GateResult) Failed() []GateModule {
-	var out []GateModule
+func (r *Result) Failed() []Module {
+	var out []Module
 	for _, m := range r.Modules {
 		if !m.OK {
 			out = append(out, m)
@@ -78,11 +72,11 @@ func (r *GateResult) Failed() []GateModule {
 	return out
 }
 
-// Gate decides whether opt.Kernel may become bootable. An error means the gate could not
+// Check decides whether opt.Kernel may become bootable. An error means the gate could not
 // decide at all (unreadable configuration or module trees); callers treat it as a refusal.
-func Gate(opt GateOptions) (*GateResult, error) {
+func Check(opt Options) (*Result, error) {
 	cfg := opt.Config
-	res := &GateResult{Kernel: opt.Kernel, OK: true, Action: GatePass, Initrds: []string{}, Modules: []GateModule{}}
+	res := &Result{Kernel: opt.Kernel, OK: true, Action: Pass, Initrds: []string{}, Modules: []Module{}}
 	if len(cfg.Required) == 0 {
 		return res, nil
 	}
@@ -106,7 +100,7 @@ func Gate(opt GateOptions) (*GateResult, error) {
 	lc := &loadCheck{root: opt.Root, kernel: opt.Kernel, inv: prev.Inventory, rows: byName}
 
 	for _, req := range cfg.Required {
-		m := GateModule{Name: req.Name, Early: req.Early, Source: req.Source, Initrd: "not required"}
+		m := Module{Name: req.Name, Early: req.Early, Source: req.Source, Initrd: "not required"}
 		if req.Early {
 			m.Initrd = "not checked"
 		}
@@ -145,15 +139,15 @@ func Gate(opt GateOptions) (*GateResult, error) {
 		}
 	}
 	if !res.OK {
-		res.Action = GateRefuse
+		res.Action = Refuse
 		if cfg.OnMissingRequired == "warn" {
-			res.Action = GateWarn
+			res.Action = Warn
 		}
 	}
 	return res, nil
 }
 
-func anyEarly(mods []GateModule) bool {
+func anyEarly(mods []Module) bool {
 	for _, m := range mods {
 		if m.Early {
 			return true
@@ -397,199 +391,4 @@ func readModulesDep(root, dir string) (map[string][]string, error) {
 		return nil, err
 	}
 	return initramfs.ParseModulesDep(data)
-}
-
-// GateImages lists the initramfs images the kernel will boot with: the explicit ones, the
-// initrd* files of the staging area, else the distribution's usual path under the root.
-func GateImages(opt GateOptions) []string {
-	imgs := append([]string(nil), opt.Initrds...)
-	if opt.StagingArea != "" {
-		staged, _ := filepath.Glob(filepath.Join(opt.StagingArea, "initrd*"))
-		sort.Strings(staged)
-		imgs = append(imgs, staged...)
-	}
-	if len(imgs) == 0 {
-		if img := FindImage(opt.Root, opt.Kernel); img != "" {
-			imgs = append(imgs, img)
-		}
-	}
-	return imgs
-}
-
-// checkInitrds marks every early module that is not (with its dependencies) in one of the
-// kernel's images.
-func checkInitrds(opt GateOptions, res *GateResult) {
-	imgs := GateImages(opt)
-	res.Initrds = append(res.Initrds, imgs...)
-	have := map[string]bool{}
-	var readErrs []string
-	for _, p := range imgs {
-		names, err := imageModules(p, opt.Kernel)
-		if err != nil {
-			readErrs = append(readErrs, fmt.Sprintf("%s: %v", p, err))
-			continue
-		}
-		for n := range names {
-			have[n] = true
-		}
-	}
-	where := strings.Join(imgs, ", ")
-	for i := range res.Modules {
-		m := &res.Modules[i]
-		if !m.Early {
-			continue
-		}
-		switch {
-		case len(imgs) == 0:
-			m.Initrd = "no"
-			if m.OK {
-				m.Reason = fmt.Sprintf("%s is required early, but %s has no initramfs to look in (none given, none in the staging area, none of /%s)",
-					m.Name, opt.Kernel, strings.Join(ImagePaths(opt.Kernel), ", /"))
-			}
-		case len(readErrs) > 0:
-			m.Initrd = "no"
-			if m.OK {
-				m.Reason = fmt.Sprintf("%s is required early, but the initramfs cannot be read: %s", m.Name, strings.Join(readErrs, "; "))
-			}
-		case !have[m.Name]:
-			m.Initrd = "no"
-			if m.OK {
-				m.Reason = fmt.Sprintf("%s is required early, but the initramfs (%s) does not contain it", m.Name, where)
-			}
-		default:
-			m.Initrd = "yes"
-			for _, d := range m.Depends {
-				if !have[d] && m.OK {
-					m.Initrd = "no"
-					m.Reason = fmt.Sprintf("%s is required early and is in the initramfs (%s), but its dependency %s is not", m.Name, where, d)
-				}
-			}
-		}
-		m.OK = m.Reason == ""
-	}
-}
-
-// imageModules returns the names of the modules of release inside the image at path.
-func imageModules(path, release string) (map[string]bool, error) {
-	im, err := initramfs.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer im.Close()
-	kms, err := im.Modules()
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]bool{}
-	for _, km := range kms {
-		if km.Release != release {
-			continue
-		}
-		for _, m := range km.Modules {
-			out[m.Name] = true
-		}
-	}
-	return out, nil
-}
-
-// GateAdvice is what the admin can do when the gate refuses a kernel: only the ways out that
-// work on the host under root (a DKMS rebuild only where DKMS and the kernel's headers are; the
-// image rebuild of the generator the host has; the package manager's removal of the kernel).
-func GateAdvice(res *GateResult, root, mainFile string) []string {
-	k := res.Kernel
-	h := hostOf(root, k)
-	var out []string
-	rebuild, image := false, false
-	for _, m := range res.Failed() {
-		loads := m.State == weakupdates.Native.String() || m.State == weakupdates.Weak.String()
-		if loads && m.Early && m.Initrd == "no" {
-			image = true // it loads: only its copy in the initramfs is missing
-		} else {
-			rebuild = true
-		}
-	}
-	if rebuild {
-		switch {
-		case h.dkms && h.headers:
-			out = append(out, fmt.Sprintf("rebuild the module for %s: 'dkms autoinstall -k %s'", k, k))
-		case h.dkms && h.headersPkg == "":
-			out = append(out, fmt.Sprintf("install the headers of %s, then rebuild the module with DKMS, if it builds for that kernel (dkms autoinstall -k %s)", k, k))
-		case h.dkms:
-			// Two steps, never one that fails alone: without the headers DKMS cannot build.
-			out = append(out, fmt.Sprintf("install the headers of %s and rebuild the module with DKMS, if it builds for that kernel: '%s && dkms autoinstall -k %s'", k, h.headersPkg, k))
-		}
-		if h.akmods {
-			out = append(out, fmt.Sprintf("rebuild the module for %s: 'akmods --kernels %s'", k, k))
-		}
-		out = append(out, fmt.Sprintf("install a kmod package built for %s", k))
-	}
-	if image {
-		switch {
-		case h.initramfsTools:
-			out = append(out, fmt.Sprintf("rebuild the initramfs: 'update-initramfs -u -k %s' (kabiguard's initramfs-tools hook adds the early modules)", k))
-		case h.dracut:
-			out = append(out, fmt.Sprintf("rebuild the initramfs: 'dracut --force --kver %s' (kabiguard's dracut module adds the early modules)", k))
-		default:
-			out = append(out, fmt.Sprintf("rebuild the initramfs of %s with the early modules in it", k))
-		}
-	}
-	if h.removeKernel != "" {
-		out = append(out, fmt.Sprintf("or do not boot this kernel: remove it ('%s')", h.removeKernel))
-	}
-	for _, m := range res.Failed() {
-		if m.Source != "" {
-			line := m.Name
-			if m.Early {
-				line += " early"
-			}
-			out = append(out, fmt.Sprintf("or drop the requirement: the line %q at %s", line, m.Source))
-		}
-	}
-	out = append(out, fmt.Sprintf("or accept the risk: on_missing_required = warn in %s", mainFile))
-	out = append(out, "then install the kernel again (kernel-install add, or 'dpkg --configure -a' on Debian)")
-	for i := 1; i < len(out)-2; i++ {
-		if !strings.HasPrefix(out[i], "or ") {
-			out[i] = "or " + out[i]
-		}
-	}
-	return out
-}
-
-// host is what GateAdvice may advise on the host under a root.
-type host struct {
-	dkms, akmods, headers, initramfsTools, dracut bool
-	headersPkg, removeKernel                      string
-}
-
-func hostOf(root, k string) host {
-	r, err := rootfs.At(root)
-	if err != nil {
-		return host{}
-	}
-	exists := func(rel string) bool {
-		_, err := r.Stat(r.Path(rel))
-		return err == nil
-	}
-	h := host{
-		dkms:           exists("usr/sbin/dkms"),
-		akmods:         exists("usr/sbin/akmods"),
-		headers:        exists("lib/modules/" + k + "/build/Makefile"),
-		initramfsTools: exists("usr/sbin/update-initramfs"),
-		dracut:         exists("usr/bin/dracut"),
-	}
-	switch {
-	case exists("var/lib/dpkg/status"):
-		h.headersPkg = "apt-get install linux-headers-" + k
-		pkg := "linux-image-" + k
-		for _, p := range []string{pkg, pkg + "-unsigned"} {
-			if exists("var/lib/dpkg/info/" + p + ".list") {
-				pkg = p
-			}
-		}
-		h.removeKernel = "apt-get purge " + pkg
-	case exists("var/lib/rpm") || exists("usr/lib/sysimage/rpm"):
-		h.headersPkg = "dnf install kernel-devel-" + k
-		h.removeKernel = "dnf remove kernel-core-" + k
-	}
-	return h
 }

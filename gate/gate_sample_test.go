@@ -1,4 +1,4 @@
-package hooks
+package gate
 
 // The gate on roots built from the embedded sample (testdata/sample, as scripts/demo.sh builds
 // its root): no root privileges, no download; links by kabiguard, indexes by the real depmod.
@@ -118,7 +118,7 @@ func TestGateOnSampleRoots(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			res := gateFor(t, GateOptions{Root: root, Kernel: c.kernel, Config: cfg, NoInitrd: true})
+			res := gateFor(t, Options{Root: root, Kernel: c.kernel, Config: cfg, NoInitrd: true})
 			m := res.Modules[0]
 			reason := strings.ReplaceAll(m.Reason, root, "ROOT")
 			if m.OK != c.ok || res.OK != c.ok {

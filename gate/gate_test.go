@@ -1,4 +1,4 @@
-package hooks
+package gate
 
 // The gate against real Debian kernels and modules built for them, in sandbox roots (--root):
 // needs root, the Debian archive on first use, kmod, gcc and make (internal/testkit).
@@ -66,9 +66,9 @@ func symbolMismatch(t *testing.T, ko, symvers string) []string {
 	return all
 }
 
-func gateFor(t *testing.T, opt GateOptions) *GateResult {
+func gateFor(t *testing.T, opt Options) *Result {
 	t.Helper()
-	res, err := Gate(opt)
+	res, err := Check(opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,8 +95,8 @@ func TestGateRealKernels(t *testing.T) {
 
 	cfg := gateConfig(t, root, "kabidemo\n", "")
 	t.Run("pending until linked", func(t *testing.T) {
-		res := gateFor(t, GateOptions{Root: root, Kernel: k53.Release, Config: cfg})
-		if res.OK || res.Action != GateRefuse || !strings.Contains(res.Modules[0].Reason, "not linked") {
+		res := gateFor(t, Options{Root: root, Kernel: k53.Release, Config: cfg})
+		if res.OK || res.Action != Refuse || !strings.Contains(res.Modules[0].Reason, "not linked") {
 			t.Fatalf("before kabiguard link: %+v", res)
 		}
 	})
@@ -104,22 +104,22 @@ func TestGateRealKernels(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Run("native", func(t *testing.T) {
-		res := gateFor(t, GateOptions{Root: root, Kernel: k50.Release, Config: cfg})
-		if !res.OK || res.Action != GatePass || res.Modules[0].State != "native" {
+		res := gateFor(t, Options{Root: root, Kernel: k50.Release, Config: cfg})
+		if !res.OK || res.Action != Pass || res.Modules[0].State != "native" {
 			t.Fatalf("%+v", res)
 		}
 	})
 	t.Run("weak", func(t *testing.T) {
-		res := gateFor(t, GateOptions{Root: root, Kernel: k53.Release, Config: cfg})
+		res := gateFor(t, Options{Root: root, Kernel: k53.Release, Config: cfg})
 		m := res.Modules[0]
 		if !res.OK || m.State != "weak" || m.From != k50.Release || !strings.Contains(m.Path, "/weak-updates/") {
 			t.Fatalf("%+v", res)
 		}
 	})
 	t.Run("incompatible names symbol and CRCs", func(t *testing.T) {
-		res := gateFor(t, GateOptions{Root: root, Kernel: k54.Release, Config: cfg})
+		res := gateFor(t, Options{Root: root, Kernel: k54.Release, Config: cfg})
 		m := res.Modules[0]
-		if res.OK || res.Action != GateRefuse || m.State != "incompatible" {
+		if res.OK || res.Action != Refuse || m.State != "incompatible" {
 			t.Fatalf("%+v", res)
 		}
 		found := false
@@ -134,15 +134,15 @@ func TestGateRealKernels(t *testing.T) {
 	})
 	t.Run("warn", func(t *testing.T) {
 		c := gateConfig(t, t.TempDir(), "kabidemo\n", "on_missing_required = warn\n")
-		res := gateFor(t, GateOptions{Root: root, Kernel: k54.Release, Config: c})
-		if res.OK || res.Action != GateWarn {
+		res := gateFor(t, Options{Root: root, Kernel: k54.Release, Config: c})
+		if res.OK || res.Action != Warn {
 			t.Fatalf("%+v", res)
 		}
 	})
 	t.Run("no build anywhere", func(t *testing.T) {
 		// (drbd is in Debian's tree: "in-tree" below would pass it.)
 		c := gateConfig(t, t.TempDir(), "npreal2\n", "")
-		res := gateFor(t, GateOptions{Root: root, Kernel: k53.Release, Config: c})
+		res := gateFor(t, Options{Root: root, Kernel: k53.Release, Config: c})
 		if res.OK || !strings.Contains(res.Modules[0].Reason, "no build of npreal2 is compatible with any installed kernel") {
 			t.Fatalf("%+v", res)
 		}
@@ -153,12 +153,12 @@ func TestGateRealKernels(t *testing.T) {
 		img := filepath.Join(t.TempDir(), "initrd.img")
 		dir := "usr/lib/modules/" + k54.Release + "/kernel/"
 		writeTestImage(t, img, dir+"fs/xfs/xfs.ko")
-		res := gateFor(t, GateOptions{Root: root, Kernel: k54.Release, Config: c, Initrds: []string{img}})
+		res := gateFor(t, Options{Root: root, Kernel: k54.Release, Config: c, Initrds: []string{img}})
 		if res.OK || !strings.Contains(res.Failed()[0].Reason, "its dependency libcrc32c is not") {
 			t.Fatalf("%+v", res)
 		}
 		writeTestImage(t, img, dir+"fs/xfs/xfs.ko", dir+"lib/libcrc32c.ko")
-		res = gateFor(t, GateOptions{Root: root, Kernel: k54.Release, Config: c, Initrds: []string{img}})
+		res = gateFor(t, Options{Root: root, Kernel: k54.Release, Config: c, Initrds: []string{img}})
 		if !res.OK || res.Modules[0].State != "native" || res.Modules[1].Initrd != "yes" {
 			t.Fatalf("%+v", res)
 		}
@@ -170,7 +170,7 @@ func TestGateRealKernels(t *testing.T) {
 	t.Run("early with its dependency", func(t *testing.T) {
 		img := filepath.Join(dir, "both.img")
 		writeTestImage(t, img, base+"kabiuser.ko", base+"kabiprov.ko")
-		res := gateFor(t, GateOptions{Root: root, Kernel: k53.Release, Config: early, Initrds: []string{img}})
+		res := gateFor(t, Options{Root: root, Kernel: k53.Release, Config: early, Initrds: []string{img}})
 		m := res.Modules[0]
 		if !res.OK || m.Initrd != "yes" || strings.Join(m.Depends, ",") != "kabiprov" {
 			t.Fatalf("%+v", res)
@@ -179,7 +179,7 @@ func TestGateRealKernels(t *testing.T) {
 	t.Run("early in the staging area", func(t *testing.T) {
 		staging := t.TempDir()
 		writeTestImage(t, filepath.Join(staging, "initrd"), base+"kabiuser.ko", base+"kabiprov.ko")
-		res := gateFor(t, GateOptions{Root: root, Kernel: k53.Release, Config: early, StagingArea: staging})
+		res := gateFor(t, Options{Root: root, Kernel: k53.Release, Config: early, StagingArea: staging})
 		if !res.OK || len(res.Initrds) != 1 {
 			t.Fatalf("%+v", res)
 		}
@@ -187,7 +187,7 @@ func TestGateRealKernels(t *testing.T) {
 	t.Run("early without its dependency", func(t *testing.T) {
 		img := filepath.Join(dir, "user.img")
 		writeTestImage(t, img, base+"kabiuser.ko")
-		res := gateFor(t, GateOptions{Root: root, Kernel: k53.Release, Config: early, Initrds: []string{img}})
+		res := gateFor(t, Options{Root: root, Kernel: k53.Release, Config: early, Initrds: []string{img}})
 		if res.OK || !strings.Contains(res.Modules[0].Reason, "dependency kabiprov is not") {
 			t.Fatalf("%+v", res)
 		}
@@ -195,17 +195,17 @@ func TestGateRealKernels(t *testing.T) {
 	t.Run("early missing from the image", func(t *testing.T) {
 		img := filepath.Join(dir, "none.img")
 		writeTestImage(t, img, "usr/lib/modules/"+k53.Release+"/kernel/fs/xfs/xfs.ko")
-		res := gateFor(t, GateOptions{Root: root, Kernel: k53.Release, Config: early, Initrds: []string{img}})
+		res := gateFor(t, Options{Root: root, Kernel: k53.Release, Config: early, Initrds: []string{img}})
 		if res.OK || !strings.Contains(res.Modules[0].Reason, "does not contain it") {
 			t.Fatalf("%+v", res)
 		}
-		res = gateFor(t, GateOptions{Root: root, Kernel: k53.Release, Config: early, Initrds: []string{img}, NoInitrd: true})
+		res = gateFor(t, Options{Root: root, Kernel: k53.Release, Config: early, Initrds: []string{img}, NoInitrd: true})
 		if !res.OK {
 			t.Fatalf("--no-initrd still looked: %+v", res)
 		}
 	})
 	t.Run("early without any image", func(t *testing.T) {
-		res := gateFor(t, GateOptions{Root: root, Kernel: k53.Release, Config: early})
+		res := gateFor(t, Options{Root: root, Kernel: k53.Release, Config: early})
 		if res.OK || !strings.Contains(res.Modules[0].Reason, "has no initramfs") {
 			t.Fatalf("%+v", res)
 		}
@@ -220,7 +220,7 @@ func TestGateRealKernels(t *testing.T) {
 		os.Remove(link)
 		defer os.Symlink(target, link)
 		c := gateConfig(t, t.TempDir(), "kabiuser\n", "")
-		res := gateFor(t, GateOptions{Root: root, Kernel: k53.Release, Config: c})
+		res := gateFor(t, Options{Root: root, Kernel: k53.Release, Config: c})
 		if res.OK {
 			t.Fatalf("%+v", res)
 		}
@@ -249,7 +249,7 @@ func TestGateWithoutSymvers(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := gateConfig(t, root, "kabidemo\n", "")
-	res := gateFor(t, GateOptions{Root: root, Kernel: k53.Release, Config: cfg})
+	res := gateFor(t, Options{Root: root, Kernel: k53.Release, Config: cfg})
 	t.Log(res.Modules[0].Reason)
 	if res.OK || !strings.Contains(res.Modules[0].Reason, "cannot tell") || !strings.Contains(res.Modules[0].Reason, "headers") {
 		t.Fatalf("%+v", res)

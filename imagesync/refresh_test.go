@@ -1,4 +1,4 @@
-package hooks
+package imagesync
 
 // Refresh on real kernels (root, the Debian archive on first use, kmod, dracut-core for
 // lsinitrd: .ci/run installs them). The images are made by the project's writer in every

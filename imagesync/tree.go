@@ -1,0 +1,110 @@
+package imagesync
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"sync"
+
+	"github.com/kabiguard/kabiguard/initramfs"
+	"github.com/kabiguard/kabiguard/internal/rootfs"
+)
+
+// kernelTree is what a kernel's tree resolves module names to, as its modules.dep — what
+// modprobe loads — lists them.
+type kernelTree struct {
+	root string
+	rel  map[string]string   // module name → path relative to root, as modules.dep names it
+	deps map[string][]string // module name → names of the modules it needs
+
+	mu       sync.Mutex
+	resolved map[string]string // file's answers: a scan asks for each module more than once
+}
+
+func loadTree(root, kernel string) (*kernelTree, error) {
+	dir := filepath.Join("lib", "modules", kernel)
+	depPath := filepath.Join(root, dir, "modules.dep")
+	r, err := rootfs.At(root)
+	if err != nil {
+		return nil, err
+	}
+	data, err := r.ReadFile(depPath)
+	if err != nil {
+		return nil, fmt.Errorf("kernel %s: %w (run depmod first)", kernel, err)
+	}
+	dep, err := initramfs.ParseModulesDep(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", depPath, err)
+	}
+	t := &kernelTree{root: root, rel: map[string]string{}, deps: map[string][]string{}}
+	for rel, needs := range dep {
+		name, _, ok := initramfs.ModuleName(rel)
+		if !ok {
+			continue
+		}
+		t.rel[name] = path.Join(dir, rel)
+		for _, d := range needs {
+			if n, _, ok := initramfs.ModuleName(d); ok {
+				t.deps[name] = append(t.deps[name], n)
+			}
+		}
+	}
+	return t, nil
+}
+
+// unlisted returns the host file at the place of the image's module file imagePath in the
+// kernel's tree (links followed inside root), when it is a regular file, as depmod indexes
+// only those: a module modules.dep does not list, but that exists.
+func (t *kernelTree) unlisted(imagePath, kernel string) string {
+	rel, ok := kernelRel(imagePath, kernel)
+	if !ok || !filepath.IsLocal(rel) {
+		return ""
+	}
+	p, err := rootfs.Resolve(t.root, path.Join("lib", "modules", kernel, rel))
+	if err != nil {
+		return ""
+	}
+	if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
+		return ""
+	}
+	return p
+}
+
+// DepmodCommand is the depmod an admin runs to index kernel's tree under root.
+func DepmodCommand(root, kernel string) string {
+	if filepath.Clean(root) == "/" {
+		return "depmod -a " + kernel
+	}
+	return "depmod -b " + root + " -a " + kernel
+}
+
+// has reports whether the tree has a module of that name.
+func (t *kernelTree) has(name string) bool { return t.rel[name] != "" }
+
+// file returns the host path of the tree's file of module name, symlinks on its path (the
+// weak-updates link) followed inside root; "" when the tree has no such module. Only the
+// modules an image holds are resolved: a tree has thousands.
+func (t *kernelTree) file(name string) (string, error) {
+	rel := t.rel[name]
+	if rel == "" {
+		return "", nil
+	}
+	t.mu.Lock()
+	p, ok := t.resolved[name]
+	t.mu.Unlock()
+	if ok {
+		return p, nil
+	}
+	p, err := rootfs.Resolve(t.root, rel)
+	if err != nil {
+		return "", err
+	}
+	t.mu.Lock()
+	if t.resolved == nil {
+		t.resolved = map[string]string{}
+	}
+	t.resolved[name] = p
+	t.mu.Unlock()
+	return p, nil
+}
