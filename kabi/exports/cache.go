@@ -182,4 +182,3 @@ func writeCache(r *rootfs.Root, path string, d *derived) error {
 		return err
 	})
 }
-

@@ -225,4 +225,3 @@ func (e entry) export() symvers.Export {
 func (k *kernel) provenance() string {
 	return fmt.Sprintf("exports derived from %s and %d in-tree modules", k.vmlinuz, len(k.d.modules))
 }
-
