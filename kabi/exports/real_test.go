@@ -73,3 +73,20 @@ func TestRealKernelsMatchModuleSymvers(t *testing.T) {
 		})
 	}
 }
+
+// TestOtherArchitecturesMatchModuleSymvers does the same for the i386 (bzImage, ELF32) and
+// arm64 (raw Image, scanned) images of one Debian ABI.
+func TestOtherArchitecturesMatchModuleSymvers(t *testing.T) {
+	for _, c := range []struct{ arch, flavour string }{{"i386", "686-pae"}, {"arm64", "arm64"}} {
+		t.Run(c.arch, func(t *testing.T) {
+			k := testkit.FetchArchKernel(t, "6.1.0-50", c.arch, c.flavour)
+			root := imageRoot(t, k.Root, k.Release)
+			tab, prov, err := ForKernel(root, k.Release, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Log(prov)
+			sameExports(t, k.Release, k.Symvers, tab)
+		})
+	}
+}
