@@ -52,6 +52,8 @@ var (
 // where one applies and say what was found; they do not name the file (the caller does).
 func Decode(file []byte) (*Image, error) {
 	switch {
+	case len(file) == 0:
+		return nil, fmt.Errorf("%w: empty file", ErrNotKernel)
 	case bytes.HasPrefix(file, elfMagic):
 		return &Image{Data: file, Form: "vmlinux ELF"}, nil
 	case isBzImage(file):
