@@ -24,6 +24,11 @@ var (
 // maxVmlinux bounds a decompressed kernel: Debian's are 30-70 MiB.
 const maxVmlinux = 512 << 20
 
+// maxRatio bounds how much a bzImage payload may expand: kernels compress 4-8 times (Debian
+// 6.1: 8.1 MB of xz for 65.9 MB). The bound keeps a crafted size trailer from making the
+// decoders reserve memory for a kernel that cannot be there.
+const maxRatio = 32
+
 // Image is a kernel image's uncompressed code, as the tables are read from it.
 type Image struct {
 	Data []byte
@@ -108,11 +113,14 @@ func decodeBzImage(file []byte) (*Image, error) {
 	// The build appends the uncompressed size (scripts/Makefile.lib size_append): the decoders
 	// stop at the end of their stream, and the size checks the result.
 	size := int(binary.LittleEndian.Uint32(p[len(p)-4:]))
+	if size > maxVmlinux || size > maxRatio*len(p)+1<<20 {
+		return nil, fmt.Errorf("%w: bzImage payload of %d bytes claims to decode to %d", ErrNotKernel, len(p), size)
+	}
 	f, err := payloadFormat(p)
 	if err != nil {
 		return nil, err
 	}
-	out, err := decompress(f, p[:len(p)-4], maxVmlinux)
+	out, err := decompress(f, p[:len(p)-4], size)
 	if err != nil {
 		return nil, fmt.Errorf("bzImage %s payload: %w", f, err)
 	}

@@ -66,7 +66,7 @@ func decodeXZ(data []byte, limit int) ([]byte, error) {
 // in data (header, compressed data, padding, check).
 func decodeXZBlock(data []byte, check byte, checkLen int, limit int) ([]byte, int, error) {
 	hlen := (int(data[0]) + 1) * 4
-	if hlen > len(data) {
+	if hlen < 8 || hlen > len(data) {
 		return nil, 0, errors.New("truncated block header")
 	}
 	h := data[:hlen]
@@ -126,7 +126,8 @@ func decodeXZBlock(data []byte, check byte, checkLen int, limit int) ([]byte, in
 		}
 	}
 	body := bytes.NewReader(data[hlen:])
-	lr, err := lzma.Reader2Config{DictCap: max(dictCap, lzma.MinDictCap)}.NewReader2(body)
+	// A dictionary larger than the output is never used beyond its size: reserve no more.
+	lr, err := lzma.Reader2Config{DictCap: max(min(dictCap, limit), lzma.MinDictCap)}.NewReader2(body)
 	if err != nil {
 		return nil, 0, err
 	}
