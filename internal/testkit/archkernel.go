@@ -119,3 +119,20 @@ func runErr(dir, name string, args ...string) ([]byte, error) {
 	cmd.Dir = dir
 	return cmd.CombinedOutput()
 }
+
+// ImageRoot makes a root holding only what k's image package installs: /boot/vmlinuz-K and
+// the module tree with depmod's indexes, hard-linked from the cache; no headers, so no
+// symvers. Like NewRoot, it must not be written into in place.
+func ImageRoot(tb testing.TB, k *Kernel) string {
+	tb.Helper()
+	root := tb.TempDir()
+	HardlinkTree(tb, k.ModulesDir(), filepath.Join(root, "lib", "modules", k.Release))
+	boot := filepath.Join(root, "boot")
+	if err := os.MkdirAll(boot, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(k.Root, "boot", "vmlinuz-"+k.Release), filepath.Join(boot, "vmlinuz-"+k.Release)); err != nil {
+		tb.Fatal(err)
+	}
+	return root
+}

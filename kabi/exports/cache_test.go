@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kabiguard/kabiguard/internal/testkit"
 	"github.com/kabiguard/kabiguard/kabi/symvers"
@@ -19,7 +18,7 @@ import (
 // Decode takes as it is: the tests below derive many times without decompressing each time.
 func elfRoot(t *testing.T, k *testkit.Kernel) string {
 	t.Helper()
-	root := imageRoot(t, k.Root, k.Release)
+	root := testkit.ImageRoot(t, k)
 	p := filepath.Join(root, "boot", "vmlinuz-"+k.Release)
 	raw, err := os.ReadFile(p)
 	if err != nil {
@@ -118,7 +117,7 @@ func forge(t *testing.T, path, name string, crc uint32, fixSum bool) {
 
 // TestCacheIsUsedOnlyWhileValid: a second derivation reads the cache (a forged CRC with a
 // valid checksum comes back: the cache was used); a corrupt cache, or one whose source files
-// changed (a module touched, vmlinuz replaced), is ignored and the true CRC derived again.
+// changed (a module or vmlinuz replaced), is ignored and the true CRC derived again.
 func TestCacheIsUsedOnlyWhileValid(t *testing.T) {
 	k := testkit.FetchKernel(t, "6.1.0-55")
 	root := elfRoot(t, k)
@@ -154,24 +153,13 @@ func TestCacheIsUsedOnlyWhileValid(t *testing.T) {
 
 	forge(t, cache, modSym, forged, true)
 	drm := filepath.Join(root, "lib", "modules", k.Release, "kernel", "drivers", "gpu", "drm", "drm.ko")
-	later := time.Now().Add(time.Hour)
-	if err := os.Chtimes(drm, later, later); err != nil {
-		t.Fatal(err)
-	}
+	replace(t, drm) // a hard link into the test cache: never touched in place
 	if got := derive(); got != truth {
-		t.Errorf("stale cache (module changed) trusted: %+v, want %+v", got, truth)
+		t.Errorf("stale cache (module replaced) trusted: %+v, want %+v", got, truth)
 	}
 
 	forge(t, cache, modSym, forged, true)
-	img := filepath.Join(root, "boot", "vmlinuz-"+k.Release)
-	data, err := os.ReadFile(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(img)
-	if err := os.WriteFile(img, data, 0o644); err != nil { // same content, another inode
-		t.Fatal(err)
-	}
+	replace(t, filepath.Join(root, "boot", "vmlinuz-"+k.Release))
 	if got := derive(); got != truth {
 		t.Errorf("stale cache (vmlinuz replaced) trusted: %+v, want %+v", got, truth)
 	}
@@ -181,5 +169,20 @@ func TestCacheIsUsedOnlyWhileValid(t *testing.T) {
 	}
 	if got := derive(); got != truth {
 		t.Errorf("garbage cache: %+v, want %+v", got, truth)
+	}
+}
+
+// replace gives p a new inode with the same content, as a package upgrade does.
+func replace(t *testing.T, p string) {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -63,7 +63,7 @@ func TestRealKernelsMatchModuleSymvers(t *testing.T) {
 	for _, abi := range realABIs {
 		t.Run(abi, func(t *testing.T) {
 			k := testkit.FetchKernel(t, abi)
-			root := imageRoot(t, k.Root, k.Release)
+			root := testkit.ImageRoot(t, k)
 			tab, prov, err := ForKernel(root, k.Release, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -80,7 +80,7 @@ func TestOtherArchitecturesMatchModuleSymvers(t *testing.T) {
 	for _, c := range []struct{ arch, flavour string }{{"i386", "686-pae"}, {"arm64", "arm64"}} {
 		t.Run(c.arch, func(t *testing.T) {
 			k := testkit.FetchArchKernel(t, "6.1.0-50", c.arch, c.flavour)
-			root := imageRoot(t, k.Root, k.Release)
+			root := testkit.ImageRoot(t, k)
 			tab, prov, err := ForKernel(root, k.Release, nil)
 			if err != nil {
 				t.Fatal(err)
