@@ -186,3 +186,31 @@ func replace(t *testing.T, p string) {
 		t.Fatal(err)
 	}
 }
+
+// TestWithoutModulesSymbolsEveryModuleIsRead: before depmod has run there is no
+// modules.symbols to say which module exports what, so every in-tree module is read.
+func TestWithoutModulesSymbolsEveryModuleIsRead(t *testing.T) {
+	k := testkit.FetchKernel(t, "6.1.0-55")
+	root := elfRoot(t, k)
+	dir := filepath.Join(root, "lib", "modules", k.Release)
+	if err := os.Remove(filepath.Join(dir, "modules.symbols")); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	filepath.WalkDir(filepath.Join(dir, "kernel"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".ko") {
+			n++
+		}
+		return err
+	})
+	tab, prov, err := ForKernel(root, k.Release, map[string]bool{modSym: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf(" and %d in-tree modules", n); !strings.HasSuffix(prov, want) {
+		t.Errorf("provenance %q; want it to end in %q", prov, want)
+	}
+	if got, w := tab.Exports[otherSym], headersExport(t, k, otherSym); got != w {
+		t.Errorf("%s: %+v, Module.symvers %+v", otherSym, got, w)
+	}
+}

@@ -2,6 +2,10 @@ package exports
 
 import (
 	"bytes"
+	"compress/gzip"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/kabiguard/kabiguard/internal/testkit"
@@ -88,5 +92,35 @@ func TestOtherArchitecturesMatchModuleSymvers(t *testing.T) {
 			t.Log(prov)
 			sameExports(t, k.Release, k.Symvers, tab)
 		})
+	}
+}
+
+// TestArm64ImageGz: the gzip'd form of an arm64 Image (Image.gz, what arm64 boot loaders are
+// also given) yields the same tables as the raw Image Debian installs as vmlinuz.
+func TestArm64ImageGz(t *testing.T) {
+	k := testkit.FetchArchKernel(t, "6.1.0-50", "arm64", "arm64")
+	raw, err := os.ReadFile(filepath.Join(k.Root, "boot", "vmlinuz-"+k.Release))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	w := gzip.NewWriter(&gz)
+	w.Write(raw)
+	w.Close()
+	tables := func(file []byte) ([]entry, string) {
+		img, err := Decode(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		es, err := vmlinuxTables(img)
+		if err != nil {
+			t.Fatalf("%s: %v", img.Form, err)
+		}
+		return es, img.Form
+	}
+	want, _ := tables(raw)
+	got, form := tables(gz.Bytes())
+	if form != "arm64 Image.gz" || !slices.Equal(got, want) {
+		t.Fatalf("%s: %d exports, the raw Image has %d (or they differ)", form, len(got), len(want))
 	}
 }
