@@ -214,3 +214,24 @@ func TestWithoutModulesSymbolsEveryModuleIsRead(t *testing.T) {
 		t.Errorf("%s: %+v, Module.symvers %+v", otherSym, got, w)
 	}
 }
+
+// TestUnreadableModulesGiveOneLine: in-tree modules that cannot be read fail the derivation
+// (their exports are unknown) with one line naming the first of them.
+func TestUnreadableModulesGiveOneLine(t *testing.T) {
+	k := testkit.FetchKernel(t, "6.1.0-55")
+	root := elfRoot(t, k)
+	kdir := filepath.Join(root, "lib", "modules", k.Release, "kernel")
+	var bad []string
+	for _, name := range []string{"aaa-broken.ko", "zzz-broken.ko.xz"} {
+		p := filepath.Join(kdir, name)
+		if err := os.WriteFile(p, []byte("not a module"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		bad = append(bad, p)
+	}
+	_, _, err := ForKernel(root, k.Release, nil)
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), bad[0]) ||
+		!strings.Contains(err.Error(), "1 more") {
+		t.Fatalf("error %q; want one line naming %s and counting the other", err, bad[0])
+	}
+}

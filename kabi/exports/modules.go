@@ -122,7 +122,7 @@ func (t *tree) filesFor(names []string, owners map[string][]string) []string {
 func readModules(r *rootfs.Root, t *tree, files []string) (map[string][]entry, error) {
 	out := make(map[string][]entry, len(files))
 	var mu sync.Mutex
-	var errs []error
+	errs := map[string]error{}
 	work := make(chan string)
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), max(len(files), 1)) {
@@ -133,7 +133,7 @@ func readModules(r *rootfs.Root, t *tree, files []string) (map[string][]entry, e
 				es, err := readModule(r, t, f)
 				mu.Lock()
 				if err != nil {
-					errs = append(errs, err)
+					errs[f] = err
 				} else {
 					out[f] = es
 				}
@@ -146,10 +146,15 @@ func readModules(r *rootfs.Root, t *tree, files []string) (map[string][]entry, e
 	}
 	close(work)
 	wg.Wait()
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if len(errs) == 0 {
+		return out, nil
 	}
-	return out, nil
+	first := errs[sortedKeys(errs)[0]] // the same one every run
+	if len(errs) == 1 {
+		return nil, first
+	}
+	// One line: a broken tree would otherwise print thousands.
+	return nil, fmt.Errorf("%w (and %d more in-tree modules that cannot be read)", first, len(errs)-1)
 }
 
 // readModule reads one module's exports through kabi/module, which parses __ksymtab*,
