@@ -116,6 +116,9 @@ func (k *kernel) derive(wanted map[string]bool) error {
 
 // readImage decodes vmlinuz and reads vmlinux's tables. Errors name the file.
 func (k *kernel) readImage() (*derived, error) {
+	// Stamped before it is read (modules too): a file replaced in between leaves a cache
+	// keyed to the old file, which the next run finds stale; the other order could key the
+	// new file to the old content.
 	st, err := stampOf(k.r, k.vmlinuz)
 	if err != nil {
 		return nil, err
