@@ -32,6 +32,7 @@ type cli struct {
 	Gate      gateCmd      `cmd:"" help:"Refuse a kernel that would boot without a required module (kernel-install and Debian hooks call this)."`
 	Initramfs initramfsCmd `cmd:"" help:"Read, verify and refresh initramfs images."`
 	Hook      hookCmd      `cmd:"" help:"What kernel-install and the Debian kernel hooks run when a kernel is added or removed."`
+	Exports   exportsCmd   `cmd:"" help:"Print a kernel's exports derived from its image and in-tree modules, as a symvers file."`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`
 	Man     manpage.Flag     `hidden:"" help:"Print the manual page kabiguard(8) (roff) and exit."`

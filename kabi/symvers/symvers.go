@@ -44,10 +44,27 @@ type Table struct {
 	text   string
 	once   sync.Once
 	all    map[string]Export
+
+	// more answers, for a table from NewTable, a lookup of a name Exports lacks.
+	more func(name string) (Export, bool)
+}
+
+// NewTable returns a table of exports that were not read from a symvers file (kabi/exports
+// derives them from a kernel image); path names their source in messages. more, when not nil,
+// is asked for a name exports lacks, so that a table built for some wanted symbols still
+// answers any lookup right. It must be safe for concurrent use.
+func NewTable(path string, exports map[string]Export, more func(name string) (Export, bool)) *Table {
+	return &Table{Path: path, Exports: exports, more: more}
 }
 
 // Lookup returns the export of name.
 func (t *Table) Lookup(name string) (Export, bool) {
+	if t.more != nil {
+		if e, ok := t.Exports[name]; ok {
+			return e, true
+		}
+		return t.more(name)
+	}
 	if t.wanted != nil && !t.wanted[name] {
 		t.once.Do(func() { t.all, _ = parse(t.text, nil) }) // the text parsed once already
 		e, ok := t.all[name]
