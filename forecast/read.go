@@ -1,0 +1,281 @@
+package forecast
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/kabiguard/kabiguard/forecast/pkgfile"
+	"github.com/kabiguard/kabiguard/internal/compression"
+	"github.com/kabiguard/kabiguard/kabi"
+	"github.com/kabiguard/kabiguard/kabi/exports"
+	"github.com/kabiguard/kabiguard/kabi/inventory"
+	"github.com/kabiguard/kabiguard/kabi/module"
+	"github.com/kabiguard/kabiguard/kabi/symvers"
+)
+
+// ErrNoKernel means a package holds no kernel (no lib/modules/RELEASE with modules or an image).
+var ErrNoKernel = errors.New("no kernel in the package")
+
+// Kernel is one kernel read from a package, as the planner needs it.
+type Kernel struct {
+	Release string
+	// Symvers is the kernel's exports: the package's symvers file, or derived from its image
+	// and in-tree modules. Provenance says which, naming the package.
+	Symvers    *symvers.Table
+	Provenance string
+	Reference  *module.Module    // one in-tree module: vermagic and sizeof(struct module)
+	InTree     map[string]string // module name -> path in the package (kernel/...)
+	Builtin    map[string]bool   // modules.builtin
+	External   []*module.Module  // modules the package ships outside kernel/ (extra/, updates/)
+	Unreadable map[string]error  // in-tree modules whose exports could not be read, by path
+	image      []byte            // the vmlinuz, until its exports are read
+	imagePath  string            // its path in the package
+	symversAt  string            // the package's symvers file, if any
+	derived    map[string]symvers.Export
+}
+
+// maxFile bounds what is read of one package file into memory (the largest Debian module,
+// amdgpu, is about 20 MiB; a vmlinuz about 10 MiB).
+const maxFile = 256 << 20
+
+// kernelFile is what a package path is to a kernel.
+type kernelFile struct {
+	release string
+	kind    fileKind
+	rel     string // below lib/modules/RELEASE/ (kernel files), or the file name (boot/)
+}
+
+type fileKind int
+
+const (
+	otherFile fileKind = iota
+	imageFile
+	symversFile
+	builtinFile
+	inTreeModule
+	externalModule
+)
+
+// classify says what name (a cleaned package path) is; merged-/usr packages put lib/modules
+// under usr/.
+func classify(name string) kernelFile {
+	if b, ok := strings.CutPrefix(name, "boot/"); ok && !strings.Contains(b, "/") {
+		if r, ok := strings.CutPrefix(b, "vmlinuz-"); ok {
+			return kernelFile{release: r, kind: imageFile, rel: b}
+		}
+		if r, ok := strings.CutPrefix(b, "symvers-"); ok {
+			return kernelFile{release: trimCompression(r), kind: symversFile, rel: b}
+		}
+		return kernelFile{}
+	}
+	rest, ok := strings.CutPrefix(strings.TrimPrefix(name, "usr/"), "lib/modules/")
+	if !ok {
+		return kernelFile{}
+	}
+	release, rel, ok := strings.Cut(rest, "/")
+	if !ok || release == "" {
+		return kernelFile{}
+	}
+	f := kernelFile{release: release, rel: rel}
+	top, _, _ := strings.Cut(rel, "/")
+	switch {
+	case rel == "vmlinuz":
+		f.kind = imageFile
+	case trimCompression(rel) == "symvers":
+		f.kind = symversFile
+	case rel == "modules.builtin":
+		f.kind = builtinFile
+	case !kabi.IsModuleFile(rel):
+	case top == "kernel":
+		f.kind = inTreeModule
+	case top != "weak-updates" && top != "build" && top != "source" && strings.Contains(rel, "/"):
+		f.kind = externalModule
+	}
+	return f
+}
+
+func trimCompression(s string) string {
+	for _, ext := range []string{".gz", ".xz", ".zst"} {
+		s = strings.TrimSuffix(s, ext)
+	}
+	return s
+}
+
+// Read streams the package once and returns the kernels it holds, each with its exports.
+func Read(pkg *pkgfile.Package) ([]*Kernel, error) {
+	r := &reader{pkg: pkg, kernels: map[string]*Kernel{}, jobs: make(chan moduleJob, 2*runtime.GOMAXPROCS(0))}
+	r.startWorkers()
+	werr := pkg.Walk(r.visit)
+	close(r.jobs)
+	r.workers.Wait()
+	if werr != nil {
+		return nil, werr
+	}
+	var out []*Kernel
+	for _, k := range r.kernels {
+		if k.image == nil && k.symversAt == "" && len(k.InTree) == 0 {
+			continue // a lib/modules directory with only extra/: not a kernel package
+		}
+		if err := k.finish(pkg); err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: %w (no lib/modules/RELEASE with modules or a vmlinuz)", pkg.Path, ErrNoKernel)
+	}
+	sort.Slice(out, func(i, j int) bool { return kabi.CompareReleases(out[i].Release, out[j].Release) < 0 })
+	return out, nil
+}
+
+type reader struct {
+	pkg     *pkgfile.Package
+	mu      sync.Mutex
+	kernels map[string]*Kernel
+	jobs    chan moduleJob
+	workers sync.WaitGroup
+}
+
+type moduleJob struct {
+	k        *Kernel
+	f        kernelFile
+	name     string
+	data     []byte
+	external bool
+}
+
+func (r *reader) kernel(release string) *Kernel {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := r.kernels[release]
+	if k == nil {
+		k = &Kernel{Release: release, InTree: map[string]string{}, Builtin: map[string]bool{},
+			Unreadable: map[string]error{}, derived: map[string]symvers.Export{}}
+		r.kernels[release] = k
+	}
+	return k
+}
+
+// visit takes what a kernel needs from one package entry.
+func (r *reader) visit(f pkgfile.File, body io.Reader) error {
+	kf := classify(f.Name)
+	if kf.kind == otherFile || !f.IsRegular() {
+		return nil
+	}
+	data, err := io.ReadAll(io.LimitReader(body, maxFile+1))
+	if err != nil {
+		return err
+	}
+	if len(data) > maxFile {
+		return fmt.Errorf("%s: %s is larger than %d MiB", r.pkg.Path, f.Name, maxFile>>20)
+	}
+	k := r.kernel(kf.release)
+	switch kf.kind {
+	case imageFile:
+		k.image, k.imagePath = data, f.Name
+	case symversFile:
+		plain, _, err := compression.Decode(data)
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", r.pkg.Path, f.Name, err)
+		}
+		t, err := symvers.ParseBytes(r.pkg.Path+":"+f.Name, plain)
+		if err != nil {
+			return err
+		}
+		r.mu.Lock()
+		k.Symvers, k.symversAt = t, f.Name
+		r.mu.Unlock()
+	case builtinFile:
+		for _, line := range strings.Fields(string(data)) {
+			r.mu.Lock()
+			k.Builtin[inventory.ModuleName(line)] = true
+			r.mu.Unlock()
+		}
+	case inTreeModule, externalModule:
+		r.mu.Lock()
+		if kf.kind == inTreeModule {
+			k.InTree[inventory.ModuleName(kf.rel)] = f.Name
+		}
+		r.mu.Unlock()
+		r.jobs <- moduleJob{k: k, f: kf, name: f.Name, data: data, external: kf.kind == externalModule}
+	}
+	return nil
+}
+
+// startWorkers parses modules on every core while the archive is read.
+func (r *reader) startWorkers() {
+	for i := 0; i < runtime.GOMAXPROCS(0); i++ {
+		r.workers.Add(1)
+		go func() {
+			defer r.workers.Done()
+			for j := range r.jobs {
+				r.parse(j)
+			}
+		}()
+	}
+}
+
+func (r *reader) parse(j moduleJob) {
+	m, err := module.Parse(r.pkg.Path+":"+j.name, j.data)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := j.k
+	switch {
+	case err != nil:
+		k.Unreadable[j.name] = err
+	case j.external:
+		k.External = append(k.External, m)
+	default:
+		// The first module in archive order would do as the reference; the smallest path
+		// keeps it the same whatever the workers' order.
+		if k.Reference == nil || j.name < k.Reference.Path {
+			k.Reference = m
+		}
+		for name, e := range exports.ModuleExports(m, strings.TrimPrefix(j.f.rel, "kernel/")) {
+			k.derived[name] = e
+		}
+	}
+}
+
+// finish settles a kernel's exports once the whole package was read: its own symvers file
+// when it ships one, else vmlinux's exports and its in-tree modules'.
+func (k *Kernel) finish(pkg *pkgfile.Package) error {
+	if k.Reference != nil {
+		k.Reference.Path = strings.TrimPrefix(k.Reference.Path, pkg.Path+":")
+	}
+	sort.Slice(k.External, func(i, j int) bool { return k.External[i].Path < k.External[j].Path })
+	if k.Symvers != nil {
+		k.Provenance = fmt.Sprintf("symvers %s from %s", k.symversAt, pkg)
+		k.image, k.derived = nil, nil
+		return nil
+	}
+	if k.image == nil {
+		return fmt.Errorf("%s: kernel %s has neither a symvers file nor a vmlinuz to read its exports from", pkg.Path, k.Release)
+	}
+	vmlinux, form, err := exports.ImageExports(k.image)
+	if err != nil {
+		return fmt.Errorf("%s: %s: %w", pkg.Path, k.imagePath, err)
+	}
+	for name, e := range vmlinux {
+		k.derived[name] = e
+	}
+	if len(k.Unreadable) > 0 {
+		var first string
+		for p := range k.Unreadable {
+			if first == "" || p < first {
+				first = p
+			}
+		}
+		return fmt.Errorf("%s: the exports of %d in-tree module(s) cannot be read, so the kernel's cannot be known: %v", pkg.Path, len(k.Unreadable), k.Unreadable[first])
+	}
+	k.Symvers = symvers.NewTable(pkg.Path+":"+k.imagePath, k.derived, nil)
+	k.Provenance = fmt.Sprintf("exports derived from %s (%s) and %d in-tree modules of %s", path.Base(k.imagePath), form, len(k.InTree), pkg)
+	k.image, k.derived = nil, nil
+	return nil
+}
