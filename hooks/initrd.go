@@ -209,7 +209,7 @@ func OpenImage(root, image string) (*initramfs.Image, func(), error) {
 
 // replace writes the image anew through write and puts it in place of the file the image path
 // leads to, atomically (a temporary file next to it, named for leftover removal: see
-// initramfs.TempName): a symlink at the image path stays a symlink.
+// rootfs.TempName): a symlink at the image path stays a symlink.
 func (img *imageFile) replace(write func(io.Writer) error) error {
 	return img.r.WriteAtomic(img.real, img.perm, func(f io.Writer) error {
 		bw := bufio.NewWriterSize(f, 1<<20)
@@ -308,7 +308,7 @@ func rebuild(gen, root, kernel, image string) error {
 	if err != nil {
 		return err
 	}
-	tmp := initramfs.TempName(real, os.Getpid())
+	tmp := rootfs.TempName(real, os.Getpid())
 	argv := rebuildCommand(gen, root, kernel, tmp)
 	if argv[0] == "none" {
 		return fmt.Errorf("%s needs a full rebuild, but the initrd generator is \"none\" (KERNEL_INSTALL_INITRD_GENERATOR)", image)

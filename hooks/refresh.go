@@ -8,7 +8,6 @@ import (
 	"io"
 	"maps"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
@@ -24,6 +23,7 @@ import (
 	"github.com/kabiguard/kabiguard/internal/compression"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/internal/safeelf"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // An initramfs carries copies of module files. After weak-updates links change, those copies
@@ -83,30 +83,22 @@ type kernelTree struct {
 }
 
 func loadTree(root, kernel string) (*kernelTree, error) {
-	dir := filepath.Join("lib", "modules", kernel)
-	depPath := filepath.Join(root, dir, "modules.dep")
-	r, err := rootfs.At(root)
+	dep, err := kmod.ReadDep(root, kernel)
 	if err != nil {
-		return nil, err
-	}
-	data, err := r.ReadFile(depPath)
-	if err != nil {
+		if se := (*kmod.SyntaxError)(nil); errors.As(err, &se) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("kernel %s: %w (run depmod first)", kernel, err)
 	}
-	dep, err := initramfs.ParseModulesDep(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", depPath, err)
-	}
 	t := &kernelTree{root: root, rel: map[string]string{}, deps: map[string][]string{}}
-	for rel, needs := range dep {
-		name, _, ok := initramfs.ModuleName(rel)
-		if !ok {
-			continue
+	for _, m := range dep.Modules {
+		if _, dup := t.rel[m.Name]; dup || !kmod.IsModule(m.Path) {
+			continue // modprobe loads the first file of a name
 		}
-		t.rel[name] = path.Join(dir, rel)
-		for _, d := range needs {
-			if n, _, ok := initramfs.ModuleName(d); ok {
-				t.deps[name] = append(t.deps[name], n)
+		t.rel[m.Name] = kmod.DepRel(kernel, m.Path)
+		for _, d := range m.Needs {
+			if kmod.IsModule(d) {
+				t.deps[m.Name] = append(t.deps[m.Name], kmod.ModuleName(d))
 			}
 		}
 	}
@@ -121,7 +113,7 @@ func (t *kernelTree) unlisted(imagePath, kernel string) string {
 	if !ok || !filepath.IsLocal(rel) {
 		return ""
 	}
-	p, err := rootfs.Resolve(t.root, path.Join("lib", "modules", kernel, rel))
+	p, err := rootfs.Resolve(t.root, path.Join(kmod.ModulesRel, kernel, rel))
 	if err != nil {
 		return ""
 	}
@@ -131,13 +123,6 @@ func (t *kernelTree) unlisted(imagePath, kernel string) string {
 	return p
 }
 
-// DepmodCommand is the depmod an admin runs to index kernel's tree under root.
-func DepmodCommand(root, kernel string) string {
-	if filepath.Clean(root) == "/" {
-		return "depmod -a " + kernel
-	}
-	return "depmod -b " + root + " -a " + kernel
-}
 
 // has reports whether the tree has a module of that name.
 func (t *kernelTree) has(name string) bool { return t.rel[name] != "" }
@@ -564,7 +549,7 @@ func decideRecord(sc *imageScan, tree *kernelTree, kernel string, rec initramfs.
 	if inKernel && isDepmodOutput(rel) {
 		return nil, false, true, nil
 	}
-	mod, _, isMod := initramfs.ModuleName(rec.Name)
+	mod, isMod := kmod.ModuleName(rec.Name), kmod.IsModule(rec.Name)
 	if !isMod || !strings.Contains(rec.Name, "lib/modules/") || !rec.IsRegular() && !rec.IsSymlink() {
 		return nil, false, false, nil
 	}
@@ -623,7 +608,7 @@ func planRefresh(image string, tree *kernelTree, rep *VerifyReport, cfg *config.
 		case ModNotInTree:
 			if m.Unlisted != "" {
 				// Never drop what may only be waiting for depmod.
-				return nil, nil, nil, fmt.Errorf("%s: %s is in the kernel's tree but not in its modules.dep; run '%s' first", image, m.Unlisted, DepmodCommand(tree.root, rep.Kernel))
+				return nil, nil, nil, fmt.Errorf("%s: %s is in the kernel's tree but not in its modules.dep; run '%s' first", image, m.Unlisted, kmod.DepmodAdvice(tree.root, rep.Kernel))
 			}
 			// The tree no longer has it (its build went with a removed kernel): neither may the
 			// image, or the kernel would boot with a build nothing vouches for.
@@ -679,7 +664,7 @@ func orphanTargets(im *initramfs.Image, km *initramfs.KernelModules, stale map[s
 		}
 	}
 	for o := range orphans {
-		if _, _, isMod := initramfs.ModuleName(o); !isMod || strings.HasPrefix(o, km.Dir+"/") || !strings.Contains(o, "lib/modules/") {
+		if !kmod.IsModule(o) || strings.HasPrefix(o, km.Dir+"/") || !strings.Contains(o, "lib/modules/") {
 			delete(orphans, o)
 		}
 	}
@@ -813,7 +798,7 @@ func moduleAs(hostPath, imageName string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", hostPath, err)
 	}
-	_, format, _ := initramfs.ModuleName(imageName)
+	format := kmod.Compression(imageName)
 	if format == compression.None {
 		return plain, nil
 	}
@@ -899,7 +884,7 @@ func depmodOutputs(kernel, prefix string, in depmodInput) ([]initramfs.File, err
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	dir := filepath.Join(tmp, "lib", "modules", kernel)
+	dir := kmod.ModulesDir(tmp, kernel)
 	if err := os.MkdirAll(dir, 0o755); err != nil { // the image may keep no module at all
 		return nil, err
 	}
@@ -929,8 +914,8 @@ func depmodOutputs(kernel, prefix string, in depmodInput) ([]initramfs.File, err
 		}
 	}
 	// depmod reads its search order from the image's configuration, if any, else defaults.
-	if out, err := exec.Command("depmod", "-b", tmp, kernel).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("depmod over the image's modules: %v: %s", err, strings.TrimSpace(string(out)))
+	if err := kmod.Depmod(tmp, kernel, ""); err != nil {
+		return nil, fmt.Errorf("depmod over the image's modules: %w", err)
 	}
 	testPoint("depmod-scratch")
 	generated, err := filepath.Glob(filepath.Join(dir, "modules.*"))
@@ -964,8 +949,8 @@ func depmodScratchName(pid int) string {
 // sameSuffix: a link may stand in for the image's file only when both are compressed alike
 // (depmod picks the decompressor by the name it is given).
 func sameSuffix(a, b string) bool {
-	_, fa, _ := initramfs.ModuleName(a)
-	_, fb, _ := initramfs.ModuleName(b)
+	fa := kmod.Compression(a)
+	fb := kmod.Compression(b)
 	return fa == fb
 }
 

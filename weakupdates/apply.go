@@ -13,6 +13,7 @@ import (
 
 	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // Op is what a change does to one link.
@@ -117,7 +118,7 @@ func Apply(root string, changes []Change, opt Options) (changedKernels, failedKe
 	}
 	sort.Slice(kernels, func(i, j int) bool { return kabi.CompareReleases(kernels[i], kernels[j]) < 0 })
 	for _, k := range kernels {
-		if _, err := r.Stat(filepath.Join(kabi.ModulesDir(root, k), "kernel")); err != nil || opt.NoDepmod[k] {
+		if _, err := r.Stat(filepath.Join(kmod.ModulesDir(root, k), "kernel")); err != nil || opt.NoDepmod[k] {
 			// Not an installed kernel, or being removed: nothing to index, and no marker may
 			// keep its directory from being emptied.
 			if !opt.DryRun {
@@ -158,7 +159,7 @@ var ErrRefusedKernel = errors.New("its links are not changed")
 // directory or weak-updates/, which depmod -b and dracut follow on the host). Links written
 // through it would land, or be indexed, outside the root.
 func checkKernelDir(r *rootfs.Root, root, release string) error {
-	weak := filepath.Join(kabi.ModulesDir(root, release), "weak-updates")
+	weak := filepath.Join(kmod.ModulesDir(root, release), "weak-updates")
 	if _, err := r.ToolPath(weak); err != nil {
 		return fmt.Errorf("%s: %w: %w", release, ErrRefusedKernel, err)
 	}
@@ -219,11 +220,11 @@ func resolvedOr(p string, err error) string {
 // (and synced) before the first link change, removed after depmod succeeds, so that a run
 // killed in between is completed by the next one. depmod ignores files not named *.ko*.
 func depmodMarker(root, release string) string {
-	return filepath.Join(kabi.ModulesDir(root, release), ".kabiguard-depmod-pending")
+	return filepath.Join(kmod.ModulesDir(root, release), ".kabiguard-depmod-pending")
 }
 
 func markDepmod(r *rootfs.Root, root, release string) error {
-	dir := kabi.ModulesDir(root, release)
+	dir := kmod.ModulesDir(root, release)
 	if _, err := r.Stat(dir); err != nil {
 		return nil // the kernel's tree is gone: nothing to index later
 	}
@@ -334,7 +335,7 @@ func Depmod(root, release, bin string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := r.ToolPath(kabi.ModulesDir(root, release)); err != nil {
+	if _, err := r.ToolPath(kmod.ModulesDir(root, release)); err != nil {
 		return fmt.Errorf("depmod %s not run: %w", release, err)
 	}
 	args := []string{"-a"}

@@ -12,7 +12,7 @@ import (
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/hooks"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
-	"github.com/kabiguard/kabiguard/kabi"
+	"github.com/kabiguard/kabiguard/kmod"
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
 
@@ -175,7 +175,7 @@ func removeOurLeftovers(root, kernel string) {
 	if err != nil {
 		return
 	}
-	dir := kabi.ModulesDir(root, kernel)
+	dir := kmod.ModulesDir(root, kernel)
 	for _, leftover := range []struct {
 		name string
 		dir  bool

@@ -13,6 +13,7 @@ import (
 	"github.com/kabiguard/kabiguard/hooks"
 	"github.com/kabiguard/kabiguard/initramfs"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
+	"github.com/kabiguard/kabiguard/kmod"
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
 
@@ -233,7 +234,7 @@ func (c *initramfsVerifyCmd) Run(e *env) error {
 			fmt.Fprintf(e.stdout, "%s: %d modules of %s, all current\n", c.Image, len(rep.Modules), c.Kernel)
 		} else if unlisted {
 			fmt.Fprintf(e.stdout, "%s: %d of %d modules stale, %d required early modules missing; the kernel's modules.dep is out of date: run '%s', then verify again\n",
-				c.Image, bad, len(rep.Modules), len(rep.MissingEarly), hooks.DepmodCommand(c.Root, c.Kernel))
+				c.Image, bad, len(rep.Modules), len(rep.MissingEarly), kmod.DepmodAdvice(c.Root, c.Kernel))
 		} else {
 			fmt.Fprintf(e.stdout, "%s: %d of %d modules stale, %d required early modules missing; run 'kabiguard initramfs refresh -k %s %s'\n",
 				c.Image, bad, len(rep.Modules), len(rep.MissingEarly), c.Kernel, c.Image)

@@ -18,7 +18,7 @@ import (
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/hooks"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
-	"github.com/kabiguard/kabiguard/kabi"
+	"github.com/kabiguard/kabiguard/kmod"
 	"github.com/kabiguard/kabiguard/weakupdates"
 	"golang.org/x/sys/unix"
 )
@@ -238,7 +238,7 @@ func readModuleList(r io.Reader, root string, mustExist bool) ([]string, error) 
 		if err != nil || strings.HasPrefix(rel, "..") || len(parts) < 3 || parts[1] == "weak-updates" {
 			return nil, fmt.Errorf("%s: not a module file in a kernel's directory under %s", p, base)
 		}
-		if !kabi.IsModuleFile(p) {
+		if !kmod.IsModule(p) {
 			return nil, fmt.Errorf("%s: not a module file name (.ko, .ko.xz, .ko.gz, .ko.zst)", p)
 		}
 		if mustExist {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -429,7 +430,7 @@ func (r *Root) SyncDir(p string) error {
 // ".NAME.kabiguard-tmp-PID"), fsynced, given perm, renamed over p, its directory fsynced. A
 // failure removes the temporary file and leaves p as it was.
 func (r *Root) WriteAtomic(p string, perm fs.FileMode, write func(io.Writer) error) error {
-	tmp := filepath.Join(filepath.Dir(p), fmt.Sprintf(".%s%s%d", filepath.Base(p), TempMarker, os.Getpid()))
+	tmp := TempName(p, os.Getpid())
 	r.Remove(tmp) // a leftover of a killed run with our pid
 	f, err := r.CreateExcl(tmp, perm)
 	if err != nil {
@@ -453,6 +454,13 @@ func (r *Root) WriteAtomic(p string, perm fs.FileMode, write func(io.Writer) err
 		return fmt.Errorf("%s: %w", p, err)
 	}
 	return r.SyncDir(filepath.Dir(p))
+}
+
+// TempName is the temporary file an atomic replace of p by process pid writes first:
+// ".BASE.kabiguard-tmp-PID" next to it. The marker (TempMarker) and the pid let a later run
+// tell a leftover of a killed run (its pid no longer alive) and remove it.
+func TempName(p string, pid int) string {
+	return filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+TempMarker+strconv.Itoa(pid))
 }
 
 // TempMarker is in the name of every temporary file or link kabiguard makes; one found later

@@ -15,7 +15,7 @@ import (
 
 	"github.com/kabiguard/kabiguard/initramfs"
 	"github.com/kabiguard/kabiguard/internal/compression"
-	"github.com/kabiguard/kabiguard/kabi"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 func main() {
@@ -40,7 +40,7 @@ func run(root, release string) error {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
-		if !kabi.IsModuleFile(rel) && !strings.HasPrefix(rel, "modules.") {
+		if !kmod.IsModule(rel) && !strings.HasPrefix(rel, "modules.") {
 			return nil // symvers and the like stay on the host
 		}
 		data, err := os.ReadFile(p) // follows a weak-updates link to the build it names
