@@ -21,6 +21,7 @@ import (
 	"github.com/kabiguard/kabiguard/initramfs"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi"
+	"github.com/kabiguard/kabiguard/kmod"
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
 
@@ -290,7 +291,7 @@ func rebuildCommand(gen, root, kernel, out string) []string {
 	}
 	args := []string{gen, "--force", "--kver", kernel}
 	if r, _ := filepath.Abs(root); r != "/" {
-		args = append(args, "--kmoddir", filepath.Join(root, "lib", "modules", kernel))
+		args = append(args, "--kmoddir", kmod.ModulesDir(root, kernel))
 	}
 	return append(args, out)
 }
@@ -477,7 +478,7 @@ func installed(root, k string) bool {
 	if err != nil {
 		return false
 	}
-	fi, err := r.Stat(filepath.Join(root, "lib", "modules", k, "kernel"))
+	fi, err := r.Stat(filepath.Join(kmod.ModulesDir(root, k), "kernel"))
 	return err == nil && fi.IsDir()
 }
 

@@ -123,7 +123,6 @@ func (t *kernelTree) unlisted(imagePath, kernel string) string {
 	return p
 }
 
-
 // has reports whether the tree has a module of that name.
 func (t *kernelTree) has(name string) bool { return t.rel[name] != "" }
 

@@ -147,7 +147,7 @@ func TestDepmodRefusesHostEscape(t *testing.T) {
 	dec.Seal(t)
 	dir := kmod.ModulesDir(root, "6.1.0-99-amd64")
 	must(t, os.Symlink(filepath.Join(dec.Dir, "k"), dir))
-	err := Depmod(root, "6.1.0-99-amd64", "")
+	err := kmod.Depmod(root, "6.1.0-99-amd64", "")
 	if !errors.Is(err, rootfs.ErrToolEscape) {
 		t.Fatalf("Depmod: %v, want %v", err, rootfs.ErrToolEscape)
 	}

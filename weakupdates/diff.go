@@ -193,7 +193,7 @@ func lexicalTarget(root string, l *inventory.Link) string {
 // managedRelease returns the release directory a managed link points into (see Managed).
 func managedRelease(root string, l *inventory.Link) (string, bool) {
 	target := lexicalTarget(root, l)
-	for _, base := range []string{"lib/modules", "usr/lib/modules"} {
+	for _, base := range []string{kmod.ModulesRel, "usr/" + kmod.ModulesRel} {
 		rel, err := filepath.Rel(filepath.Join(root, base), target)
 		if err != nil {
 			continue

@@ -179,7 +179,7 @@ func removeOurLeftovers(root, kernel string) {
 	for _, leftover := range []struct {
 		name string
 		dir  bool
-	}{{".kabiguard-depmod-pending", false}, {"weak-updates", true}} {
+	}{{kmod.DepmodPendingMarker, false}, {"weak-updates", true}} {
 		p := filepath.Join(dir, leftover.name)
 		if fi, err := r.Lstat(p); err == nil && fi.IsDir() == leftover.dir && (leftover.dir || fi.Mode().IsRegular()) {
 			r.Remove(p) // a directory only when empty

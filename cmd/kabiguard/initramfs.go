@@ -73,7 +73,7 @@ func (c *initramfsLsCmd) lsKernel(im *initramfs.Image) string {
 	if err != nil {
 		return ""
 	}
-	if _, err := r.Stat(filepath.Join(c.Root, "lib", "modules", withDep[0], "modules.dep")); err != nil {
+	if _, err := r.Stat(filepath.Join(kmod.ModulesDir(c.Root, withDep[0]), "modules.dep")); err != nil {
 		return ""
 	}
 	return withDep[0]
@@ -143,7 +143,7 @@ func (c *initramfsLsCmd) Run(e *env) error {
 		fmt.Fprintf(w, "Segment %d at %d: %s, %d entries\n", i+1, s.Offset, what, len(s.Entries))
 	}
 	if rep != nil {
-		fmt.Fprintf(w, "Modules of %s checked against %s\n", rep.Kernel, filepath.Join(c.Root, "lib", "modules", rep.Kernel))
+		fmt.Fprintf(w, "Modules of %s checked against %s\n", rep.Kernel, kmod.ModulesDir(c.Root, rep.Kernel))
 	}
 	fmt.Fprintln(w, strings.Repeat("=", 72))
 	for _, en := range im.Entries() {
@@ -316,7 +316,7 @@ func lockTree(root string) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	if fi, err := r.Stat(r.Path("lib", "modules")); err != nil || !fi.IsDir() {
+	if fi, err := r.Stat(r.Path(kmod.ModulesRel)); err != nil || !fi.IsDir() {
 		return func() {}, nil
 	}
 	return weakupdates.Lock(root)

@@ -221,7 +221,7 @@ func readModuleList(r io.Reader, root string, mustExist bool) ([]string, error) 
 	if err != nil {
 		return nil, err
 	}
-	base := filepath.Join(root, "lib", "modules")
+	base := kmod.ModulesDir(root, "")
 	var out []string
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {

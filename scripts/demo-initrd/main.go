@@ -30,7 +30,7 @@ func main() {
 }
 
 func run(root, release string) error {
-	dir := filepath.Join(root, "lib", "modules", release)
+	dir := kmod.ModulesDir(root, release)
 	files := []initramfs.File{
 		initramfs.Symlink("lib", "usr/lib"),
 		initramfs.Regular("init", 0o755, []byte("#!/bin/sh\n# stand-in: the demo never boots this image\n")),
