@@ -21,7 +21,7 @@ type Dep struct {
 // them: relative to the kernel's module directory, or absolute (from the root); see Path.
 type DepModule struct {
 	Path  string   // the module file
-	Name  string   // its module name (ModuleName); "" when Path is not named as a module file
+	Name  string   // its module name (ModuleName)
 	Needs []string // the files it needs loaded first, in load order (the deepest last)
 }
 
