@@ -330,22 +330,9 @@ func rebuild(gen, root, kernel, image string) error {
 		r.Remove(tmp)
 		return err
 	}
-	f, err := r.Open(tmp)
-	if err == nil {
-		err = f.Sync()
-		if st, serr := r.Stat(real); err == nil && serr == nil {
-			err = f.Chmod(st.Mode().Perm())
-		}
-		f.Close()
-	}
-	if err == nil {
-		err = r.Rename(tmp, real)
-	}
-	if err != nil {
-		r.Remove(tmp)
+	if err := r.Commit(tmp, real, 0); err != nil {
 		return fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
 	}
-	r.SyncDir(filepath.Dir(real))
 	return nil
 }
 
