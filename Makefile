@@ -6,7 +6,7 @@ BIN       := bin
 BINARIES  := kabiguard weak-modules kabiguard-gate
 GOFLAGS_STATIC := -trimpath -ldflags='-s -w -X main.version=$(shell git describe --always --dirty 2>/dev/null || echo dev)'
 # Fuzz targets run for a bounded time in `make test`: "package:Target".
-FUZZ      := ./kabi/module:FuzzParse ./kabi/exports:FuzzDecode ./kabi/symvers:FuzzParse ./internal/compression:FuzzDecode ./internal/compression:FuzzXZ ./initramfs:FuzzRead ./cmd/kabiguard-gate:FuzzModulesDep ./forecast/pkgfile:FuzzWalk
+FUZZ      := ./kabi/module:FuzzParse ./kabi/exports:FuzzDecode ./kabi/symvers:FuzzParse ./internal/compression:FuzzDecode ./internal/compression:FuzzXZ ./initramfs:FuzzRead ./cmd/kabiguard-gate:FuzzModulesDep ./forecast/pkgfile:FuzzWalk ./kmod:FuzzParseDep
 FUZZTIME  ?= 15s
 
 .PHONY: all build man deb demo test unit fuzz bench vet clean

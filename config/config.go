@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/kabiguard/kabiguard/internal/rootfs"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // Config is the effective configuration.
@@ -158,7 +159,7 @@ func (c *Config) loadRequired(r *rootfs.Root, dir string) error {
 			if err := checkRequiredLine(text, fields); err != nil { // config/modname.go
 				return err
 			}
-			r := Required{Name: strings.ReplaceAll(fields[0], "-", "_"), Source: fmt.Sprintf("%s:%d", f, line)}
+			r := Required{Name: kmod.Normalize(fields[0]), Source: fmt.Sprintf("%s:%d", f, line)}
 			for _, flag := range fields[1:] {
 				if flag != "early" {
 					return fmt.Errorf("unknown flag %q after module %s (known: early)", flag, fields[0])

@@ -14,9 +14,9 @@ import (
 	"github.com/kabiguard/kabiguard/internal/compression"
 	"github.com/kabiguard/kabiguard/kabi"
 	"github.com/kabiguard/kabiguard/kabi/exports"
-	"github.com/kabiguard/kabiguard/kabi/inventory"
 	"github.com/kabiguard/kabiguard/kabi/module"
 	"github.com/kabiguard/kabiguard/kabi/symvers"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // ErrNoKernel means a package holds no kernel (no lib/modules/RELEASE with modules or an image).
@@ -91,7 +91,7 @@ func classify(name string) kernelFile {
 		f.kind = symversFile
 	case rel == "modules.builtin":
 		f.kind = builtinFile
-	case !kabi.IsModuleFile(rel):
+	case !kmod.IsModule(rel):
 	case top == "kernel":
 		f.kind = inTreeModule
 	case top != "weak-updates" && top != "build" && top != "source" && strings.Contains(rel, "/"):
@@ -194,13 +194,13 @@ func (r *reader) visit(f pkgfile.File, body io.Reader) error {
 	case builtinFile:
 		for _, line := range strings.Fields(string(data)) {
 			r.mu.Lock()
-			k.Builtin[inventory.ModuleName(line)] = true
+			k.Builtin[kmod.ModuleName(line)] = true
 			r.mu.Unlock()
 		}
 	case inTreeModule, externalModule:
 		r.mu.Lock()
 		if kf.kind == inTreeModule {
-			k.InTree[inventory.ModuleName(kf.rel)] = f.Name
+			k.InTree[kmod.ModuleName(kf.rel)] = f.Name
 		}
 		r.mu.Unlock()
 		r.jobs <- moduleJob{k: k, f: kf, name: f.Name, data: data, external: kf.kind == externalModule}

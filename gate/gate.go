@@ -8,11 +8,11 @@ import (
 	"strings"
 
 	"github.com/kabiguard/kabiguard/config"
-	"github.com/kabiguard/kabiguard/initramfs"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi"
 	"github.com/kabiguard/kabiguard/kabi/inventory"
 	"github.com/kabiguard/kabiguard/kabi/module"
+	"github.com/kabiguard/kabiguard/kmod"
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
 
@@ -92,10 +92,9 @@ func Check(opt Options) (*Result, error) {
 		}
 	}
 	kp := prev.Plan.Kernel(opt.Kernel)
-	dep, depErr := readModulesDep(opt.Root, kabi.ModulesDir(opt.Root, opt.Kernel))
-	depPath := map[string]string{} // module name -> its modules.dep key
-	for p := range dep {
-		depPath[inventory.ModuleName(p)] = p
+	dep, depErr := kmod.ReadDep(opt.Root, opt.Kernel)
+	if errors.Is(depErr, fs.ErrNotExist) {
+		depErr = errors.New("missing")
 	}
 	lc := &loadCheck{root: opt.Root, kernel: opt.Kernel, inv: prev.Inventory, rows: byName}
 
@@ -109,7 +108,7 @@ func Check(opt Options) (*Result, error) {
 		switch {
 		case kp == nil:
 			m.State = weakupdates.Missing.String()
-			m.Reason = fmt.Sprintf("%s: %s is not an installed kernel under %s (no module tree)", req.Name, opt.Kernel, filepath.Join(opt.Root, "lib", "modules"))
+			m.Reason = fmt.Sprintf("%s: %s is not an installed kernel under %s (no module tree)", req.Name, opt.Kernel, kmod.ModulesDir(opt.Root, ""))
 		case !ok && tree != nil && tree.Native[req.Name] != "":
 			// The kernel's own module: in-tree (kernel/) or built for it (extra/, updates/).
 			m.State, m.Path = weakupdates.Native.String(), tree.Native[req.Name]
@@ -121,10 +120,10 @@ func Check(opt Options) (*Result, error) {
 			m.Reason, m.Problems = explain(req.Name, opt.Kernel, row, kp, prev.Inventory)
 		}
 		if m.Reason == "" {
-			m.Reason, m.Path, m.Depends = checkIndexed(opt.Root, opt.Kernel, req.Name, dep, depErr, depPath)
+			m.Reason, m.Path, m.Depends = checkIndexed(opt.Root, opt.Kernel, req.Name, dep, depErr)
 		}
 		if m.Reason == "" {
-			m.Reason, m.Problems = lc.check(req.Name, m.Path, m.Depends, depPath)
+			m.Reason, m.Problems = lc.check(req.Name, m.Path, m.Depends, dep)
 		}
 		m.OK = m.Reason == ""
 		res.Modules = append(res.Modules, m)
@@ -223,29 +222,23 @@ func explain(name, kernel string, row weakupdates.Row, kp *weakupdates.KernelPla
 
 // checkIndexed makes sure depmod indexed the module for the kernel (modprobe finds it) and every
 // module it depends on exists. It returns a reason or "", the file and the dependencies.
-func checkIndexed(root, kernel, name string, dep map[string][]string, depErr error, depPath map[string]string) (string, string, []string) {
-	dir := kabi.ModulesDir(root, kernel)
+func checkIndexed(root, kernel, name string, dep *kmod.Dep, depErr error) (string, string, []string) {
+	dir := kmod.ModulesDir(root, kernel)
 	if depErr != nil {
-		return fmt.Sprintf("%s: cannot read %s/modules.dep (%v): run 'depmod -a %s'", name, dir, depErr, kernel), "", nil
+		return fmt.Sprintf("%s: cannot read %s/modules.dep (%v): run '%s'", name, dir, depErr, kmod.DepmodAdvice(root, kernel)), "", nil
 	}
-	key, ok := depPath[name]
+	m, ok := dep.Lookup(name)
 	if !ok {
-		return fmt.Sprintf("%s: not in %s/modules.dep, so modprobe cannot find it: run 'depmod -a %s'", name, dir, kernel), "", nil
+		return fmt.Sprintf("%s: not in %s/modules.dep, so modprobe cannot find it: run '%s'", name, dir, kmod.DepmodAdvice(root, kernel)), "", nil
 	}
-	path := filepath.Join(dir, key)
-	if filepath.IsAbs(key) {
-		path = filepath.Join(root, key)
-	}
+	path := kmod.DepPath(root, kernel, m.Path)
 	if err := regularIn(root, path); err != nil {
 		return fmt.Sprintf("%s: %s is in modules.dep but cannot be opened: %v", name, path, err), path, nil
 	}
 	var deps []string
-	for _, d := range dep[key] {
-		dp := filepath.Join(dir, d)
-		if filepath.IsAbs(d) {
-			dp = filepath.Join(root, d)
-		}
-		deps = append(deps, inventory.ModuleName(d))
+	for _, d := range m.Needs {
+		dp := kmod.DepPath(root, kernel, d)
+		deps = append(deps, kmod.ModuleName(d))
 		if err := regularIn(root, dp); err != nil {
 			return fmt.Sprintf("%s: depends on %s, which cannot be opened: %v", name, dp, err), path, deps
 		}
@@ -267,8 +260,8 @@ type loadCheck struct {
 
 // check returns a reason (and the problems) when the module at path does not load, "" when it
 // does. In-tree modules (kernel/) are the kernel's own and are not checked.
-func (lc *loadCheck) check(name, path string, deps []string, depPath map[string]string) (string, []kabi.Problem) {
-	dir := kabi.ModulesDir(lc.root, lc.kernel)
+func (lc *loadCheck) check(name, path string, deps []string, dep *kmod.Dep) (string, []kabi.Problem) {
+	dir := kmod.ModulesDir(lc.root, lc.kernel)
 	if strings.HasPrefix(path, filepath.Join(dir, "kernel")+"/") {
 		return "", nil
 	}
@@ -284,10 +277,8 @@ func (lc *loadCheck) check(name, path string, deps []string, depPath map[string]
 	}
 	var with []*module.Module
 	for _, d := range deps {
-		p := filepath.Join(dir, depPath[d])
-		if filepath.IsAbs(depPath[d]) {
-			p = filepath.Join(lc.root, depPath[d])
-		}
+		line, _ := dep.Lookup(d)
+		p := kmod.DepPath(lc.root, lc.kernel, line.Path)
 		dm, err := lc.parse(p)
 		if err != nil {
 			return fmt.Sprintf("%s: its dependency %s cannot be read: %v", name, p, err), nil
@@ -378,17 +369,3 @@ func regularIn(root, p string) error {
 	return nil
 }
 
-func readModulesDep(root, dir string) (map[string][]string, error) {
-	r, err := rootfs.At(root)
-	if err != nil {
-		return nil, err
-	}
-	data, err := r.ReadFile(filepath.Join(dir, "modules.dep")) // regular files only: a FIFO never blocks
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, errors.New("missing")
-		}
-		return nil, err
-	}
-	return initramfs.ParseModulesDep(data)
-}

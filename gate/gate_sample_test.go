@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kabiguard/kabiguard/kmod"
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
 
@@ -114,7 +115,7 @@ func TestGateOnSampleRoots(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, k := range []string{s50, s53, s54} {
-				if err := weakupdates.Depmod(root, k, ""); err != nil {
+				if err := kmod.Depmod(root, k, ""); err != nil {
 					t.Fatal(err)
 				}
 			}

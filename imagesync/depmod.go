@@ -3,13 +3,13 @@ package imagesync
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/kabiguard/kabiguard/initramfs"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // isDepmodOutput reports whether a file of a module directory (path relative to it) is one
@@ -90,7 +90,7 @@ func depmodOutputs(kernel, prefix string, in depmodInput) ([]initramfs.File, err
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	dir := filepath.Join(tmp, "lib", "modules", kernel)
+	dir := kmod.ModulesDir(tmp, kernel)
 	if err := os.MkdirAll(dir, 0o755); err != nil { // the image may keep no module at all
 		return nil, err
 	}
@@ -120,8 +120,8 @@ func depmodOutputs(kernel, prefix string, in depmodInput) ([]initramfs.File, err
 		}
 	}
 	// depmod reads its search order from the image's configuration, if any, else defaults.
-	if out, err := exec.Command("depmod", "-b", tmp, kernel).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("depmod over the image's modules: %v: %s", err, strings.TrimSpace(string(out)))
+	if err := kmod.Depmod(tmp, kernel, ""); err != nil {
+		return nil, fmt.Errorf("depmod over the image's modules: %w", err)
 	}
 	testPoint("depmod-scratch")
 	generated, err := filepath.Glob(filepath.Join(dir, "modules.*"))
@@ -155,8 +155,8 @@ func depmodScratchName(pid int) string {
 // sameSuffix: a link may stand in for the image's file only when both are compressed alike
 // (depmod picks the decompressor by the name it is given).
 func sameSuffix(a, b string) bool {
-	_, fa, _ := initramfs.ModuleName(a)
-	_, fb, _ := initramfs.ModuleName(b)
+	fa := kmod.Compression(a)
+	fb := kmod.Compression(b)
 	return fa == fb
 }
 

@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/kabiguard/kabiguard/initramfs"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // GeneratorUpdater rebuilds an existing image with the generator, or hands the kernel to a
@@ -87,7 +87,7 @@ func rebuildCommand(gen, root, kernel, out string) []string {
 	}
 	args := []string{gen, "--force", "--kver", kernel}
 	if r, _ := filepath.Abs(root); r != "/" {
-		args = append(args, "--kmoddir", filepath.Join(root, "lib", "modules", kernel))
+		args = append(args, "--kmoddir", kmod.ModulesDir(root, kernel))
 	}
 	return append(args, out)
 }
@@ -105,7 +105,7 @@ func rebuild(gen, root, kernel, image string) error {
 	if err != nil {
 		return err
 	}
-	tmp := initramfs.TempName(real, os.Getpid())
+	tmp := rootfs.TempName(real, os.Getpid())
 	argv := rebuildCommand(gen, root, kernel, tmp)
 	if argv[0] == "none" {
 		return fmt.Errorf("%s needs a full rebuild, but the initrd generator is \"none\" (KERNEL_INSTALL_INITRD_GENERATOR)", image)

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 
 	"github.com/kabiguard/kabiguard/internal/rootfs"
+	"github.com/kabiguard/kabiguard/kmod"
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
 
@@ -14,7 +15,7 @@ func Installed(root, k string) bool {
 	if err != nil {
 		return false
 	}
-	fi, err := r.Stat(filepath.Join(root, "lib", "modules", k, "kernel"))
+	fi, err := r.Stat(filepath.Join(kmod.ModulesDir(root, k), "kernel"))
 	return err == nil && fi.IsDir()
 }
 

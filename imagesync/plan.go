@@ -6,6 +6,7 @@ import (
 
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/initramfs"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // refreshPlan is what Refresh changes in an image, by image path: the stale copies it
@@ -50,7 +51,7 @@ func planRefresh(image string, tree *kernelTree, rep *VerifyReport, cfg *config.
 		case ModNotInTree:
 			if m.Unlisted != "" {
 				// Never drop what may only be waiting for depmod.
-				return nil, fmt.Errorf("%s: %s is in the kernel's tree but not in its modules.dep; run '%s' first", image, m.Unlisted, DepmodCommand(tree.root, rep.Kernel))
+				return nil, fmt.Errorf("%s: %s is in the kernel's tree but not in its modules.dep; run '%s' first", image, m.Unlisted, kmod.DepmodAdvice(tree.root, rep.Kernel))
 			}
 			// The tree no longer has it (its build went with a removed kernel): neither may the
 			// image, or the kernel would boot with a build nothing vouches for.
@@ -106,7 +107,7 @@ func (p *refreshPlan) orphanTargets(im *initramfs.Image, km *initramfs.KernelMod
 		}
 	}
 	for o := range orphans {
-		if _, _, isMod := initramfs.ModuleName(o); !isMod || strings.HasPrefix(o, km.Dir+"/") || !strings.Contains(o, "lib/modules/") {
+		if !kmod.IsModule(o) || strings.HasPrefix(o, km.Dir+"/") || !strings.Contains(o, "lib/modules/") {
 			delete(orphans, o)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/initramfs"
 	"github.com/kabiguard/kabiguard/internal/compression"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // ErrNeedsRebuild is returned by Refresh when replacing files cannot make the image right: a
@@ -184,7 +185,7 @@ func decideRecord(sc *imageScan, tree *kernelTree, kernel string, rec initramfs.
 	if inKernel && isDepmodOutput(rel) {
 		return recordEdit{op: dropRecord}, nil
 	}
-	mod, _, isMod := initramfs.ModuleName(rec.Name)
+	mod, isMod := kmod.ModuleName(rec.Name), kmod.IsModule(rec.Name)
 	if !isMod || !strings.Contains(rec.Name, "lib/modules/") || !rec.IsRegular() && !rec.IsSymlink() {
 		return recordEdit{}, nil
 	}

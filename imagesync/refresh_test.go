@@ -17,6 +17,7 @@ import (
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/initramfs"
 	"github.com/kabiguard/kabiguard/internal/compression"
+	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/internal/testkit"
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
@@ -272,7 +273,7 @@ func TestRebuildGenerator(t *testing.T) {
 		t.Fatal(err)
 	}
 	args, _ := os.ReadFile(filepath.Join(dir, "args"))
-	if b, _ := os.ReadFile(img); string(b) != "new image\n" || string(args) != "--force --kver K "+initramfs.TempName(img, os.Getpid())+"\n" {
+	if b, _ := os.ReadFile(img); string(b) != "new image\n" || string(args) != "--force --kver K "+rootfs.TempName(img, os.Getpid())+"\n" {
 		t.Fatalf("image %q, generator args %q", b, args)
 	}
 	if st, _ := os.Stat(img); st.Mode().Perm() != 0o600 {

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/kabiguard/kabiguard/initramfs"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // imageScan is what one pass over an image learns: its entries, and for each module file
@@ -109,7 +110,7 @@ func (sc *imageScan) run(img *imageFile, kernel string, tree *kernelTree) error 
 			sc.depmodIn[name] = b
 			return err
 		}
-		mod, _, ok := initramfs.ModuleName(name)
+		mod, ok := kmod.ModuleName(name), kmod.IsModule(name)
 		if !ok || !strings.Contains(name, "lib/modules/") {
 			return nil
 		}
@@ -157,7 +158,7 @@ func (sc *imageScan) decided(km *initramfs.KernelModules) (map[string]bool, erro
 			return nil, err
 		}
 		same, ok := sc.same[t]
-		if n, _, _ := initramfs.ModuleName(t); ok && n == m.Name {
+		if n := kmod.ModuleName(t); ok && kmod.IsModule(t) && n == m.Name {
 			out[m.Path] = same
 		}
 	}

@@ -1,14 +1,15 @@
 package imagesync
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path"
 	"path/filepath"
 	"sync"
 
-	"github.com/kabiguard/kabiguard/initramfs"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // kernelTree is what a kernel's tree resolves module names to, as its modules.dep — what
@@ -23,30 +24,22 @@ type kernelTree struct {
 }
 
 func loadTree(root, kernel string) (*kernelTree, error) {
-	dir := filepath.Join("lib", "modules", kernel)
-	depPath := filepath.Join(root, dir, "modules.dep")
-	r, err := rootfs.At(root)
+	dep, err := kmod.ReadDep(root, kernel)
 	if err != nil {
-		return nil, err
-	}
-	data, err := r.ReadFile(depPath)
-	if err != nil {
+		if se := (*kmod.SyntaxError)(nil); errors.As(err, &se) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("kernel %s: %w (run depmod first)", kernel, err)
 	}
-	dep, err := initramfs.ParseModulesDep(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", depPath, err)
-	}
 	t := &kernelTree{root: root, rel: map[string]string{}, deps: map[string][]string{}}
-	for rel, needs := range dep {
-		name, _, ok := initramfs.ModuleName(rel)
-		if !ok {
-			continue
+	for _, m := range dep.Modules {
+		if _, dup := t.rel[m.Name]; dup || !kmod.IsModule(m.Path) {
+			continue // modprobe loads the first file of a name
 		}
-		t.rel[name] = path.Join(dir, rel)
-		for _, d := range needs {
-			if n, _, ok := initramfs.ModuleName(d); ok {
-				t.deps[name] = append(t.deps[name], n)
+		t.rel[m.Name] = kmod.DepRel(kernel, m.Path)
+		for _, d := range m.Needs {
+			if kmod.IsModule(d) {
+				t.deps[m.Name] = append(t.deps[m.Name], kmod.ModuleName(d))
 			}
 		}
 	}
@@ -61,7 +54,7 @@ func (t *kernelTree) unlisted(imagePath, kernel string) string {
 	if !ok || !filepath.IsLocal(rel) {
 		return ""
 	}
-	p, err := rootfs.Resolve(t.root, path.Join("lib", "modules", kernel, rel))
+	p, err := rootfs.Resolve(t.root, path.Join(kmod.ModulesRel, kernel, rel))
 	if err != nil {
 		return ""
 	}
@@ -69,14 +62,6 @@ func (t *kernelTree) unlisted(imagePath, kernel string) string {
 		return ""
 	}
 	return p
-}
-
-// DepmodCommand is the depmod an admin runs to index kernel's tree under root.
-func DepmodCommand(root, kernel string) string {
-	if filepath.Clean(root) == "/" {
-		return "depmod -a " + kernel
-	}
-	return "depmod -b " + root + " -a " + kernel
 }
 
 // has reports whether the tree has a module of that name.

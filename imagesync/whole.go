@@ -11,6 +11,7 @@ import (
 
 	"github.com/kabiguard/kabiguard/initramfs"
 	"github.com/kabiguard/kabiguard/internal/compression"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // refreshWhole applies the plan by reading every file of the image into memory and writing
@@ -140,7 +141,7 @@ func moduleAs(hostPath, imageName string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", hostPath, err)
 	}
-	_, format, _ := initramfs.ModuleName(imageName)
+	format := kmod.Compression(imageName)
 	if format == compression.None {
 		return plain, nil
 	}

@@ -1,14 +1,12 @@
 package initramfs
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
-	"path"
 	"sort"
 	"strings"
 
 	"github.com/kabiguard/kabiguard/internal/compression"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // Module is a kernel module file found in an image.
@@ -25,31 +23,9 @@ type KernelModules struct {
 	Release string
 	Dir     string   // e.g. usr/lib/modules/6.1.0-56-amd64
 	Modules []Module // sorted by Path
-	// Dep is the release's modules.dep: module path (as written there, usually relative to
-	// Dir) → its dependencies in load order. Nil when the image has no modules.dep.
-	Dep map[string][]string
-}
-
-var moduleSuffixes = []struct {
-	suffix string
-	format compression.Format
-}{
-	{".ko", compression.None},
-	{".ko.xz", compression.XZ},
-	{".ko.zst", compression.Zstd},
-	{".ko.gz", compression.Gzip},
-}
-
-// ModuleName returns the module name of a module file name, and false when the name is not
-// one of a module (.ko, .ko.xz, .ko.zst, .ko.gz).
-func ModuleName(file string) (string, compression.Format, bool) {
-	base := path.Base(file)
-	for _, s := range moduleSuffixes {
-		if strings.HasSuffix(base, s.suffix) && len(base) > len(s.suffix) {
-			return strings.ReplaceAll(strings.TrimSuffix(base, s.suffix), "-", "_"), s.format, true
-		}
-	}
-	return "", "", false
+	// Dep is the release's modules.dep (its paths as written there, usually relative to Dir).
+	// Nil when the image has no modules.dep.
+	Dep *kmod.Dep
 }
 
 // Modules returns the kernel modules in the image, grouped by kernel release and sorted by
@@ -74,7 +50,7 @@ func (im *Image) Modules() ([]KernelModules, error) {
 			continue
 		}
 		dir := strings.TrimSuffix(n, "/"+sub)
-		name, f, isMod := ModuleName(sub)
+		name, isMod := kmod.ModuleName(sub), kmod.IsModule(sub)
 		if !isMod || !(e.IsRegular() || e.IsSymlink()) {
 			if sub != "modules.dep" {
 				continue
@@ -86,7 +62,7 @@ func (im *Image) Modules() ([]KernelModules, error) {
 			byDir[dir] = km
 		}
 		if isMod && (e.IsRegular() || e.IsSymlink()) {
-			km.Modules = append(km.Modules, Module{Path: n, RelPath: sub, Name: name, Compression: f, Entry: *e})
+			km.Modules = append(km.Modules, Module{Path: n, RelPath: sub, Name: name, Compression: kmod.Compression(sub), Entry: *e})
 		}
 	}
 	var deps []string
@@ -112,7 +88,7 @@ func (im *Image) Modules() ([]KernelModules, error) {
 	for _, d := range dirs {
 		km := byDir[d]
 		if c, ok := contents[d+"/modules.dep"]; ok {
-			dep, err := ParseModulesDep(c)
+			dep, err := kmod.ParseDep(c)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %s/modules.dep: %w", im.Name, d, err)
 			}
@@ -134,34 +110,4 @@ func (im *Image) Modules() ([]KernelModules, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Release < out[j].Release })
 	return out, nil
-}
-
-// ParseModulesDep parses a modules.dep file: "module: dep dep…" per line. Blank lines and
-// "#" comments are ignored; any other line without ":" is an error naming the line.
-func ParseModulesDep(data []byte) (map[string][]string, error) {
-	dep := map[string][]string{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		t := strings.TrimSpace(sc.Text())
-		if t == "" || strings.HasPrefix(t, "#") {
-			continue
-		}
-		mod, rest, ok := strings.Cut(t, ":")
-		mod = strings.TrimSpace(mod)
-		if !ok || mod == "" {
-			return nil, fmt.Errorf("line %d: %q is not \"module: deps\"", line, t)
-		}
-		deps := strings.Fields(rest)
-		if deps == nil {
-			deps = []string{}
-		}
-		dep[mod] = deps
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("line %d: %w", line+1, err)
-	}
-	return dep, nil
 }

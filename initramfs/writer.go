@@ -9,7 +9,6 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -109,19 +108,16 @@ func (w Writer) WriteFile(name string, files []File) error {
 	return writeAtomic(name, w.Perm, func(out io.Writer) error { return w.Encode(out, files) })
 }
 
-// TempName is the temporary file an atomic replace of name by process pid writes first:
-// ".BASE.kabiguard-tmp-PID" next to it. The marker (rootfs.TempMarker) and the pid let a
-// later run tell a leftover of a killed run (its pid no longer alive) and remove it.
-func TempName(name string, pid int) string {
-	return filepath.Join(filepath.Dir(name), "."+filepath.Base(name)+rootfs.TempMarker+strconv.Itoa(pid))
-}
-
-// writeAtomic writes a file through write into a temporary file in name's directory (see
-// TempName), syncs it, renames it over name and syncs the directory: name holds the old
-// content whole or the new content whole, whatever happens. perm 0 keeps the mode of the file
-// replaced, or 0600 (dracut's) when there is none. A symlink at name is followed (by the
-// host's rules; callers that work inside a root resolve name first).
-func writeAtomic(name string, perm fs.FileMode, write func(io.Writer) error) (err error) {
+// writeAtomic writes a file through write with rootfs.WriteAtomic (a temporary file in name's
+// directory, rootfs.TempName, synced and renamed over name, the directory synced): name holds
+// the old content whole or the new content whole, whatever happens. perm 0 keeps the mode of
+// the file replaced, or 0600 (dracut's) when there is none. A symlink at name is followed (by
+// the host's rules; callers that work inside a root resolve name first).
+func writeAtomic(name string, perm fs.FileMode, write func(io.Writer) error) error {
+	name, err := filepath.Abs(name)
+	if err != nil {
+		return err
+	}
 	if fi, lerr := os.Lstat(name); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
 		real, rerr := filepath.EvalSymlinks(name)
 		if rerr != nil {
@@ -135,42 +131,17 @@ func writeAtomic(name string, perm fs.FileMode, write func(io.Writer) error) (er
 			perm = st.Mode().Perm()
 		}
 	}
-	tmpName := TempName(name, os.Getpid())
-	os.Remove(tmpName) // a leftover of a killed earlier process that had our pid
-	tmp, err := os.OpenFile(tmpName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	r, err := rootfs.At("/")
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmpName)
+	return r.WriteAtomic(name, perm, func(f io.Writer) error {
+		bw := bufio.NewWriterSize(f, 1<<20)
+		if err := write(bw); err != nil {
+			return err
 		}
-	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if err := write(bw); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("%s: %w", tmpName, err)
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("%s: %w", tmpName, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("%s: %w", tmpName, err)
-	}
-	if err := os.Rename(tmpName, name); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(name)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+		return bw.Flush()
+	})
 }
 
 // plan validates files and returns them normalised and sorted with parents added.

@@ -241,7 +241,7 @@ func checkOurReader(t *testing.T, im *Image, byName map[string]File, early bool)
 	if strings.Join(names, " ") != "c_d:zstd a:none b:xz e:none" {
 		t.Errorf("modules %q", names)
 	}
-	if d := mods[0].Dep["kernel/drivers/c-d.ko.zst"]; strings.Join(d, " ") != "kernel/fs/b.ko.xz kernel/fs/a.ko" || len(mods[0].Dep) != 4 {
+	if d, _ := mods[0].Dep.Lookup("c_d"); d.Path != "kernel/drivers/c-d.ko.zst" || strings.Join(d.Needs, " ") != "kernel/fs/b.ko.xz kernel/fs/a.ko" || len(mods[0].Dep.Modules) != 4 {
 		t.Errorf("modules.dep: %v", mods[0].Dep)
 	}
 }

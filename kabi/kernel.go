@@ -10,6 +10,7 @@ import (
 	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi/module"
 	"github.com/kabiguard/kabiguard/kabi/symvers"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // Kernel is what the verdict needs to know about a target kernel.
@@ -35,11 +36,6 @@ func (k *Kernel) Name() string {
 	return k.Symvers.Path
 }
 
-// ModulesDir returns ROOT/lib/modules/RELEASE.
-func ModulesDir(root, release string) string {
-	return filepath.Join(root, "lib", "modules", release)
-}
-
 // ErrNoKernel is wrapped when a release has no module directory under the root.
 var ErrNoKernel = errors.New("no such kernel")
 
@@ -56,7 +52,7 @@ func loadKernel(root, release string, wanted map[string]bool) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := ModulesDir(root, release)
+	dir := kmod.ModulesDir(root, release)
 	if fi, err := r.Stat(dir); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("%w: %s does not exist", ErrNoKernel, dir)
 	}
@@ -101,7 +97,7 @@ func findReference(r *rootfs.Root, dir string) (*module.Module, error) {
 			}
 			return err
 		}
-		if d.IsDir() || !IsModuleFile(p) {
+		if d.IsDir() || !kmod.IsModule(p) {
 			return nil
 		}
 		m, perr := openModule(r, p)
@@ -132,14 +128,4 @@ func openModule(r *rootfs.Root, p string) (*module.Module, error) {
 	}
 	defer f.Close()
 	return module.OpenFile(f, p)
-}
-
-// IsModuleFile reports whether a path names a kernel module by kmod's conventions.
-func IsModuleFile(p string) bool {
-	for _, ext := range []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"} {
-		if strings.HasSuffix(p, ext) {
-			return true
-		}
-	}
-	return false
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // Op is what a change does to one link.
@@ -117,7 +117,7 @@ func Apply(root string, changes []Change, opt Options) (changedKernels, failedKe
 	}
 	sort.Slice(kernels, func(i, j int) bool { return kabi.CompareReleases(kernels[i], kernels[j]) < 0 })
 	for _, k := range kernels {
-		if _, err := r.Stat(filepath.Join(kabi.ModulesDir(root, k), "kernel")); err != nil || opt.NoDepmod[k] {
+		if _, err := r.Stat(filepath.Join(kmod.ModulesDir(root, k), "kernel")); err != nil || opt.NoDepmod[k] {
 			// Not an installed kernel, or being removed: nothing to index, and no marker may
 			// keep its directory from being emptied.
 			if !opt.DryRun {
@@ -130,7 +130,7 @@ func Apply(root string, changes []Change, opt Options) (changedKernels, failedKe
 			continue
 		}
 		faultPoint()
-		if err := Depmod(root, k, opt.Depmod); err != nil {
+		if err := kmod.Depmod(root, k, opt.Depmod); err != nil {
 			errs = append(errs, err.Error())
 			failed[k] = true
 			continue
@@ -158,7 +158,7 @@ var ErrRefusedKernel = errors.New("its links are not changed")
 // directory or weak-updates/, which depmod -b and dracut follow on the host). Links written
 // through it would land, or be indexed, outside the root.
 func checkKernelDir(r *rootfs.Root, root, release string) error {
-	weak := filepath.Join(kabi.ModulesDir(root, release), "weak-updates")
+	weak := filepath.Join(kmod.ModulesDir(root, release), "weak-updates")
 	if _, err := r.ToolPath(weak); err != nil {
 		return fmt.Errorf("%s: %w: %w", release, ErrRefusedKernel, err)
 	}
@@ -219,11 +219,11 @@ func resolvedOr(p string, err error) string {
 // (and synced) before the first link change, removed after depmod succeeds, so that a run
 // killed in between is completed by the next one. depmod ignores files not named *.ko*.
 func depmodMarker(root, release string) string {
-	return filepath.Join(kabi.ModulesDir(root, release), ".kabiguard-depmod-pending")
+	return filepath.Join(kmod.ModulesDir(root, release), kmod.DepmodPendingMarker)
 }
 
 func markDepmod(r *rootfs.Root, root, release string) error {
-	dir := kabi.ModulesDir(root, release)
+	dir := kmod.ModulesDir(root, release)
 	if _, err := r.Stat(dir); err != nil {
 		return nil // the kernel's tree is gone: nothing to index later
 	}
@@ -239,7 +239,7 @@ func markDepmod(r *rootfs.Root, root, release string) error {
 
 // pendingDepmod lists the kernels with a depmod marker left by an interrupted run.
 func pendingDepmod(r *rootfs.Root, root string) []string {
-	ents, _ := r.ReadDir(filepath.Join(root, "lib", "modules"))
+	ents, _ := r.ReadDir(kmod.ModulesDir(root, ""))
 	var out []string
 	for _, e := range ents {
 		if fi, err := r.Lstat(depmodMarker(root, e.Name())); err == nil && fi.Mode().IsRegular() {
@@ -322,43 +322,6 @@ func removeEmptyDirs(r *rootfs.Root, dir string) {
 	}
 }
 
-// Depmod runs the real depmod for one kernel of root. Under an alternate root it passes -b and
-// that root's depmod.d directories, so the host's configuration never decides. depmod resolves
-// paths by the host's rules: the kernel's directory and each depmod.d directory must resolve
-// there as they do inside the root (rootfs.ToolPath), or depmod is not run.
-func Depmod(root, release, bin string) error {
-	if bin == "" {
-		bin = "depmod"
-	}
-	r, err := rootfs.At(root)
-	if err != nil {
-		return err
-	}
-	if _, err := r.ToolPath(kabi.ModulesDir(root, release)); err != nil {
-		return fmt.Errorf("depmod %s not run: %w", release, err)
-	}
-	args := []string{"-a"}
-	if r.Dir() != "/" {
-		args = append(args, "-b", root)
-		for _, d := range []string{"etc/depmod.d", "run/depmod.d", "usr/local/lib/depmod.d", "lib/depmod.d", "usr/lib/depmod.d"} {
-			p := filepath.Join(root, d)
-			if fi, err := r.Stat(p); err != nil || !fi.IsDir() {
-				continue
-			}
-			if _, err := r.ToolPath(p); err != nil {
-				return fmt.Errorf("depmod %s not run: %w", release, err)
-			}
-			args = append(args, "-C", p)
-		}
-	}
-	args = append(args, release)
-	out, err := exec.Command(bin, args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s %s: %v: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
 // Lock takes the exclusive lock that serializes every command changing root's module trees.
 // It blocks until the lock is free; the returned function releases it. A root that does not
 // exist is an error (rootfs.ErrNoRoot), never created; lib/modules is made inside the root.
@@ -367,7 +330,7 @@ func Lock(root string) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(root, "lib", "modules")
+	dir := kmod.ModulesDir(root, "")
 	if err := r.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/internal/testkit"
-	"github.com/kabiguard/kabiguard/kabi"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 type syncOut struct {
@@ -76,7 +76,7 @@ func TestWeakUpdatesSymlinkOutsideRootRefused(t *testing.T) {
 			must(t, os.MkdirAll(filepath.Join(dec.Dir, "wu/kabidemo"), 0o755))
 			must(t, os.Symlink("/etc/hostname", filepath.Join(dec.Dir, "wu/kabidemo/kabidemo.ko.xz")))
 			dec.Seal(t)
-			weak := filepath.Join(kabi.ModulesDir(root, k53), "weak-updates")
+			weak := filepath.Join(kmod.ModulesDir(root, k53), "weak-updates")
 			target := filepath.Join(dec.Dir, "wu")
 			if tc.relative {
 				target, _ = filepath.Rel(filepath.Dir(weak), target)
@@ -96,7 +96,7 @@ func TestWeakUpdatesSymlinkOutsideRootRefused(t *testing.T) {
 			dec.Unchanged(t)
 			if !tc.relative {
 				// The other kernels are linked all the same.
-				if got := linksUnder(t, filepath.Join(kabi.ModulesDir(root, k54), "weak-updates")); len(got) != 2 {
+				if got := linksUnder(t, filepath.Join(kmod.ModulesDir(root, k54), "weak-updates")); len(got) != 2 {
 					t.Errorf("6.1.0-54 links: %v, want kabiprov and kabiuser", got)
 				}
 			}
@@ -145,9 +145,9 @@ func TestDepmodRefusesHostEscape(t *testing.T) {
 	dec := testkit.NewDecoys(t)
 	dec.Write(t, "k/kernel/placeholder", "x\n")
 	dec.Seal(t)
-	dir := kabi.ModulesDir(root, "6.1.0-99-amd64")
+	dir := kmod.ModulesDir(root, "6.1.0-99-amd64")
 	must(t, os.Symlink(filepath.Join(dec.Dir, "k"), dir))
-	err := Depmod(root, "6.1.0-99-amd64", "")
+	err := kmod.Depmod(root, "6.1.0-99-amd64", "")
 	if !errors.Is(err, rootfs.ErrToolEscape) {
 		t.Fatalf("Depmod: %v, want %v", err, rootfs.ErrToolEscape)
 	}
@@ -184,7 +184,7 @@ func TestDryRunTakesNoLock(t *testing.T) {
 		t.Fatalf("dry run created %s", lock)
 	}
 	for _, k := range []string{k53, k54} {
-		if _, err := os.Lstat(filepath.Join(kabi.ModulesDir(root, k), "weak-updates")); !os.IsNotExist(err) {
+		if _, err := os.Lstat(filepath.Join(kmod.ModulesDir(root, k), "weak-updates")); !os.IsNotExist(err) {
 			t.Errorf("dry run created %s's weak-updates", k)
 		}
 		if _, err := os.Lstat(depmodMarker(root, k)); !os.IsNotExist(err) {
@@ -204,7 +204,7 @@ func TestDryRunTakesNoLock(t *testing.T) {
 // Finding 13: a directory where a link goes is called a directory.
 func TestDirectoryAtLinkPathNamed(t *testing.T) {
 	root := testkit.SampleDemoRoot(t)
-	in := filepath.Join(kabi.ModulesDir(root, k54), "weak-updates/kabiprov/kabiprov.ko.xz")
+	in := filepath.Join(kmod.ModulesDir(root, k54), "weak-updates/kabiprov/kabiprov.ko.xz")
 	must(t, os.MkdirAll(in, 0o755))
 	err := syncErr(t, root)
 	if err == nil || !strings.Contains(err.Error(), in+": a directory is in the way") {
@@ -280,7 +280,7 @@ func TestLinkDirectorySymlinkOutsideRoot(t *testing.T) {
 			dec.Write(t, "d/README", "x\n")
 			must(t, os.Symlink("/etc/hostname", filepath.Join(dec.Dir, "d/kabiprov.ko.xz")))
 			dec.Seal(t)
-			at := filepath.Join(kabi.ModulesDir(root, k54), "weak-updates/kabiprov")
+			at := filepath.Join(kmod.ModulesDir(root, k54), "weak-updates/kabiprov")
 			must(t, os.MkdirAll(filepath.Dir(at), 0o755))
 			target := filepath.Join(dec.Dir, "d")
 			switch tc {

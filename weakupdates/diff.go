@@ -9,6 +9,7 @@ import (
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/kabi"
 	"github.com/kabiguard/kabiguard/kabi/inventory"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // Diff lists the changes that bring inv's weak-updates trees to plan. Only managed symlinks
@@ -110,7 +111,7 @@ func buildKernel(kp *KernelPlan, sub string) string {
 }
 
 func decisionFor(kp *KernelPlan, l *inventory.Link) *Decision {
-	return kp.Decisions[inventory.ModuleName(l.Sub)]
+	return kp.Decisions[kmod.ModuleName(l.Sub)]
 }
 
 // removalReason says truly why a managed, non-dangling link that the plan does not want goes.
@@ -134,7 +135,7 @@ func removalReason(root string, kp *KernelPlan, l *inventory.Link, pol Policy) s
 	case d == nil && !pol.ShareAny && !shareable(from, kp.Release):
 		return "its build is for " + from + ", another series or flavour (see share_builds)"
 	case d == nil:
-		return "no build of " + inventory.ModuleName(l.Sub) + " is offered to this kernel"
+		return "no build of " + kmod.ModuleName(l.Sub) + " is offered to this kernel"
 	}
 	switch d.State {
 	case Native:
@@ -192,7 +193,7 @@ func lexicalTarget(root string, l *inventory.Link) string {
 // managedRelease returns the release directory a managed link points into (see Managed).
 func managedRelease(root string, l *inventory.Link) (string, bool) {
 	target := lexicalTarget(root, l)
-	for _, base := range []string{"lib/modules", "usr/lib/modules"} {
+	for _, base := range []string{kmod.ModulesRel, "usr/" + kmod.ModulesRel} {
 		rel, err := filepath.Rel(filepath.Join(root, base), target)
 		if err != nil {
 			continue

@@ -11,6 +11,7 @@ import (
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/kabi"
 	"github.com/kabiguard/kabiguard/kabi/inventory"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // Loss is a required module that a kernel staying installed could load before a change and
@@ -70,7 +71,7 @@ func loadedBefore(t *inventory.Tree, name string) string {
 		return p
 	}
 	for _, l := range t.Links {
-		if !l.Dangling && inventory.ModuleName(l.Sub) == name {
+		if !l.Dangling && kmod.ModuleName(l.Sub) == name {
 			return l.Resolved
 		}
 	}

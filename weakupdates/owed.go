@@ -17,17 +17,17 @@ import (
 
 	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
-// imageOwedPrefix names the markers, next to the lock in lib/modules: outside the kernels'
+// The markers (kmod.ImageOwedPrefix) are next to the lock in lib/modules: outside the kernels'
 // own directories, so a read-only or vanished kernel tree cannot lose or hide the debt, and
 // so they never keep a removed kernel's directory from being emptied. The inventory reads
 // only directories there.
-const imageOwedPrefix = ".kabiguard-image-owed-"
 
 // ImageOwedMarker is the host path of release's marker under root.
 func ImageOwedMarker(root, release string) string {
-	return filepath.Join(root, "lib", "modules", imageOwedPrefix+release)
+	return filepath.Join(kmod.ModulesDir(root, ""), kmod.ImageOwedPrefix+release)
 }
 
 // MarkImageOwed records, durably, that release's initramfs must be refreshed: the marker is
@@ -103,7 +103,7 @@ func ImagesOwed(root string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(root, "lib", "modules")
+	dir := kmod.ModulesDir(root, "")
 	ents, err := r.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -113,7 +113,7 @@ func ImagesOwed(root string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		rel, ok := strings.CutPrefix(e.Name(), imageOwedPrefix)
+		rel, ok := strings.CutPrefix(e.Name(), kmod.ImageOwedPrefix)
 		if ok && e.Type().IsRegular() && validRelease(rel) && !rootfs.IsTemp(rel) {
 			out = append(out, rel)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/kabiguard/kabiguard/kabi"
 	"github.com/kabiguard/kabiguard/kabi/inventory"
 	"github.com/kabiguard/kabiguard/kabi/module"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // Policy is what the configuration decides.
@@ -107,12 +108,12 @@ func LoadKernels(inv *inventory.Inventory, pol Policy) map[string]*KernelPlan {
 func adminLinks(inv *inventory.Inventory, t *inventory.Tree) map[string]*AdminLink {
 	out := map[string]*AdminLink{}
 	for _, l := range t.Links {
-		if l.Dangling || !kabi.IsModuleFile(l.Sub) || Managed(inv.Root, l) {
+		if l.Dangling || !kmod.IsModule(l.Sub) || Managed(inv.Root, l) {
 			continue
 		}
 		a := &AdminLink{Link: l}
 		a.Module, a.Err = readModule(inv.Root, l.Path)
-		name := inventory.ModuleName(l.Sub)
+		name := kmod.ModuleName(l.Sub)
 		if a.Module != nil && a.Module.Name != "" {
 			name = a.Module.Name
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/kabi"
 	"github.com/kabiguard/kabiguard/kabi/inventory"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // PolicyFrom turns configuration into a planning policy.
@@ -237,7 +238,7 @@ func Status(res *Result, c *config.Config) ([]Row, []error) {
 		}
 		links := map[string]*inventory.Link{}
 		for _, l := range t.Links {
-			links[inventory.ModuleName(l.Sub)] = l
+			links[kmod.ModuleName(l.Sub)] = l
 		}
 		for _, n := range sorted {
 			_, req := required[n]

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kabiguard/kabiguard/config"
+	"github.com/kabiguard/kabiguard/kmod"
 	"golang.org/x/sys/unix"
 )
 
@@ -279,6 +280,15 @@ func TestValidNameAgrees(t *testing.T) {
 	for _, s := range []string{"", "a", "kabi_demo", "kabi-demo", "A9", "../x", "a.ko", "a b", "a*", "é", "a\x00", "-", "_"} {
 		if validName(s) != config.ValidModuleName(s) {
 			t.Errorf("%q: gate %v, config %v", s, validName(s), config.ValidModuleName(s))
+		}
+	}
+}
+
+// TestModuleNameAgrees: the gate's copy of the module-name rule is package kmod's.
+func TestModuleNameAgrees(t *testing.T) {
+	for _, p := range []string{"", "a.ko", "kernel/fs/xfs/xfs.ko.xz", "/lib/modules/K/extra/kabi-demo.ko.zst", "a-b.ko.gz", "a.b.ko", "noext", ".ko", "d/", "a.ko.bak"} {
+		if moduleName(p) != kmod.ModuleName(p) {
+			t.Errorf("%q: gate %q, kmod %q", p, moduleName(p), kmod.ModuleName(p))
 		}
 	}
 }

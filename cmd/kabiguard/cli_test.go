@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kabiguard/kabiguard/internal/testkit"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // TestUsageErrorsPointAtTheSubcommand: a usage error names the --help that explains it.
@@ -118,5 +119,17 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestGateDepmodAdviceNamesTheRoot: a kernel under --root that depmod never indexed is refused
+// with the depmod that indexes it there (-b ROOT), as initramfs verify advises, not the host's.
+func TestGateDepmodAdviceNamesTheRoot(t *testing.T) {
+	root := testkit.SampleDemoRoot(t) // no depmod has run: no modules.dep
+	var out, errOut bytes.Buffer
+	code := run([]string{"gate", "--root", root, "-k", testkit.SampleK50, "--no-initrd"}, &out, &errOut)
+	want := "cannot read " + kmod.ModulesDir(root, testkit.SampleK50) + "/modules.dep (missing): run 'depmod -b " + root + " -a " + testkit.SampleK50 + "'"
+	if code != exitProblem || !strings.Contains(out.String()+errOut.String(), want) {
+		t.Errorf("gate: exit %d, want %d and %q in\n%s%s", code, exitProblem, want, out.String(), errOut.String())
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/kabiguard/kabiguard/initramfs"
 	"github.com/kabiguard/kabiguard/internal/compression"
 	"github.com/kabiguard/kabiguard/internal/testkit"
-	"github.com/kabiguard/kabiguard/kabi"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 type cmdOut struct {
@@ -39,14 +39,14 @@ func kabiguard(t *testing.T, args ...string) cmdOut {
 // sampleImage writes ROOT/boot/initramfs-RELEASE.img as scripts/demo-initrd does.
 func sampleImage(t *testing.T, root, release string) {
 	t.Helper()
-	dir := kabi.ModulesDir(root, release)
+	dir := kmod.ModulesDir(root, release)
 	files := []initramfs.File{initramfs.Symlink("lib", "usr/lib"), initramfs.Regular("init", 0o755, []byte("#!/bin/sh\n"))}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
-		if !kabi.IsModuleFile(rel) && !strings.HasPrefix(rel, "modules.") {
+		if !kmod.IsModule(rel) && !strings.HasPrefix(rel, "modules.") {
 			return nil
 		}
 		data, err := os.ReadFile(p)
@@ -73,7 +73,7 @@ func sampleImage(t *testing.T, root, release string) {
 // build could not be read (finding 11), exits non-zero naming it.
 func TestFIFOModuleNoHang(t *testing.T) {
 	clean, hostile := testkit.SampleDemoRoot(t), testkit.SampleDemoRoot(t)
-	testkit.Mkfifo(t, filepath.Join(kabi.ModulesDir(hostile, testkit.SampleK50), "extra/x.ko"))
+	testkit.Mkfifo(t, filepath.Join(kmod.ModulesDir(hostile, testkit.SampleK50), "extra/x.ko"))
 	for _, args := range [][]string{
 		{"link", "--no-initramfs"},
 		{"status"},
@@ -145,7 +145,7 @@ func TestLinkDryRunWhereRealRunSucceeds(t *testing.T) {
 	sampleImage(t, root, testkit.SampleK53)
 	sampleImage(t, root, testkit.SampleK54)
 	stage("linked, with images")
-	if err := os.RemoveAll(kabi.ModulesDir(root, testkit.SampleK50)); err != nil {
+	if err := os.RemoveAll(kmod.ModulesDir(root, testkit.SampleK50)); err != nil {
 		t.Fatal(err)
 	}
 	stage("6.1.0-50 removed")
@@ -158,7 +158,7 @@ func TestLinkWeakUpdatesOutsideRoot(t *testing.T) {
 	dec := testkit.NewDecoys(t)
 	dec.Write(t, "wu/README", "the admin's\n")
 	dec.Seal(t)
-	weak := filepath.Join(kabi.ModulesDir(root, testkit.SampleK53), "weak-updates")
+	weak := filepath.Join(kmod.ModulesDir(root, testkit.SampleK53), "weak-updates")
 	if err := os.Symlink(filepath.Join(dec.Dir, "wu"), weak); err != nil {
 		t.Fatal(err)
 	}

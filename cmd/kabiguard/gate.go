@@ -1,17 +1,15 @@
 package main
 
 import (
-	"strings"
-
 	"fmt"
 	"os"
 	"path/filepath"
-
-	"github.com/kabiguard/kabiguard/internal/rootfs"
-	"github.com/kabiguard/kabiguard/kabi"
+	"strings"
 
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/gate"
+	"github.com/kabiguard/kabiguard/internal/rootfs"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // gateCmd is the install-time gate: kernel-install's 86-kabiguard-gate.install and the Debian
@@ -127,7 +125,7 @@ func kernelInstalled(root, release string) error {
 	if err != nil {
 		return err
 	}
-	dir := kabi.ModulesDir(root, release)
+	dir := kmod.ModulesDir(root, release)
 	if fi, err := r.Stat(dir); err != nil || !fi.IsDir() {
 		return fmt.Errorf("%s is not an installed kernel: %s does not exist", release, dir)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/kabiguard/kabiguard/hooks"
 	"github.com/kabiguard/kabiguard/imagesync"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
-	"github.com/kabiguard/kabiguard/kabi"
+	"github.com/kabiguard/kabiguard/kmod"
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
 
@@ -142,11 +142,11 @@ func removeOurLeftovers(root, kernel string) {
 	if err != nil {
 		return
 	}
-	dir := kabi.ModulesDir(root, kernel)
+	dir := kmod.ModulesDir(root, kernel)
 	for _, leftover := range []struct {
 		name string
 		dir  bool
-	}{{".kabiguard-depmod-pending", false}, {"weak-updates", true}} {
+	}{{kmod.DepmodPendingMarker, false}, {"weak-updates", true}} {
 		p := filepath.Join(dir, leftover.name)
 		if fi, err := r.Lstat(p); err == nil && fi.IsDir() == leftover.dir && (leftover.dir || fi.Mode().IsRegular()) {
 			r.Remove(p) // a directory only when empty

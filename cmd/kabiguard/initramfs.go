@@ -12,6 +12,7 @@ import (
 	"github.com/kabiguard/kabiguard/imagesync"
 	"github.com/kabiguard/kabiguard/initramfs"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
+	"github.com/kabiguard/kabiguard/kmod"
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
 
@@ -71,7 +72,7 @@ func (c *initramfsLsCmd) lsKernel(im *initramfs.Image) string {
 	if err != nil {
 		return ""
 	}
-	if _, err := r.Stat(filepath.Join(c.Root, "lib", "modules", withDep[0], "modules.dep")); err != nil {
+	if _, err := r.Stat(filepath.Join(kmod.ModulesDir(c.Root, withDep[0]), "modules.dep")); err != nil {
 		return ""
 	}
 	return withDep[0]
@@ -141,7 +142,7 @@ func (c *initramfsLsCmd) Run(e *env) error {
 		fmt.Fprintf(w, "Segment %d at %d: %s, %d entries\n", i+1, s.Offset, what, len(s.Entries))
 	}
 	if rep != nil {
-		fmt.Fprintf(w, "Modules of %s checked against %s\n", rep.Kernel, filepath.Join(c.Root, "lib", "modules", rep.Kernel))
+		fmt.Fprintf(w, "Modules of %s checked against %s\n", rep.Kernel, kmod.ModulesDir(c.Root, rep.Kernel))
 	}
 	fmt.Fprintln(w, strings.Repeat("=", 72))
 	for _, en := range im.Entries() {
@@ -232,7 +233,7 @@ func (c *initramfsVerifyCmd) Run(e *env) error {
 			fmt.Fprintf(e.stdout, "%s: %d modules of %s, all current\n", c.Image, len(rep.Modules), c.Kernel)
 		} else if unlisted {
 			fmt.Fprintf(e.stdout, "%s: %d of %d modules stale, %d required early modules missing; the kernel's modules.dep is out of date: run '%s', then verify again\n",
-				c.Image, bad, len(rep.Modules), len(rep.MissingEarly), imagesync.DepmodCommand(c.Root, c.Kernel))
+				c.Image, bad, len(rep.Modules), len(rep.MissingEarly), kmod.DepmodAdvice(c.Root, c.Kernel))
 		} else {
 			fmt.Fprintf(e.stdout, "%s: %d of %d modules stale, %d required early modules missing; run 'kabiguard initramfs refresh -k %s %s'\n",
 				c.Image, bad, len(rep.Modules), len(rep.MissingEarly), c.Kernel, c.Image)
@@ -314,7 +315,7 @@ func lockTree(root string) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	if fi, err := r.Stat(r.Path("lib", "modules")); err != nil || !fi.IsDir() {
+	if fi, err := r.Stat(r.Path(kmod.ModulesRel)); err != nil || !fi.IsDir() {
 		return func() {}, nil
 	}
 	return weakupdates.Lock(root)

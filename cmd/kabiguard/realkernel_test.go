@@ -20,13 +20,14 @@ import (
 	"github.com/kabiguard/kabiguard/internal/testkit"
 	"github.com/kabiguard/kabiguard/kabi"
 	"github.com/kabiguard/kabiguard/kabi/module"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 func moduleFiles(t *testing.T, dir string) []string {
 	t.Helper()
 	var out []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && kabi.IsModuleFile(p) {
+		if err == nil && !d.IsDir() && kmod.IsModule(p) {
 			out = append(out, p)
 		}
 		return err

@@ -20,7 +20,7 @@ import (
 	"github.com/kabiguard/kabiguard/internal/completion"
 	"github.com/kabiguard/kabiguard/internal/manpage"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
-	"github.com/kabiguard/kabiguard/kabi"
+	"github.com/kabiguard/kabiguard/kmod"
 	"golang.org/x/sys/unix"
 )
 
@@ -206,7 +206,7 @@ func readModuleList(r io.Reader, root string, mustExist bool) ([]string, error) 
 	if err != nil {
 		return nil, err
 	}
-	base := filepath.Join(root, "lib", "modules")
+	base := kmod.ModulesDir(root, "")
 	var out []string
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
@@ -223,7 +223,7 @@ func readModuleList(r io.Reader, root string, mustExist bool) ([]string, error) 
 		if err != nil || strings.HasPrefix(rel, "..") || len(parts) < 3 || parts[1] == "weak-updates" {
 			return nil, fmt.Errorf("%s: not a module file in a kernel's directory under %s", p, base)
 		}
-		if !kabi.IsModuleFile(p) {
+		if !kmod.IsModule(p) {
 			return nil, fmt.Errorf("%s: not a module file name (.ko, .ko.xz, .ko.gz, .ko.zst)", p)
 		}
 		if mustExist {

@@ -40,7 +40,7 @@ import (
 	"github.com/kabiguard/kabiguard/initramfs"
 	"github.com/kabiguard/kabiguard/internal/compression"
 	"github.com/kabiguard/kabiguard/internal/testkit"
-	"github.com/kabiguard/kabiguard/kabi"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 const (
@@ -152,7 +152,7 @@ func imageOf(dir, release string) ([]byte, error) {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
-		if !kabi.IsModuleFile(rel) && !strings.HasPrefix(rel, "modules.") {
+		if !kmod.IsModule(rel) && !strings.HasPrefix(rel, "modules.") {
 			return nil
 		}
 		if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
@@ -178,7 +178,7 @@ func imageOf(dir, release string) ([]byte, error) {
 // writeImage writes root's image of release as scripts/demo-initrd does.
 func writeImage(t testing.TB, root, release string) {
 	t.Helper()
-	data, err := imageOf(kabi.ModulesDir(root, release), release)
+	data, err := imageOf(kmod.ModulesDir(root, release), release)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func must(t testing.TB, err error) {
 // addKernel installs a sample kernel's files (its symvers and in-tree module), as demo.sh does.
 func addKernel(t testing.TB, root, release string) {
 	t.Helper()
-	copyTree(t, filepath.Join(testkit.RepoDir(), "testdata", "sample", "kernels", release), kabi.ModulesDir(root, release))
+	copyTree(t, filepath.Join(testkit.RepoDir(), "testdata", "sample", "kernels", release), kmod.ModulesDir(root, release))
 }
 
 // addKmod installs the sample build of module for kernel in its extra/MODULE/, as demo.sh does.
@@ -211,7 +211,7 @@ func addKmod(t testing.TB, root, kernel string, modules ...string) {
 	t.Helper()
 	for _, m := range modules {
 		src := filepath.Join(testkit.RepoDir(), "testdata", "sample", "modules", kernel, m+".ko.xz")
-		copyFile(t, src, filepath.Join(kabi.ModulesDir(root, kernel), "extra", m, m+".ko.xz"))
+		copyFile(t, src, filepath.Join(kmod.ModulesDir(root, kernel), "extra", m, m+".ko.xz"))
 	}
 }
 

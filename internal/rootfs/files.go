@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -218,25 +219,45 @@ func (r *Root) SyncDir(p string) error {
 	return f.Sync()
 }
 
-// WriteAtomic replaces p with what write produces: a temporary file next to it (name
-// ".NAME.kabiguard-tmp-PID"), fsynced, given perm, renamed over p, its directory fsynced. A
-// failure removes the temporary file and leaves p as it was.
+// WriteAtomic replaces p with what write produces: a temporary file next to it (TempName),
+// put in p's place by Commit. A failure removes the temporary file and leaves p as it was.
 func (r *Root) WriteAtomic(p string, perm fs.FileMode, write func(io.Writer) error) error {
-	tmp := filepath.Join(filepath.Dir(p), fmt.Sprintf(".%s%s%d", filepath.Base(p), TempMarker, os.Getpid()))
+	tmp := TempName(p, os.Getpid())
 	r.Remove(tmp) // a leftover of a killed run with our pid
 	f, err := r.CreateExcl(tmp, perm)
 	if err != nil {
 		return err
 	}
 	err = write(f)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err != nil {
+		r.Remove(tmp)
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	return r.Commit(tmp, p, perm)
+}
+
+// Commit puts tmp, a whole file next to p (written by WriteAtomic, or by an external tool
+// such as an initramfs generator), in p's place atomically: tmp is given perm (0: the mode
+// of the p it replaces, if any), fsynced and renamed over p, and the directory fsynced. A
+// failure removes tmp and leaves p as it was; the error names p.
+func (r *Root) Commit(tmp, p string, perm fs.FileMode) error {
+	f, err := r.Open(tmp)
+	if err == nil {
+		if st, serr := r.Stat(p); perm == 0 && serr == nil {
+			perm = st.Mode().Perm()
+		}
+		if perm != 0 {
+			err = f.Chmod(perm)
+		}
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
 	}
 	if err == nil {
 		err = r.Rename(tmp, p)
@@ -246,6 +267,13 @@ func (r *Root) WriteAtomic(p string, perm fs.FileMode, write func(io.Writer) err
 		return fmt.Errorf("%s: %w", p, err)
 	}
 	return r.SyncDir(filepath.Dir(p))
+}
+
+// TempName is the temporary file an atomic replace of p by process pid writes first:
+// ".BASE.kabiguard-tmp-PID" next to it. The marker (TempMarker) and the pid let a later run
+// tell a leftover of a killed run (its pid no longer alive) and remove it.
+func TempName(p string, pid int) string {
+	return filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+TempMarker+strconv.Itoa(pid))
 }
 
 // TempMarker is in the name of every temporary file or link kabiguard makes; one found later

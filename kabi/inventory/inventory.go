@@ -17,6 +17,7 @@ import (
 	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi"
 	"github.com/kabiguard/kabiguard/kabi/module"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // Directories of lib/modules/K that are not external module builds.
@@ -74,16 +75,6 @@ func (inv *Inventory) Tree(release string) *Tree {
 	return nil
 }
 
-// ModuleName derives kmod's module name from a file name: basename without the .ko[.*]
-// suffix, '-' replaced by '_'.
-func ModuleName(path string) string {
-	base := filepath.Base(path)
-	if i := strings.Index(base, ".ko"); i >= 0 {
-		base = base[:i]
-	}
-	return strings.ReplaceAll(base, "-", "_")
-}
-
 // Scan reads every lib/modules/* directory under root. Every path is followed inside the root
 // (rootfs): a kernel directory or weak-updates/ that is a symlink is read where it leads
 // within the root, and one that leads outside is refused with an error naming it.
@@ -93,7 +84,7 @@ func Scan(root string) (*Inventory, error) {
 		return nil, err
 	}
 	inv := &Inventory{Root: root}
-	base := filepath.Join(root, "lib", "modules")
+	base := kmod.ModulesDir(root, "")
 	entries, err := r.ReadDir(base)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -155,7 +146,7 @@ func dirOrLinkToDir(r *rootfs.Root, p string, e fs.DirEntry) (bool, error) {
 }
 
 func scanTree(r *rootfs.Root, root, release string) (*Tree, error) {
-	dir := kabi.ModulesDir(root, release)
+	dir := kmod.ModulesDir(root, release)
 	t := &Tree{Release: release, Dir: dir, Native: map[string]string{}}
 	for _, marker := range []string{"kernel", "modules.order", "vmlinuz", "modules.builtin"} {
 		if _, err := r.Lstat(filepath.Join(dir, marker)); err == nil {
@@ -196,14 +187,14 @@ func scanTree(r *rootfs.Root, root, release string) (*Tree, error) {
 			if err != nil {
 				return err
 			}
-			if d.IsDir() || !kabi.IsModuleFile(p) {
+			if d.IsDir() || !kmod.IsModule(p) {
 				return nil
 			}
 			if !external {
-				t.Native[ModuleName(p)] = p
+				t.Native[kmod.ModuleName(p)] = p
 				return nil
 			}
-			b := &Build{Path: p, Kernel: release, Name: ModuleName(p)}
+			b := &Build{Path: p, Kernel: release, Name: kmod.ModuleName(p)}
 			b.Sub, _ = filepath.Rel(topDir, p)
 			b.Module, b.Err = openBuild(r, p)
 			if b.Err == nil && b.Module.Name != "" {
@@ -242,32 +233,34 @@ func openBuild(r *rootfs.Root, p string) (*module.Module, error) {
 // nativeFromIndex fills Native with the in-tree modules (kernel/) listed in depmod's
 // modules.dep, which the kernel package's depmod run wrote: one file read instead of a walk
 // over ~700 directories per kernel. It reports false, and the caller walks, when there is no
-// index or it is older than kernel/ itself.
+// index, it is older than kernel/ itself, or it is malformed.
 func (t *Tree) nativeFromIndex(r *rootfs.Root, dir string) bool {
-	dep := filepath.Join(dir, "modules.dep")
-	di, err := r.Stat(dep)
+	depPath := filepath.Join(dir, "modules.dep")
+	di, err := r.Stat(depPath)
 	if err != nil {
 		return false
 	}
 	if ki, err := r.Stat(filepath.Join(dir, "kernel")); err != nil || ki.ModTime().After(di.ModTime()) {
 		return false
 	}
-	data, err := r.ReadFile(dep)
+	data, err := r.ReadFile(depPath)
 	if err != nil {
 		return false
 	}
-	text := string(data)
+	dep, err := kmod.ParseDep(data)
+	if err != nil {
+		return false // walked instead: the walk finds what a damaged index may hide
+	}
 	if len(t.Native) == 0 {
 		// A Debian kernel lists about 4000 modules: grow the map once, not a dozen times.
-		t.Native = make(map[string]string, strings.Count(text, "\n"))
+		t.Native = make(map[string]string, len(dep.Modules))
 	}
 	found := false
-	for line := range strings.SplitSeq(text, "\n") {
-		p, _, ok := strings.Cut(line, ":")
-		if !ok || !strings.HasPrefix(p, "kernel/") {
+	for _, m := range dep.Modules {
+		if m.Name == "" || !strings.HasPrefix(m.Path, "kernel/") {
 			continue
 		}
-		t.Native[ModuleName(p)] = dir + "/" + p // modules.dep paths are clean and relative
+		t.Native[m.Name] = dir + "/" + m.Path // modules.dep paths are clean and relative
 		found = true
 	}
 	return found

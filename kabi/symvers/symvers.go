@@ -21,6 +21,7 @@ import (
 
 	"github.com/kabiguard/kabiguard/internal/compression"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // Export is one exported symbol of a kernel.
@@ -277,14 +278,14 @@ func Candidates(root, release string) []string {
 	var out []string
 	for _, base := range []string{
 		filepath.Join(root, "boot", "symvers-"+release),
-		filepath.Join(root, "lib", "modules", release, "symvers"),
+		filepath.Join(kmod.ModulesDir(root, release), "symvers"),
 	} {
 		for _, ext := range []string{".xz", ".zst", ".gz", ""} {
 			out = append(out, base+ext)
 		}
 	}
 	return append(out,
-		filepath.Join(root, "lib", "modules", release, "build", "Module.symvers"),
+		filepath.Join(kmod.ModulesDir(root, release), "build", "Module.symvers"),
 		filepath.Join(root, "usr", "src", "kernels", release, "Module.symvers"),
 		filepath.Join(root, "usr", "src", "linux-headers-"+release, "Module.symvers"),
 	)

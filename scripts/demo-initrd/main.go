@@ -15,7 +15,7 @@ import (
 
 	"github.com/kabiguard/kabiguard/initramfs"
 	"github.com/kabiguard/kabiguard/internal/compression"
-	"github.com/kabiguard/kabiguard/kabi"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 func main() {
@@ -30,7 +30,7 @@ func main() {
 }
 
 func run(root, release string) error {
-	dir := filepath.Join(root, "lib", "modules", release)
+	dir := kmod.ModulesDir(root, release)
 	files := []initramfs.File{
 		initramfs.Symlink("lib", "usr/lib"),
 		initramfs.Regular("init", 0o755, []byte("#!/bin/sh\n# stand-in: the demo never boots this image\n")),
@@ -40,7 +40,7 @@ func run(root, release string) error {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
-		if !kabi.IsModuleFile(rel) && !strings.HasPrefix(rel, "modules.") {
+		if !kmod.IsModule(rel) && !strings.HasPrefix(rel, "modules.") {
 			return nil // symvers and the like stay on the host
 		}
 		data, err := os.ReadFile(p) // follows a weak-updates link to the build it names

@@ -15,7 +15,7 @@ import (
 	"github.com/kabiguard/kabiguard/initramfs"
 	"github.com/kabiguard/kabiguard/internal/compression"
 	"github.com/kabiguard/kabiguard/internal/testkit"
-	"github.com/kabiguard/kabiguard/kabi"
+	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // The sample's kernels.
@@ -81,7 +81,7 @@ func Image(tb testing.TB, root, release, path string) string {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
-		if !kabi.IsModuleFile(rel) && !strings.HasPrefix(rel, "modules.") || strings.HasPrefix(filepath.Base(rel), ".") {
+		if !kmod.IsModule(rel) && !strings.HasPrefix(rel, "modules.") || strings.HasPrefix(filepath.Base(rel), ".") {
 			return nil
 		}
 		data, err := os.ReadFile(p)
