@@ -368,4 +368,3 @@ func regularIn(root, p string) error {
 	}
 	return nil
 }
-

@@ -33,6 +33,7 @@ type cli struct {
 	Initramfs initramfsCmd `cmd:"" help:"Read, verify and refresh initramfs images."`
 	Hook      hookCmd      `cmd:"" help:"What kernel-install and the Debian kernel hooks run when a kernel is added or removed."`
 	Exports   exportsCmd   `cmd:"" help:"Print a kernel's exports derived from its image and in-tree modules, as a symvers file."`
+	Forecast  forecastCmd  `cmd:"" help:"Read a kernel package without installing it: which modules would it keep, would the gate refuse it."`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`
 	Man     manpage.Flag     `hidden:"" help:"Print the manual page kabiguard(8) (roff) and exit."`

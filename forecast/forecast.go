@@ -1,0 +1,211 @@
+package forecast
+
+import (
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/kabiguard/kabiguard/config"
+	"github.com/kabiguard/kabiguard/forecast/pkgfile"
+	"github.com/kabiguard/kabiguard/kabi"
+	"github.com/kabiguard/kabiguard/kabi/inventory"
+	"github.com/kabiguard/kabiguard/kmod"
+	"github.com/kabiguard/kabiguard/weakupdates"
+)
+
+// Module is what a kernel from the package would do with one of the host's external or
+// required modules.
+type Module struct {
+	Module   string            `json:"module"`
+	Required bool              `json:"required"`
+	Early    bool              `json:"early,omitempty"`
+	State    weakupdates.State `json:"state"`          // native, weak, incompatible, missing, excluded, unreadable, blocked, admin
+	From     string            `json:"from,omitempty"` // the installed kernel whose build a weak link would use
+	Path     string            `json:"path,omitempty"` // that build, or the package's own file (PACKAGE:PATH)
+	Reason   string            `json:"reason,omitempty"`
+	Problems []kabi.Problem    `json:"problems,omitempty"` // of the best build refused: symbol, wanted and found CRC
+}
+
+// Loads reports whether the module would load into the kernel.
+func (m Module) Loads() bool {
+	return m.State == weakupdates.Native || m.State == weakupdates.Weak || m.State == weakupdates.Admin
+}
+
+// Report is the forecast for one kernel of a package.
+type Report struct {
+	Package string   `json:"package"` // "NAME VERSION (FILE)"
+	Kernel  string   `json:"kernel"`
+	Exports string   `json:"exports"` // where the kernel's exports came from
+	Modules []Module `json:"modules"`
+	// Gate is what the install-time gate would answer: "pass", "refuse" or "warn" (refuse
+	// turned into a warning by on_missing_required = warn).
+	Gate string `json:"gate"`
+	// Lost names the required modules the kernel would boot without.
+	Lost []string `json:"lost,omitempty"`
+}
+
+// Keeps reports whether the kernel keeps every required module.
+func (r *Report) Keeps() bool { return len(r.Lost) == 0 }
+
+// Options say what a forecast judges against: the host under Root (its installed kernels,
+// their external modules, its configuration).
+type Options struct {
+	Root   string
+	Config *config.Config
+}
+
+// Run reads the package at pkgPath and judges each kernel it holds against the host.
+func Run(pkgPath string, opt Options) ([]*Report, error) {
+	pkg, err := pkgfile.Open(pkgPath)
+	if err != nil {
+		return nil, err
+	}
+	kernels, err := Read(pkg)
+	if err != nil {
+		return nil, err
+	}
+	inv, err := inventory.Scan(opt.Root)
+	if err != nil {
+		return nil, err
+	}
+	pol := weakupdates.PolicyFrom(opt.Config, nil, nil)
+	installed := weakupdates.LoadKernels(inv, pol)
+	var out []*Report
+	for _, k := range kernels {
+		out = append(out, judge(pkg, k, inv, pol, installed, opt.Config))
+	}
+	return out, nil
+}
+
+// judge plans the host with k installed, as the planner would once it is, and reads k's
+// decisions.
+func judge(pkg *pkgfile.Package, k *Kernel, inv *inventory.Inventory, pol weakupdates.Policy, installed map[string]*weakupdates.KernelPlan, cfg *config.Config) *Report {
+	tree := packageTree(pkg, k, inv)
+	with := &inventory.Inventory{Root: inv.Root}
+	for _, t := range inv.Trees {
+		if t.Release != k.Release {
+			with.Trees = append(with.Trees, t)
+		}
+	}
+	with.Trees = append(with.Trees, tree)
+	sort.SliceStable(with.Trees, func(i, j int) bool { return kabi.CompareReleases(with.Trees[i].Release, with.Trees[j].Release) < 0 })
+
+	kernels := map[string]*weakupdates.KernelPlan{}
+	for r, kp := range installed {
+		kernels[r] = kp
+	}
+	kp := &weakupdates.KernelPlan{Release: k.Release, Admin: map[string]*weakupdates.AdminLink{},
+		Kernel: &kabi.Kernel{Release: k.Release, Dir: tree.Dir, Symvers: k.Symvers, Reference: k.Reference}}
+	if old := installed[k.Release]; old != nil {
+		kp.Admin = old.Admin // the admin's links in weak-updates/ stay through an upgrade
+	}
+	kernels[k.Release] = kp
+	plan := weakupdates.MakePlan(with, pol, kernels).Kernel(k.Release)
+
+	rep := &Report{Package: pkg.String(), Kernel: k.Release, Exports: k.Provenance, Gate: "pass"}
+	required := cfg.RequiredNames()
+	for _, name := range moduleNames(inv, required) {
+		m := verdict(name, k, tree, plan, pkg)
+		req, isReq := required[name]
+		m.Required, m.Early = isReq, req.Early
+		if isReq && !m.Loads() {
+			rep.Lost = append(rep.Lost, name)
+		}
+		rep.Modules = append(rep.Modules, m)
+	}
+	if len(rep.Lost) > 0 {
+		rep.Gate = "refuse"
+		if cfg.OnMissingRequired == "warn" {
+			rep.Gate = "warn"
+		}
+	}
+	return rep
+}
+
+// packageTree is k's module directory as it will be once the package is installed: the
+// package's own modules (kernel/ and any other directory it ships) and, when that release is
+// installed already, the external builds there that the package does not own (DKMS's).
+func packageTree(pkg *pkgfile.Package, k *Kernel, inv *inventory.Inventory) *inventory.Tree {
+	t := &inventory.Tree{Release: k.Release, Dir: kmod.ModulesDir(inv.Root, k.Release), Installed: true, Native: map[string]string{}}
+	if old := inv.Tree(k.Release); old != nil {
+		t.Builds, t.Links, t.Others = old.Builds, old.Links, old.Others
+		for n, p := range old.Native {
+			if !strings.HasPrefix(p, t.Dir+"/kernel/") {
+				t.Native[n] = p
+			}
+		}
+	}
+	for n, p := range k.InTree {
+		t.Native[n] = pkg.Path + ":" + p
+	}
+	for _, m := range k.External {
+		t.Native[m.Name] = m.Path
+	}
+	return t
+}
+
+// moduleNames are the host's external modules and the required ones, sorted.
+func moduleNames(inv *inventory.Inventory, required map[string]config.Required) []string {
+	seen := map[string]bool{}
+	for n := range required {
+		seen[n] = true
+	}
+	for _, t := range inv.Trees {
+		for _, b := range t.Builds {
+			seen[b.Name] = true
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// verdict reads one module's fate from the plan of the package's kernel.
+func verdict(name string, k *Kernel, tree *inventory.Tree, kp *weakupdates.KernelPlan, pkg *pkgfile.Package) Module {
+	m := Module{Module: name}
+	if d := kp.Decisions[name]; d != nil {
+		m.State, m.From = d.State, d.From
+		if d.Build != nil {
+			m.Path = d.Build.Path
+		}
+		if d.State == weakupdates.Incompatible && len(d.Rejected) > 0 {
+			rej := d.Rejected[0]
+			m.Problems = rej.Problems
+			m.Reason = fmt.Sprintf("the build from %s (%s) is refused: %s", rej.From, rej.Build, problemText(rej.Problems))
+		}
+		if d.State == weakupdates.Excluded {
+			m.Reason = "never_weak in " + config.MainFile
+		}
+		return m
+	}
+	switch {
+	case tree.Native[name] != "":
+		m.State, m.Path = weakupdates.Native, tree.Native[name]
+		if strings.HasPrefix(m.Path, pkg.Path+":") {
+			m.Reason = "shipped in the package (" + path.Base(m.Path) + ")"
+		}
+	case k.Builtin[name]:
+		m.State, m.Reason = weakupdates.Native, "built into the kernel (modules.builtin)"
+	default:
+		m.State = weakupdates.Missing
+		m.Reason = fmt.Sprintf("no build of %s is offered to %s (the package has none; builds are shared within a kernel series and flavour unless share_builds = any)", name, k.Release)
+	}
+	return m
+}
+
+func problemText(ps []kabi.Problem) string {
+	const most = 3
+	var parts []string
+	for i, p := range ps {
+		if i == most {
+			parts = append(parts, fmt.Sprintf("and %d more", len(ps)-most))
+			break
+		}
+		parts = append(parts, p.String())
+	}
+	return strings.Join(parts, "; ")
+}
