@@ -45,6 +45,7 @@ func TestMakeInstallUninstall(t *testing.T) {
 	makeTarget(t, bin, d, "install")
 	got := files(t, d)
 	want := []string{
+		"/etc/apt/apt.conf.d/60kabiguard",
 		"/etc/kabiguard/kabiguard.conf",
 		"/etc/kernel/postinst.d/dkms-kabiguard",
 		"/etc/kernel/postinst.d/zx-kabiguard-initrd",

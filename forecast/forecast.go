@@ -2,7 +2,9 @@ package forecast
 
 import (
 	"fmt"
+	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -25,11 +27,14 @@ type Module struct {
 	Path     string            `json:"path,omitempty"` // that build, or the package's own file (PACKAGE:PATH)
 	Reason   string            `json:"reason,omitempty"`
 	Problems []kabi.Problem    `json:"problems,omitempty"` // of the best build refused: symbol, wanted and found CRC
+	// DKMS names the DKMS module ("name/version") that will build it for the kernel, from
+	// the kernel's headers, when it is installed (see DKMSBuilds).
+	DKMS string `json:"dkms,omitempty"`
 }
 
 // Loads reports whether the module would load into the kernel.
 func (m Module) Loads() bool {
-	return m.State == weakupdates.Native || m.State == weakupdates.Weak || m.State == weakupdates.Admin
+	return m.State == weakupdates.Native || m.State == weakupdates.Weak || m.State == weakupdates.Admin || m.DKMS != ""
 }
 
 // Report is the forecast for one kernel of a package.
@@ -43,6 +48,8 @@ type Report struct {
 	Gate string `json:"gate"`
 	// Lost names the required modules the kernel would boot without.
 	Lost []string `json:"lost,omitempty"`
+
+	onMissing string // on_missing_required
 }
 
 // Keeps reports whether the kernel keeps every required module.
@@ -103,24 +110,47 @@ func judge(pkg *pkgfile.Package, k *Kernel, inv *inventory.Inventory, pol weakup
 	kernels[k.Release] = kp
 	plan := weakupdates.MakePlan(with, pol, kernels).Kernel(k.Release)
 
-	rep := &Report{Package: pkg.String(), Kernel: k.Release, Exports: k.Provenance, Gate: "pass"}
+	rep := &Report{Package: pkg.String(), Kernel: k.Release, Exports: k.Provenance, onMissing: cfg.OnMissingRequired}
 	required := cfg.RequiredNames()
 	for _, name := range moduleNames(inv, required) {
 		m := verdict(name, k, tree, plan, pkg)
 		req, isReq := required[name]
 		m.Required, m.Early = isReq, req.Early
-		if isReq && !m.Loads() {
-			rep.Lost = append(rep.Lost, name)
-		}
 		rep.Modules = append(rep.Modules, m)
 	}
-	if len(rep.Lost) > 0 {
-		rep.Gate = "refuse"
-		if cfg.OnMissingRequired == "warn" {
-			rep.Gate = "warn"
+	if fi, err := os.Stat(filepath.Join(inv.Root, "usr", "src", "linux-headers-"+k.Release)); err == nil && fi.IsDir() {
+		rep.ExpectDKMS(DKMSBuilds(inv.Root)) // its headers are installed already
+	}
+	rep.settle()
+	return rep
+}
+
+// ExpectDKMS counts the modules DKMS will build for the kernel (builds: DKMSBuilds) as loading:
+// the kernel's headers are installed, or come in the same transaction.
+func (r *Report) ExpectDKMS(builds map[string]string) {
+	for i, m := range r.Modules {
+		if src := builds[m.Module]; src != "" && !m.Loads() {
+			r.Modules[i].DKMS = src
+			r.Modules[i].Reason = fmt.Sprintf("DKMS builds it (%s) from the kernel's headers when the kernel is installed; until then: %s", src, m.Reason)
 		}
 	}
-	return rep
+	r.settle()
+}
+
+// settle derives Lost and Gate from the modules.
+func (r *Report) settle() {
+	r.Lost, r.Gate = nil, "pass"
+	for _, m := range r.Modules {
+		if m.Required && !m.Loads() {
+			r.Lost = append(r.Lost, m.Module)
+		}
+	}
+	if len(r.Lost) > 0 {
+		r.Gate = "refuse"
+		if r.onMissing == "warn" {
+			r.Gate = "warn"
+		}
+	}
 }
 
 // packageTree is k's module directory as it will be once the package is installed: the

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/kabiguard/kabiguard/internal/rootfs"
+	"github.com/kabiguard/kabiguard/kabi/exports"
 	"github.com/kabiguard/kabiguard/kabi/module"
 	"github.com/kabiguard/kabiguard/kabi/symvers"
 	"github.com/kabiguard/kabiguard/kmod"
@@ -23,6 +24,10 @@ type Kernel struct {
 	// sizeof(struct module) that the loader compares. nil when the kernel has no modules
 	// (then those two checks are reported as skipped, never guessed).
 	Reference *module.Module
+
+	// Provenance says where Symvers came from: "symvers PATH", or "exports derived from
+	// ROOT/boot/vmlinuz-K and N in-tree modules" when no symvers file is installed.
+	Provenance string
 }
 
 // SymversPath is the file the kernel's exports were read from.
@@ -56,11 +61,7 @@ func loadKernel(root, release string, wanted map[string]bool) (*Kernel, error) {
 	if fi, err := r.Stat(dir); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("%w: %s does not exist", ErrNoKernel, dir)
 	}
-	path, err := symvers.Find(root, release)
-	if err != nil {
-		return nil, err
-	}
-	t, err := symvers.LoadIn(r, path, wanted)
+	t, prov, err := installedExports(r, root, release, wanted)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +69,31 @@ func loadKernel(root, release string, wanted map[string]bool) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Kernel{Release: release, Dir: dir, Symvers: t, Reference: ref}, nil
+	return &Kernel{Release: release, Dir: dir, Symvers: t, Reference: ref, Provenance: prov}, nil
+}
+
+// installedExports reads the kernel's symvers file, or, when none is installed (Debian ships
+// Module.symvers only in linux-headers), derives its exports from its image and in-tree
+// modules (kabi/exports), which match the headers' file exactly. Only when both fail is the
+// kernel undecidable.
+func installedExports(r *rootfs.Root, root, release string, wanted map[string]bool) (*symvers.Table, string, error) {
+	path, err := symvers.Find(root, release)
+	var notFound *symvers.ErrNotFound
+	if errors.As(err, &notFound) {
+		t, prov, derr := exports.ForKernel(root, release, wanted)
+		if derr != nil {
+			return nil, "", fmt.Errorf("%w, and its exports cannot be derived from its image: %v", err, derr)
+		}
+		return t, prov, nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	t, err := symvers.LoadIn(r, path, wanted)
+	if err != nil {
+		return nil, "", err
+	}
+	return t, "symvers " + path, nil
 }
 
 // KernelFromSymvers makes a target of a bare symvers file: exports only, so the vermagic and
