@@ -26,7 +26,7 @@ func TestDKMSBuilds(t *testing.T) {
 	reg("v4l2loopback", "0.12.7", "PACKAGE_NAME=\"v4l2loopback\"\nBUILT_MODULE_NAME[0]=\"$PACKAGE_NAME\"\nAUTOINSTALL=\"yes\"\n")
 	reg("drbd", "9.2.12", "PACKAGE_NAME=drbd\nBUILT_MODULE_NAME[0]=drbd\nBUILT_MODULE_NAME[1]=drbd_transport_tcp\nAUTOINSTALL=yes\n")
 	reg("manual", "1", "PACKAGE_NAME=manual\nBUILT_MODULE_NAME[0]=manual\n") // no AUTOINSTALL
-	reg("plain", "2", "PACKAGE_NAME=plain-mod\nAUTOINSTALL=yes\n")              // default name
+	reg("plain", "2", "PACKAGE_NAME=plain-mod\nAUTOINSTALL=yes\n")           // default name
 	got := DKMSBuilds(root)
 	want := map[string]string{"v4l2loopback": "v4l2loopback/0.12.7", "drbd": "drbd/9.2.12", "drbd_transport_tcp": "drbd/9.2.12", "plain_mod": "plain/2"}
 	if len(got) != len(want) {
