@@ -20,7 +20,7 @@ func init() {
 	os.Setenv("PATH", strings.Join(path, string(filepath.ListSeparator)))
 }
 
-// The test tiers: `go test -short ./...` is the fast tier (no root, no download, well under a
+// The test tiers: `go test -short ./...` is the fast tier (no root, no download, under a
 // minute); `make test` and CI run everything, where a test whose prerequisite is missing
 // fails rather than skips, so a skip never counts as a pass there.
 
