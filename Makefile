@@ -9,7 +9,7 @@ GOFLAGS_STATIC := -trimpath -ldflags='-s -w -X main.version=$(shell git describe
 FUZZ      := ./kabi/module:FuzzParse ./kabi/exports:FuzzDecode ./kabi/symvers:FuzzParse ./internal/compression:FuzzDecode ./internal/compression:FuzzXZ ./initramfs:FuzzRead ./cmd/kabiguard-gate:FuzzModulesDep ./forecast/pkgfile:FuzzWalk ./kmod:FuzzParseDep
 FUZZTIME  ?= 15s
 
-.PHONY: all build man deb demo test unit fuzz bench vet clean
+.PHONY: all build man deb demo test short unit fuzz bench vet clean
 
 all: build
 
@@ -49,6 +49,11 @@ vet:
 
 unit:
 	$(GO) test -count=1 -timeout 40m ./...
+
+# The fast tier: every test that needs neither root nor a download, in under a minute, as a
+# normal user (internal/testkit's Slow and NeedsRoot decide what it skips).
+short:
+	$(GO) test -short -count=1 ./...
 
 fuzz:
 	@FUZZ='$(FUZZ)' FUZZTIME='$(FUZZTIME)' GO='$(GO)' sh scripts/fuzz.sh

@@ -48,6 +48,7 @@ func repoDir() string { return testkit.RepoDir() }
 // recorders, so run-parts runs ours among stand-ins that log their turn.
 func newSandbox(t *testing.T, kernels ...*testkit.Kernel) *sandbox {
 	t.Helper()
+	testkit.NeedsRoot(t, "runs kernel-install and the hooks in a private mount namespace (unshare -m)")
 	sb := &sandbox{t: t, dir: t.TempDir(), root: testkit.NewRoot(t, kernels...)}
 	sb.bin = filepath.Join(sb.dir, "bin")
 	for _, d := range []string{"usr.up", "usr.work", "esp", "kconf", "tmp", "images"} {

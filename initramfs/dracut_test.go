@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kabiguard/kabiguard/internal/compression"
+	"github.com/kabiguard/kabiguard/internal/testkit"
 )
 
 // earlyCpio is an uncompressed early segment like dracut's early microcode cpio; lsinitrd
@@ -30,6 +31,7 @@ func earlyCpio(t testing.TB) []byte {
 // TestDracutImages lists images built by the real dracut and compares the result with
 // lsinitrd: the file list and the content of a few files.
 func TestDracutImages(t *testing.T) {
+	testkit.Slow(t, "builds seven images with the host's dracut")
 	variants := []struct {
 		name  string
 		args  []string

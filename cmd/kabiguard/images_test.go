@@ -199,6 +199,7 @@ func TestImageOwedAfterKilledLink(t *testing.T) {
 // stays owed and status says so; the next link fails again rather than saying "up to date";
 // once there is room, link refreshes it. No temporary file is left in /boot at any point.
 func TestImageOwedAfterENOSPC(t *testing.T) {
+	testkit.NeedsRoot(t, "mounts a tiny tmpfs on boot/")
 	s := newImgRoot(t)
 	boot := filepath.Join(s.root, "boot")
 	saved := map[string][]byte{}
@@ -268,6 +269,7 @@ func TestImageOwedAfterENOSPC(t *testing.T) {
 // of the kernel whose links it did change (54), and once 53's tree is writable again the next
 // link changes it and refreshes its image.
 func TestImageOwedAfterReadOnlyTree(t *testing.T) {
+	testkit.NeedsRoot(t, "bind-mounts a kernel tree read-only")
 	s := newImgRoot(t)
 	dir53 := filepath.Join(s.root, "lib/modules", sample.K53)
 	for _, args := range [][]string{{"--bind", dir53, dir53}, {"-o", "remount,bind,ro", dir53}} {

@@ -89,6 +89,7 @@ mkinitramfs -o "$IMG" "$K"`
 // (the gate says so), the 6.1.0-50 build is refused and the boot stops with the kernel's
 // reason on one line.
 func TestInitramfsToolsHook(t *testing.T) {
+	testkit.NeedsRoot(t, "runs mkinitramfs in a private mount namespace (unshare --mount)")
 	if _, err := exec.LookPath("mkinitramfs"); err != nil {
 		t.Fatal("mkinitramfs missing: install initramfs-tools-core (.ci/run does)")
 	}

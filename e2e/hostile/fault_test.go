@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kabiguard/kabiguard/internal/testkit"
 )
 
 // campaignSeed seeds the random parts of both campaigns (kill delays, odd names, mixes of
@@ -130,6 +132,7 @@ func scenarios() []scenario {
 // no dangling link, every owed image current, no temporary file, nothing changed outside the
 // root.
 func TestFaultInjection(t *testing.T) {
+	testkit.NeedsRoot(t, "runs every command in a private mount namespace (unshare -m)")
 	rng := rand.New(rand.NewSource(campaignSeed(t)))
 	for _, sc := range scenarios() {
 		delays := make([]time.Duration, timedKills)

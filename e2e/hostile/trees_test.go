@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kabiguard/kabiguard/internal/testkit"
 )
 
 // recipe is one hostile change to a linked demo root (every image current).
@@ -418,6 +420,7 @@ func mixes(rng *rand.Rand, all []recipe, n int) []recipe {
 // an error line, a non-zero exit where the command could not do its work, and no dangling
 // weak-updates link after a command that changes the tree exits 0.
 func TestHostileTrees(t *testing.T) {
+	testkit.NeedsRoot(t, "runs every command in a private mount namespace (unshare -m)")
 	seed := campaignSeed(t)
 	all := recipes()
 	all = append(all, mixes(rand.New(rand.NewSource(seed)), all, 3)...)

@@ -43,6 +43,7 @@ func chrootScript() string { return filepath.Join(RepoDir(), "scripts", "debian-
 // directory; the cleanup fails tb if a file shared with the cache was changed in place.
 func NewChroot(tb testing.TB) *Chroot {
 	tb.Helper()
+	NeedsRoot(tb, "debootstraps and chroots into a Debian 12 tree")
 	start := time.Now()
 	base := strings.TrimSpace(lastLine(run(tb, "", "sh", chrootScript(), "base")))
 	dir := filepath.Join(tb.TempDir(), "root")

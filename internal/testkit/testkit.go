@@ -5,7 +5,9 @@
 // /var/cache/kabiguard-test): the .debs, their extractions (scripts/fetch-kernel.sh) and module
 // builds keyed by the hash of their sources. These tests need root, the Debian archive on first
 // use, and kmod, gcc and make (.ci/run installs them). A missing prerequisite fails the test
-// with the reason; nothing here skips.
+// with the reason. The one exception is the fast tier: under `go test -short` every test that
+// needs a download, a long build or root is skipped, and Slow and NeedsRoot are the only places
+// that decide it.
 package testkit
 
 import (
@@ -61,6 +63,7 @@ var (
 // has it, and returns it.
 func FetchKernel(tb testing.TB, abi string) *Kernel {
 	tb.Helper()
+	Slow(tb, "downloads the Debian kernel "+abi)
 	fetchMu.Lock()
 	defer fetchMu.Unlock()
 	if k, ok := fetched[abi]; ok {
@@ -148,6 +151,7 @@ func hashTree(tb testing.TB, dir string) string {
 // built .ko files by module name. Builds are cached by source hash, so a second run is free.
 func BuildModules(tb testing.TB, k *Kernel, srcDir string) map[string]string {
 	tb.Helper()
+	Slow(tb, "builds modules against downloaded kernel headers")
 	srcDir, _ = filepath.Abs(srcDir)
 	return buildCached(tb, k, filepath.Base(srcDir), srcDir, "modules")
 }
@@ -156,6 +160,7 @@ func BuildModules(tb testing.TB, k *Kernel, srcDir string) map[string]string {
 // /usr/src/v4l2loopback-*) against k's headers, and returns the .ko.
 func V4L2Loopback(tb testing.TB, k *Kernel) string {
 	tb.Helper()
+	Slow(tb, "builds v4l2loopback against downloaded kernel headers")
 	srcs, _ := filepath.Glob("/usr/src/v4l2loopback-*")
 	if len(srcs) == 0 {
 		tb.Fatal("no /usr/src/v4l2loopback-*: install v4l2loopback-dkms (.ci/run does)")
@@ -281,6 +286,7 @@ func Depmod(tb testing.TB, root, release string) {
 // it (recipe R4 of host-interfaces.md): the host's dracut installation is never touched.
 func DracutTree(tb testing.TB) string {
 	tb.Helper()
+	Slow(tb, "runs the real dracut")
 	d := filepath.Join(tb.TempDir(), "dracut")
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		tb.Fatal(err)
