@@ -130,6 +130,12 @@ case "${1:-}" in
 base) base ;;
 run)
     [ $# -eq 3 ] || die "usage: $0 run DIR CMD"
+    # One command at a time across test processes: they share the .deb cache, whose lock apt
+    # takes without waiting ("Could not get lock /var/cache/apt/archives/lock"). Held (fd 8)
+    # until CMD exits.
+    mkdir -p "$DEBS"
+    exec 8>"$DEBS/.run-lock"
+    flock 8
     inns "$2" chroot "$2" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         DEBIAN_FRONTEND=noninteractive sh -c "$3" ;;
