@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -151,6 +152,26 @@ func TestKernelInstall(t *testing.T) {
 		if out, code := sb.kernelInstall("remove", r54); code != 0 || exists(sb.entry(r54)) {
 			t.Fatalf("remove: exit %d:\n%s", code, out)
 		}
+	})
+
+	// 45-kabiguard.install fails first here (no symvers: the links cannot be planned), and
+	// kernel-install stops at the first failing plugin, before 86 explains the refusal: the
+	// admin must still read which module is lost, why, and the ways out.
+	t.Run("refusal is explained when 45 fails before the gate", func(t *testing.T) {
+		symvers := filepath.Join(sb.root, "usr", "src", "linux-headers-"+r54, "Module.symvers")
+		must(t, os.Remove(symvers))
+		defer func() { must(t, os.Link(f.k54.Symvers, symvers)) }()
+		out, code := sb.kernelInstall("add", r54, sb.vmlinuz(r54))
+		if code == 0 || exists(sb.entry(r54)) {
+			t.Fatalf("kernel-install add %s without symvers: exit %d, entry %v:\n%s", r54, code, exists(sb.entry(r54)), out)
+		}
+		for _, want := range []string{"refusing kernel " + r54, "kabidemo", "no symvers for kernel " + r54,
+			"Ways out", "required.d/test.conf:1", "on_missing_required = warn"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the refusal lacks %q:\n%s", want, out)
+			}
+		}
+		t.Logf("refusal:\n%s", tail(out, 14))
 	})
 
 	t.Run("removing the build's kernel leaves no dangling link", func(t *testing.T) {
@@ -320,4 +341,81 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestHookScriptsMissingBinary: every host hook whose kabiguard binary (or gate, or parser) is
+// gone while the hook stayed (a half-done uninstall) says so in one line naming the missing
+// path; it fails when a module is required, so no kernel or image passes unchecked, and only
+// warns when none is, so a half-removed kabiguard does not block kernel updates.
+func TestHookScriptsMissingBinary(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "gone", "kabiguard")
+	helpers := map[string]string{ // stand-ins for dracut's logging and install helpers
+		"bash": "derror() { echo \"$*\" >&2; }; dwarn() { echo \"$*\" >&2; }; dfatal() { echo \"$*\" >&2; }\n" +
+			"inst_simple() { :; }; inst_hook() { :; }; initdir=$(mktemp -d)\n",
+	}
+	type script struct {
+		name string
+		cmd  []string // run from the repository; the release is 6.1.0-test
+		env  []string
+	}
+	const rel = "6.1.0-test"
+	deb := "DEB_MAINT_PARAMS=configure " + rel
+	scripts := []script{
+		{"45 add", []string{"install.d/45-kabiguard.install", "add", rel, "/efi/x", "/boot/vmlinuz"}, nil},
+		{"45 remove", []string{"install.d/45-kabiguard.install", "remove", rel, "/efi/x"}, nil},
+		{"86 add", []string{"install.d/86-kabiguard-gate.install", "add", rel, "/efi/x", "/boot/vmlinuz"}, nil},
+		// No image argument: a refusal would point the boot elsewhere with the host's
+		// linux-update-symlinks.
+		{"postinst dkms-kabiguard", []string{"kernel/postinst.d/dkms-kabiguard", rel, ""}, []string{deb}},
+		{"postinst zx-kabiguard-initrd", []string{"kernel/postinst.d/zx-kabiguard-initrd", rel, ""}, []string{deb}},
+		{"postrm dkms-kabiguard", []string{"kernel/postrm.d/dkms-kabiguard", rel, "/boot/vmlinuz-" + rel}, []string{"DEB_MAINT_PARAMS=remove " + rel}},
+		{"initramfs-tools hook, parser gone", []string{"sh", "initramfs-tools/hooks/kabiguard"},
+			[]string{"version=" + rel, "DESTDIR=" + t.TempDir(), "KABIGUARD_REQUIRED_SH=" + missing}},
+		{"initramfs-tools hook, gate gone", []string{"sh", "initramfs-tools/hooks/kabiguard"},
+			[]string{"version=" + rel, "DESTDIR=" + t.TempDir(), "KABIGUARD_REQUIRED_SH=dracut/90kabiguard/kabiguard-required.sh", "KABIGUARD_GATE=" + missing}},
+		{"dracut module, gate gone", []string{"bash", "-c", helpers["bash"] + ". dracut/90kabiguard/module-setup.sh && install"},
+			[]string{"KABIGUARD_GATE=" + missing}},
+	}
+	// The gate and the initramfs parts act on early modules only: "v4l2loopback early" is
+	// required for all; a plain requirement only warns where nothing needs the missing file.
+	for _, s := range scripts {
+		early := strings.Contains(s.name, "gate gone")
+		for _, c := range []struct {
+			conf string
+			fail bool
+		}{
+			{"", false},
+			{"# v4l2loopback early\n\n", false},
+			{"v4l2loopback early # comment\n", true},
+			{"v4l2loopback\n", !early},
+		} {
+			conf := t.TempDir()
+			must(t, os.MkdirAll(filepath.Join(conf, "required.d"), 0o755))
+			if c.conf != "" {
+				must(t, os.WriteFile(filepath.Join(conf, "required.d", "test.conf"), []byte(c.conf), 0o644))
+			}
+			cmd := exec.Command(s.cmd[0], s.cmd[1:]...)
+			cmd.Dir = repoDir()
+			cmd.Env = append(os.Environ(), "KABIGUARD="+missing, "KABIGUARD_CONFDIR="+conf, "KERNEL_INSTALL_VERBOSE=", "DEB_MAINT_PARAMS=")
+			cmd.Env = append(cmd.Env, s.env...)
+			var errb strings.Builder
+			cmd.Stdout, cmd.Stderr = &errb, &errb
+			code := 0
+			if err := cmd.Run(); err != nil {
+				ee, ok := err.(*exec.ExitError)
+				if !ok {
+					t.Fatal(err)
+				}
+				code = ee.ExitCode()
+			}
+			out := errb.String()
+			want := 0
+			if c.fail {
+				want = 1
+			}
+			if code != want || strings.Count(out, "\n") != 1 || !strings.Contains(out, missing) {
+				t.Errorf("%s, required.d %q: exit %d, output %q; want exit %d and one line naming %s", s.name, c.conf, code, out, want, missing)
+			}
+		}
+	}
 }

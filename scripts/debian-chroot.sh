@@ -7,10 +7,11 @@
 #       starts, apt lists fetched) and prints its path. The lists are refreshed when older than a
 #       day (the archive drops superseded .debs). Tests copy the tree; they never write into it.
 #   debian-chroot.sh run DIR CMD
-#       Runs `sh -c CMD` chrooted in DIR inside a private mount namespace that has /proc, /sys,
-#       /dev and the shared .deb cache ($CACHE/chroot/apt-archives on /var/cache/apt/archives)
-#       mounted: the mounts die with the command, so none is ever left behind and the host's
-#       mount table never changes. The exit code is CMD's.
+#       Runs `sh -c CMD` chrooted in DIR inside a private mount namespace that has /proc, /sys
+#       and /dev mounted: the mounts die with the command, so none is ever left behind and the
+#       host's mount table never changes. DIR's /var/cache/apt/archives holds hard links to the
+#       shared .deb cache ($CACHE/chroot/apt-archives), and what apt fetched is linked back. The
+#       exit code is CMD's.
 #   debian-chroot.sh host DIR CMD
 #       Runs `sh -c CMD` on the host (not chrooted) with the same mounts under DIR (for
 #       `make install DESTDIR=DIR`, which needs nothing mounted but is run alike for symmetry).
@@ -87,9 +88,18 @@ inns() {
         mount -t proc proc "$d/proc"
         mount -t sysfs sysfs "$d/sys"
         mount --rbind /dev "$d/dev"
-        mkdir -p "$d/var/cache/apt/archives"
-        mount --bind "$debs" "$d/var/cache/apt/archives"
-        exec "$@"' inns "$dir" "$DEBS" "$@"
+        # The chroot has its own archives directory of hard links to the shared .debs, and
+        # what apt fetched goes back the same way: apt takes the lock of its archives directory
+        # without waiting, so a shared one failed concurrent tests ("Could not get lock
+        # /var/cache/apt/archives/lock"). apt never writes a .deb in place (partial/, then
+        # rename), so a link is never written through.
+        a=$d/var/cache/apt/archives
+        mkdir -p "$a/partial"
+        cp -l -n "$debs"/*.deb "$a"/ 2>/dev/null || true
+        rc=0
+        "$@" || rc=$?
+        cp -l -n "$a"/*.deb "$debs"/ 2>/dev/null || true
+        exit $rc' inns "$dir" "$DEBS" "$@"
 }
 
 base() {
@@ -120,7 +130,8 @@ base() {
     # Fresh lists at most a day old (the archive drops superseded .debs).
     if [ -z "$(find "$BASE/var/lib/apt/lists/.stamp" -mmin -1440 2>/dev/null)" ]; then
         ( inns "$BASE" chroot "$BASE" apt-get update -q ) >&2 || die "apt-get update in $BASE failed"
-        rm -f "$BASE/var/cache/apt/"*.bin
+        # inns linked the .debs in; copies of the tree copy var/ in full.
+        rm -f "$BASE/var/cache/apt/"*.bin "$BASE/var/cache/apt/archives/"*.deb
         touch "$BASE/var/lib/apt/lists/.stamp" "$BASE/.done"
     fi
     echo "$BASE"

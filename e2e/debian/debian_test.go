@@ -1,7 +1,7 @@
 // Package debian runs kabiguard on a real Debian 12 system: a debootstrap chroot (cached by
-// internal/testkit), the archive's apt, dpkg, DKMS (v4l2loopback-dkms) and initramfs-tools,
-// real Debian kernels, kabiguard installed with `make install` as an admin would. Issue 11's
-// scenario runs in order, each of its points asserted by a subtest where it arises.
+// internal/testkit), the archive's apt, dpkg, DKMS (v4l2loopback-dkms), initramfs-tools and then
+// dracut, real Debian kernels, kabiguard installed with `make install` as an admin would. Issue
+// 11's scenario runs in order, each of its points asserted by a subtest where it arises.
 package debian
 
 import (
@@ -70,6 +70,111 @@ func noDangling(t *testing.T, c *testkit.Chroot) {
 	}
 }
 
+// imageRefreshedAfterLinkChange asserts point 2 for kernel's image after DKMS changed its links
+// with weak-modules --no-initramfs: the image is current already, or status shows it stale (or
+// owed) and the next hook run (`kabiguard link`) refreshes it.
+func imageRefreshedAfterLinkChange(t *testing.T, c *testkit.Chroot, kernel string) {
+	t.Helper()
+	img := "/boot/initrd.img-" + kernel
+	out, code := c.Run("kabiguard initramfs verify -k " + kernel + " " + img)
+	if code == 0 {
+		return // refreshed
+	}
+	sout, scode := c.Run("kabiguard status")
+	if !strings.Contains(sout, img) || !strings.Contains(sout, "stale") && !strings.Contains(sout, "owed") {
+		t.Errorf("%s's image is stale and status does not say so:\nverify (exit %d):\n%s\nstatus (exit %d):\n%s", kernel, code, out, scode, sout)
+	}
+	lout, lcode := c.Run("kabiguard link")
+	if lcode != 0 || !strings.Contains(lout, "refreshed "+img) {
+		t.Fatalf("link did not refresh the owed image: exit %d\n%s", lcode, lout)
+	}
+	if vout, vcode := c.Run("kabiguard initramfs verify -k " + kernel + " " + img); vcode != 0 {
+		t.Fatalf("after link the image is still not current:\n%s", vout)
+	}
+}
+
+// imageHolds asserts that kernel's image (/boot/initrd.img-KERNEL, read by kabiguard) holds a
+// module file of kernel whose path ends in path, as the kernel's tree resolves it ([current]).
+func imageHolds(t *testing.T, c *testkit.Chroot, kernel, path string) {
+	t.Helper()
+	img := "/boot/initrd.img-" + kernel
+	re := regexp.MustCompile(`lib/modules/` + regexp.QuoteMeta(kernel) + `/(\S*/)?` + regexp.QuoteMeta(path) + `\b.*\[current\]`)
+	if out := c.MustRun("kabiguard initramfs ls " + img); !re.MatchString(out) {
+		t.Fatalf("%s holds no current %s:\n%s", img, path, out)
+	}
+}
+
+// purgeStrips purges purged's kernel package, which strips stripped of v4l2loopback (DKMS's
+// prerm removes purged's build, weak-modules drops stripped's link to it), asserts that status
+// and the gate then see stripped without it, and returns apt's output.
+func purgeStrips(t *testing.T, c *testkit.Chroot, purged, stripped string) string {
+	t.Helper()
+	out, code := c.Run("apt-get purge -y -q linux-image-" + purged + "-unsigned")
+	// Today: apt succeeds.
+	if code != 0 {
+		t.Fatalf("apt-get purge exit %d:\n%s", code, out)
+	}
+	c.MustRun("test ! -e /lib/modules/" + stripped + "/weak-updates/dkms/v4l2loopback.ko")
+	rows, sout, scode := status(t, c)
+	if scode != 1 {
+		t.Fatalf("status exit %d, want 1 (%s lacks a required module)\n%s", scode, stripped, sout)
+	}
+	if r, ok := rows[stripped+" v4l2loopback"]; !ok || r.State == "weak" || r.State == "native" {
+		t.Fatalf("status still serves %s: %+v\n%s", stripped, r, sout)
+	}
+	if out, code := c.Run("kabiguard gate -k " + stripped); code != 1 || !strings.Contains(out, "refusing kernel "+stripped) {
+		t.Fatalf("gate -k %s exit %d, want a refusal:\n%s", stripped, code, out)
+	}
+	noDangling(t, c)
+	return out
+}
+
+// removalIsLoud asserts point 1: out, of the removal of purged, has an error-level line naming
+// stripped and the module it lost.
+func removalIsLoud(t *testing.T, out, purged, stripped string) {
+	t.Helper()
+	k := regexp.QuoteMeta(stripped)
+	re := regexp.MustCompile(`(?i)(error|^E:|refus).*` + k + `.*v4l2loopback|(?i)(error|^E:|refus).*v4l2loopback.*` + k)
+	for _, l := range strings.Split(out, "\n") {
+		if re.MatchString(l) {
+			return
+		}
+	}
+	t.Fatalf("apt-get purge linux-image-%s stripped %s of v4l2loopback without an error naming both:\n%s", purged, stripped, out)
+}
+
+// imageOwedAfterRemoval asserts point 2 after a removal changed kernel's links: its image no
+// longer holds a module gone from its tree, or status fails and shows the image.
+func imageOwedAfterRemoval(t *testing.T, c *testkit.Chroot, kernel string) {
+	t.Helper()
+	out, code := c.Run("kabiguard initramfs verify -k " + kernel + " /boot/initrd.img-" + kernel)
+	if code == 0 {
+		return
+	}
+	sout, scode := c.Run("kabiguard status")
+	if scode == 0 || !strings.Contains(sout, "/boot/initrd.img-"+kernel) {
+		t.Fatalf("%s's image holds a module gone from its tree and status does not say so:\nverify (exit %d):\n%s\nstatus (exit %d):\n%s", kernel, code, out, scode, sout)
+	}
+}
+
+// nativeEarlyRefused requires the native module dummy early until t ends, asserts that the gate
+// refuses kernel (whose image lacks it) without advising any of bad, and returns the refusal.
+func nativeEarlyRefused(t *testing.T, c *testkit.Chroot, kernel string, bad ...string) string {
+	t.Helper()
+	c.WriteFile("/etc/kabiguard/required.d/native.conf", "dummy early\n")
+	t.Cleanup(func() { c.MustRun("rm /etc/kabiguard/required.d/native.conf") })
+	out, code := c.Run("kabiguard gate -k " + kernel)
+	if code != 1 {
+		t.Fatalf("gate -k %s: exit %d, want a refusal\n%s", kernel, code, out)
+	}
+	for _, b := range bad {
+		if strings.Contains(out, b) {
+			t.Errorf("refusal of a native early module advises %q on this host:\n%s", b, out)
+		}
+	}
+	return out
+}
+
 // ways returns the "Ways out" lines of a refusal.
 func ways(out string) []string {
 	var w []string
@@ -81,10 +186,11 @@ func ways(out string) []string {
 	return w
 }
 
-// TestDebianFlow is issue 11's scenario on a real Debian 12 chroot. Warm cache: 2.5-4.5 min on
-// 2 shared cores, nothing downloaded, dominated by dpkg unpacking four kernels, DKMS building
-// v4l2loopback and mkinitramfs. Cold (empty cache): about 1 min more for debootstrap, and
-// ~350 MB of .debs fetched once (the cache then holds ~570 MB).
+// TestDebianFlow is issue 11's scenario on a real Debian 12 chroot, with initramfs-tools and then
+// with dracut (dracutPhase). Warm cache: 3-5 min on 2 shared cores, nothing downloaded,
+// dominated by dpkg unpacking kernels, DKMS building v4l2loopback and the image generators.
+// Cold (empty cache): about 1 min more for debootstrap, and ~350 MB of .debs fetched once (the
+// cache then holds ~570 MB; dracut adds under 1 MB).
 func TestDebianFlow(t *testing.T) {
 	start := time.Now()
 	var c *testkit.Chroot
@@ -144,41 +250,14 @@ func TestDebianFlow(t *testing.T) {
 	// called weak-modules --no-initramfs; 56's image still holds the removed build. The next
 	// hook run must refresh it, or status and link must report it owed.
 	point(t, "point2-image-refreshed-after-dkms-link-change", func(t *testing.T) {
-		c := c.For(t)
-		out, code := c.Run("kabiguard initramfs verify -k " + k56 + " /boot/initrd.img-" + k56)
-		if code == 0 {
-			return // refreshed
-		}
-		// status shows it stale (or owed); the next link refreshes it.
-		sout, scode := c.Run("kabiguard status")
-		img := "/boot/initrd.img-" + k56
-		if !strings.Contains(sout, img) || !strings.Contains(sout, "stale") && !strings.Contains(sout, "owed") {
-			t.Errorf("56's image is stale and status does not say so:\nverify (exit %d):\n%s\nstatus (exit %d):\n%s", code, out, scode, sout)
-		}
-		lout, lcode := c.Run("kabiguard link")
-		if lcode != 0 || !strings.Contains(lout, "refreshed "+img) {
-			t.Fatalf("link did not refresh the owed image: exit %d\n%s", lcode, lout)
-		}
-		if vout, vcode := c.Run("kabiguard initramfs verify -k " + k56 + " " + img); vcode != 0 {
-			t.Fatalf("after link the image is still not current:\n%s", vout)
-		}
+		imageRefreshedAfterLinkChange(t, c.For(t), k56)
 	})
 
 	// Point 5b and 6: a required early module that the image lacks.
 	point(t, "point5-6-missing-early-native-module", func(t *testing.T) {
 		c := c.For(t)
-		c.WriteFile("/etc/kabiguard/required.d/native.conf", "dummy early\n")
-		defer c.MustRun("rm /etc/kabiguard/required.d/native.conf")
-		gout, gcode := c.Run("kabiguard gate -k " + k56)
-		if gcode != 1 {
-			t.Fatalf("gate -k %s: exit %d, want a refusal\n%s", k56, gcode, gout)
-		}
 		// Point 5: ways out that work on an initramfs-tools host, for a native module.
-		for _, bad := range []string{"dkms autoinstall", "akmods", "dracut with"} {
-			if strings.Contains(gout, bad) {
-				t.Errorf("refusal of a native module on an initramfs-tools host advises %q:\n%s", bad, gout)
-			}
-		}
+		gout := nativeEarlyRefused(t, c, k56, "dkms autoinstall", "akmods", "dracut with")
 		if !strings.Contains(gout, `"dummy early"`) {
 			t.Errorf("refusal does not quote the line as it is (\"dummy early\"):\n%s", gout)
 		}
@@ -297,51 +376,16 @@ func TestDebianFlow(t *testing.T) {
 
 	var purgeOut string
 	step(t, "apt-get purge linux-image-"+k55+"-unsigned (56 loses its module)", func() {
-		out, code := c.Run("apt-get purge -y -q linux-image-" + k55 + "-unsigned")
-		purgeOut = out
-		// Today: apt succeeds, DKMS's prerm removes 55's build, weak-modules drops 56's link.
-		if code != 0 {
-			t.Fatalf("apt-get purge exit %d:\n%s", code, out)
-		}
-		c.MustRun("test ! -e /lib/modules/" + k56 + "/weak-updates/dkms/v4l2loopback.ko")
-		rows, sout, scode := status(t, c)
-		if scode != 1 {
-			t.Fatalf("status exit %d, want 1 (56 lacks a required module)\n%s", scode, sout)
-		}
-		if r, ok := rows[k56+" v4l2loopback"]; !ok || r.State == "weak" || r.State == "native" {
-			t.Fatalf("status still serves %s: %+v\n%s", k56, r, sout)
-		}
-		if out, code := c.Run("kabiguard gate -k " + k56); code != 1 || !strings.Contains(out, "refusing kernel "+k56) {
-			t.Fatalf("gate -k %s exit %d, want a refusal:\n%s", k56, code, out)
-		}
-		noDangling(t, c)
+		purgeOut = purgeStrips(t, c, k55, k56)
 	})
 
 	// Point 1: a removal that strips another installed kernel of a required
 	// module must be loud: an error-level line naming the kernel and the module.
-	point(t, "point1-removal-stripping-56-is-loud", func(t *testing.T) {
-		re := regexp.MustCompile(`(?i)(error|^E:|refus).*` + regexp.QuoteMeta(k56) + `.*v4l2loopback|(?i)(error|^E:|refus).*v4l2loopback.*` + regexp.QuoteMeta(k56))
-		for _, l := range strings.Split(purgeOut, "\n") {
-			if re.MatchString(l) {
-				return
-			}
-		}
-		t.Fatalf("apt-get purge linux-image-%s stripped %s of v4l2loopback without an error naming both:\n%s", k55, k56, purgeOut)
-	})
+	point(t, "point1-removal-stripping-56-is-loud", func(t *testing.T) { removalIsLoud(t, purgeOut, k55, k56) })
 
 	// Point 2: the purge changed 56's links; its image still holds a copy of
 	// a module no longer in its tree. Refreshed by the hooks that ran, or reported owed.
-	point(t, "point2-image-refreshed-after-removal", func(t *testing.T) {
-		c := c.For(t)
-		out, code := c.Run("kabiguard initramfs verify -k " + k56 + " /boot/initrd.img-" + k56)
-		if code == 0 {
-			return
-		}
-		sout, scode := c.Run("kabiguard status")
-		if scode == 0 || !strings.Contains(sout, "/boot/initrd.img-"+k56) {
-			t.Fatalf("56's image holds a module gone from its tree and status does not say so:\nverify (exit %d):\n%s\nstatus (exit %d):\n%s", code, out, scode, sout)
-		}
-	})
+	point(t, "point2-image-refreshed-after-removal", func(t *testing.T) { imageOwedAfterRemoval(t, c.For(t), k56) })
 
 	// Point 6: DKMS builds for a kernel whose headers are installed but whose
 	// image is not; such a directory is shown as a build without a kernel.
@@ -370,5 +414,121 @@ func TestDebianFlow(t *testing.T) {
 		}
 	})
 
+	dracutPhase(t, c)
 	t.Logf("TOTAL %.1fs", time.Since(start).Seconds())
+}
+
+// dracutPhase continues TestDebianFlow's chroot (54 with its own build, 56 served by a weak link
+// to 55's build, whose kernel is gone) with dracut from the archive instead of initramfs-tools, as
+// the issue's admin did, and asserts again the points where the generator matters: the
+// required early module in the images dracut builds with kabiguard's module (make install put
+// it in /usr/lib/dracut/modules.d), images current, stale after DKMS's --no-initramfs link
+// change and refreshed (2), a loud removal (1), a refusal leaving no boot symlink at the
+// refused kernel (4), and advice for a missing early module that is dracut's and works (5).
+func dracutPhase(t *testing.T, c *testkit.Chroot) {
+	img := func(k string) string { return "/boot/initrd.img-" + k }
+	step(t, "apt-get install dracut (replaces initramfs-tools; rebuilds 54's and 56's images)", func() {
+		// Images with only what they need, as MODULES=list above: kabiguard's module (which
+		// pulls in the required early modules and the gate) on dracut's base.
+		c.WriteFile("/etc/dracut.conf.d/kabiguard-test.conf", "dracutmodules=\"base kabiguard\"\n")
+		out := c.MustRun("apt-get install -y -q dracut")
+		for _, k := range []string{k54, k56} {
+			if !strings.Contains(out, "dracut: Generating "+img(k)) {
+				t.Fatalf("dracut made no image for %s:\n%s", k, out)
+			}
+		}
+		c.MustRun("test ! -e /usr/sbin/update-initramfs && test -f /usr/lib/dracut/modules.d/90kabiguard/module-setup.sh")
+		rows, sout, code := status(t, c)
+		if code != 0 {
+			t.Fatalf("status exit %d after dracut rebuilt the images\n%s", code, sout)
+		}
+		for _, k := range []string{k54, k56} {
+			imageHolds(t, c, k, "dkms/v4l2loopback.ko")
+			// dracut built it with kabiguard's module: its boot-time gate is in.
+			c.MustRun("lsinitrd " + img(k) + " | grep -q 'hooks/pre-udev/10-kabiguard-gate.sh'")
+			wantState(t, rows, sout, k, img(k), "current", "")
+			c.MustRun("kabiguard gate -k " + k)
+		}
+	})
+
+	// Point 5 with dracut: the way out for a missing early module names dracut's rebuild, not
+	// initramfs-tools', and running it works.
+	point(t, "point5-dracut-missing-early-module-advice-works", func(t *testing.T) {
+		c := c.For(t)
+		gout := nativeEarlyRefused(t, c, k54, "/etc/initramfs-tools", "update-initramfs", "dkms autoinstall")
+		var rebuild string
+		for _, l := range ways(gout) {
+			if m := regexp.MustCompile(`'(dracut [^']*)'`).FindStringSubmatch(l); m != nil {
+				rebuild = m[1]
+			}
+		}
+		if !strings.Contains(rebuild, k54) {
+			t.Fatalf("no dracut rebuild of %s among the ways out:\n%s", k54, gout)
+		}
+		c.MustRun(rebuild)
+		if out, code := c.Run("kabiguard gate -k " + k54); code != 0 {
+			t.Fatalf("after %q the gate still refuses:\n%s", rebuild, out)
+		}
+		imageHolds(t, c, k54, "kernel/drivers/net/dummy.ko")
+	})
+
+	step(t, "apt-get install linux-image-"+k55+"-unsigned: dracut builds its image with the early module", func() {
+		out := c.MustRun("apt-get install -y -q linux-image-" + k55 + "-unsigned")
+		if !strings.Contains(out, "dracut: Generating "+img(k55)) {
+			t.Fatalf("dracut made no image for %s:\n%s", k55, out)
+		}
+		imageHolds(t, c, k55, "updates/dkms/v4l2loopback.ko")
+		rows, sout, _ := status(t, c)
+		wantState(t, rows, sout, k55, img(k55), "current", "")
+		c.MustRun("kabiguard gate -k " + k55)
+	})
+
+	// Point 2 with dracut: DKMS's --no-initramfs link changes (56 gets its own build, then
+	// loses it again to a weak link to 55's) leave 56's dracut image stale until the next hook
+	// run refreshes it. --force: DKMS takes the weak link for an install of its own and does
+	// nothing otherwise.
+	for _, ch := range []struct{ dkms, state, detail string }{
+		{"install", "native", "/updates/dkms/v4l2loopback.ko"},
+		{"remove", "weak", "<- " + k55},
+	} {
+		step(t, "dkms "+ch.dkms+" -k "+k56+": 56's v4l2loopback "+ch.state, func() {
+			c.MustRun("dkms " + ch.dkms + " --force " + dkmsModule + " -k " + k56)
+			rows, sout, _ := status(t, c)
+			wantState(t, rows, sout, k56, "v4l2loopback", ch.state, ch.detail)
+		})
+		point(t, "point2-dracut-image-refreshed-after-dkms-"+ch.dkms, func(t *testing.T) {
+			c := c.For(t)
+			imageRefreshedAfterLinkChange(t, c, k56)
+			// A refresh in place keeps the image's paths (a weak-updates link stays, the file
+			// it leads to gets the new build): the copy must be current, wherever it sits.
+			imageHolds(t, c, k56, "dkms/v4l2loopback.ko")
+			rows, sout, _ := status(t, c)
+			wantState(t, rows, sout, k56, img(k56), "current", "")
+		})
+	}
+
+	var purgeOut string
+	step(t, "dracut: apt-get purge linux-image-"+k55+"-unsigned (56 loses its module)", func() {
+		purgeOut = purgeStrips(t, c, k55, k56)
+	})
+	point(t, "point1-dracut-removal-stripping-56-is-loud", func(t *testing.T) { removalIsLoud(t, purgeOut, k55, k56) })
+	point(t, "point2-dracut-image-refreshed-after-removal", func(t *testing.T) { imageOwedAfterRemoval(t, c.For(t), k56) })
+
+	// Point 4 with dracut: 56 configured again without its headers (DKMS cannot rebuild) is
+	// refused by kabiguard's postinst hook; nothing then points the boot at it.
+	point(t, "point4-dracut-refusal-leaves-no-boot-symlink-at-refused-kernel", func(t *testing.T) {
+		c := c.For(t)
+		c.MustRun("apt-get purge -y -q linux-headers-" + k56)
+		out, code := c.Run("dpkg-reconfigure linux-image-" + k56 + "-unsigned")
+		if code == 0 || !strings.Contains(out, "kabiguard: refusing kernel "+k56) {
+			t.Fatalf("dpkg-reconfigure exit %d, want kabiguard's refusal of %s:\n%s", code, k56, out)
+		}
+		for _, l := range []string{"/vmlinuz", "/initrd.img"} {
+			if got := strings.TrimSpace(c.MustRun("readlink " + l)); strings.Contains(got, k56) {
+				t.Errorf("%s -> %s after %s was refused", l, got, k56)
+			}
+		}
+		c.MustRun("for l in /vmlinuz /initrd.img; do test -e $l || { echo $l dangles; exit 1; }; done")
+		noDangling(t, c)
+	})
 }
