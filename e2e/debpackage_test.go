@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -17,7 +16,7 @@ import (
 // Debian version, and returns its path.
 func makeDeb(t *testing.T, version string) string {
 	t.Helper()
-	cmd := exec.Command("make", "-s", "-C", repoDir(), "deb", "BIN="+t.TempDir(), "GO="+filepath.Join(runtime.GOROOT(), "bin", "go"))
+	cmd := exec.Command("make", "-s", "-C", repoDir(), "deb", "BIN="+t.TempDir(), "GO="+testkit.GoTool())
 	cmd.Env = append(os.Environ(), "DEB_VERSION="+version)
 	out, err := cmd.Output()
 	if err != nil {
@@ -80,6 +79,7 @@ func diffTrees(before, after map[string]bool) (added, removed []string) {
 // files it lists: an admin's change to a conffile survives the upgrade and the removal, the
 // removal says that the weak-updates links stay, and the purge leaves the tree as before.
 func TestDebPackage(t *testing.T) {
+	testkit.NeedsRoot(t, "dpkg installs the package in a Debian chroot")
 	v1, v2 := makeDeb(t, "0.1~test1"), makeDeb(t, "0.1~test2")
 	if out, err := exec.Command("lintian", "--tag-display-limit", "0", "--fail-on", "error,warning", v1).CombinedOutput(); err != nil {
 		t.Errorf("lintian %s: %v\n%s", filepath.Base(v1), err, out)

@@ -5,16 +5,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/kabiguard/kabiguard/internal/testkit"
 )
 
 func makeTarget(t *testing.T, bin, destdir string, targets ...string) string {
 	t.Helper()
 	args := append([]string{"-s", "-C", repoDir()}, targets...)
-	args = append(args, "DESTDIR="+destdir, "BIN="+bin, "GO="+filepath.Join(runtime.GOROOT(), "bin", "go"))
+	args = append(args, "DESTDIR="+destdir, "BIN="+bin, "GO="+testkit.GoTool())
 	out, err := exec.Command("make", args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("make %v: %v\n%s", targets, err, out)

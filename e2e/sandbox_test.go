@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -88,7 +87,7 @@ func newSandbox(t *testing.T, kernels ...*testkit.Kernel) *sandbox {
 		sb.dir, sb.dir)), 0o755))
 
 	start := time.Now()
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goBin := testkit.GoTool()
 	out, code := sb.run(fmt.Sprintf("make -s -C %s install GO=%s BIN=%s PREFIX=/usr", repoDir(), goBin, sb.bin))
 	if code != 0 {
 		t.Fatalf("make install in the sandbox: exit %d\n%s", code, out)

@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -190,7 +189,7 @@ func (c *Chroot) InstallKabiguard() string {
 	start := time.Now()
 	bin := filepath.Join(c.tb.TempDir(), "bin")
 	out := run(c.tb, "", "make", "-s", "-C", RepoDir(), "install", "DESTDIR="+c.Dir, "BIN="+bin,
-		"GO="+filepath.Join(runtime.GOROOT(), "bin", "go"))
+		"GO="+GoTool())
 	c.tb.Logf("[%6.1fs] make install DESTDIR=%s", time.Since(start).Seconds(), c.Dir)
 	return out
 }

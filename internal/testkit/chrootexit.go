@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"os/exec"
 	"slices"
 	"strings"
 )
@@ -14,4 +15,13 @@ func (c *Chroot) MustRunOK(cmd string, codes ...int) string {
 		c.tb.Fatalf("chroot# %s: exit %d, want one of %v\n%s", cmd, code, codes, strings.TrimSpace(out))
 	}
 	return out
+}
+
+// GoTool is the go command the tests build with: the one on PATH (make and .ci/run put
+// /usr/local/go/bin there), else Go's default install location.
+func GoTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "/usr/local/go/bin/go"
 }
