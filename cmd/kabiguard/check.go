@@ -94,7 +94,11 @@ func (c *checkCmd) printText(e *env, kernels []*kabi.Kernel, all []kabi.Verdict)
 	w := bufio.NewWriter(e.stdout)
 	defer w.Flush()
 	for _, k := range kernels {
-		if k.Release != "" { // a bare --symvers target is already named by its path
+		switch {
+		case k.Release == "": // a bare --symvers target is already named by its path
+		case strings.HasPrefix(k.Provenance, "exports derived"): // no symvers installed
+			fmt.Fprintf(w, "%s: %s\n", k.Name(), k.Provenance)
+		default:
 			fmt.Fprintf(w, "%s: exports from %s\n", k.Name(), k.SymversPath())
 		}
 	}
