@@ -174,6 +174,8 @@ func explain(name, kernel string, row weakupdates.Row, kp *weakupdates.KernelPla
 		return fmt.Sprintf("%s: no build usable by %s: %s", name, kernel, row.Reason), nil
 	case weakupdates.Blocked:
 		return fmt.Sprintf("%s: not linked into %s: %s", name, kernel, row.Reason), nil
+	case weakupdates.Undecided:
+		return fmt.Sprintf("%s: cannot tell whether any build loads into %s: %v", name, kernel, kp.Err), nil
 	case weakupdates.Incompatible:
 		if kp.Kernel == nil {
 			return fmt.Sprintf("%s: cannot tell whether any build loads into %s: %v", name, kernel, kp.Err), nil

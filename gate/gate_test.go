@@ -238,8 +238,10 @@ func writeTestImage(t *testing.T, path string, modules ...string) {
 	}
 }
 
-// TestGateWithoutSymvers: a kernel whose CRCs are unknown (Debian without its headers package)
-// cannot be vouched for: refused, and the reason says what to install (the headers).
+// TestGateWithoutSymvers: a kernel whose CRCs are unknown (no headers package, and no image to
+// derive them from) cannot be vouched for: refused as undecided, never as incompatible, and
+// the reason says what to install (the headers). With its image, the same kernel is judged
+// from the exports derived from it.
 func TestGateWithoutSymvers(t *testing.T) {
 	k50, k53 := testkit.FetchKernel(t, "6.1.0-50"), testkit.FetchKernel(t, "6.1.0-53")
 	demo := testkit.BuildModules(t, k50, filepath.Join("..", "testdata", "src", "kabidemo"))["kabidemo"]
@@ -249,9 +251,16 @@ func TestGateWithoutSymvers(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := gateConfig(t, root, "kabidemo\n", "")
+	derived := gateFor(t, Options{Root: root, Kernel: k53.Release, Config: cfg})
+	if m := derived.Modules[0]; m.State == weakupdates.Undecided.String() || strings.Contains(m.Reason, "cannot tell") {
+		t.Errorf("with its vmlinuz, the kernel is undecided: %+v", m)
+	}
+	if err := os.Remove(filepath.Join(root, "boot", "vmlinuz-"+k53.Release)); err != nil {
+		t.Fatal(err)
+	}
 	res := gateFor(t, Options{Root: root, Kernel: k53.Release, Config: cfg})
 	t.Log(res.Modules[0].Reason)
-	if res.OK || !strings.Contains(res.Modules[0].Reason, "cannot tell") || !strings.Contains(res.Modules[0].Reason, "headers") {
+	if m := res.Modules[0]; res.OK || m.State != weakupdates.Undecided.String() || !strings.Contains(m.Reason, "cannot tell") || !strings.Contains(m.Reason, "headers") {
 		t.Fatalf("%+v", res)
 	}
 }

@@ -17,6 +17,7 @@ bench ./weakupdates 'Plan|AddKernel' 5x
 bench ./initramfs 'List' 3x
 bench ./imagesync 'RefreshVsDracut' 1x
 bench ./forecast/pkgfile 'ReadKernelDeb' 1x
+bench ./forecast 'Forecast' 1x
 
 # Lines look like "BenchmarkX/sub-2   N   123 ns/op ..."; pairs are .../kabiguard (or
 # .../weak-modules) against .../<real tool>.
@@ -52,4 +53,5 @@ END {
 	pair("initramfs refresh vs dracut --force (gzip)", "RefreshVsDracut/gzip/kabiguard-cli", "RefreshVsDracut/gzip/dracut", "")
 	pair("initramfs refresh vs dracut --force (xz)", "RefreshVsDracut/xz/kabiguard-cli", "RefreshVsDracut/xz/dracut", "")
 	pair("read a kernel .deb through vs dpkg-deb -x", "ReadKernelDeb/kabiguard", "ReadKernelDeb/dpkg-deb", "")
+	pair("forecast of a kernel .deb (20 modules) vs dpkg-deb -x", "Forecast/kabiguard", "Forecast/dpkg-deb", 1)
 }' "$out"

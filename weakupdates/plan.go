@@ -183,8 +183,11 @@ func planKernel(root string, t *inventory.Tree, kp *KernelPlan, offered []*inven
 	native = append(native, decideAdmin(kp)...)
 	cands := candidates(t, kp, offered, pol)
 	names := markIncompatible(kp, cands)
-	if kp.Kernel == nil {
-		return // no symvers: nothing can be decided; the error is reported per kernel
+	if kp.Kernel == nil { // no exports: nothing can be decided; the error is reported per kernel
+		for _, n := range names {
+			kp.Decisions[n].State = Undecided
+		}
+		return
 	}
 	chosen := choose(kp.Kernel, names, usable(root, t, names, cands), native)
 	for n, b := range chosen {

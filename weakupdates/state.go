@@ -40,11 +40,14 @@ const (
 	Stale // stale
 	// The plan links a compatible build that is not linked yet.
 	Pending // pending
+	// The kernel's exports cannot be read (no symvers file, no readable image): whether a
+	// build loads cannot be decided, which is not the same as "it does not".
+	Undecided // undecided
 )
 
 // MarshalText writes the state's text, so JSON shows "native", "weak", ...
 func (s State) MarshalText() ([]byte, error) {
-	if s < Native || s > Pending {
+	if s < Native || s > Undecided {
 		return nil, fmt.Errorf("weakupdates: no such state %d", int(s))
 	}
 	return []byte(s.String()), nil
@@ -52,7 +55,7 @@ func (s State) MarshalText() ([]byte, error) {
 
 // UnmarshalText reads a state's text, as MarshalText writes it.
 func (s *State) UnmarshalText(b []byte) error {
-	for v := Native; v <= Pending; v++ {
+	for v := Native; v <= Undecided; v++ {
 		if v.String() == string(b) {
 			*s = v
 			return nil

@@ -19,11 +19,12 @@ func _() {
 	_ = x[Dangling-9]
 	_ = x[Stale-10]
 	_ = x[Pending-11]
+	_ = x[Undecided-12]
 }
 
-const _State_name = "nativeweakincompatibleexcludedunreadableblockedadminmissingdanglingstalepending"
+const _State_name = "nativeweakincompatibleexcludedunreadableblockedadminmissingdanglingstalependingundecided"
 
-var _State_index = [...]uint8{0, 6, 10, 22, 30, 40, 47, 52, 59, 67, 72, 79}
+var _State_index = [...]uint8{0, 6, 10, 22, 30, 40, 47, 52, 59, 67, 72, 79, 88}
 
 func (i State) String() string {
 	idx := int(i) - 1

@@ -271,11 +271,11 @@ func Status(res *Result, c *config.Config) ([]Row, []error) {
 				r.State, r.Reason = Excluded, "never_weak in "+config.MainFile
 			case d != nil && d.State == Blocked:
 				r.State, r.Path, r.Reason = Blocked, blockedBy(d), firstReason(d, kp)+"; move it away, then run kabiguard link"
-			case d != nil && (d.State == Incompatible || d.State == Unreadable):
+			case d != nil && (d.State == Incompatible || d.State == Unreadable || d.State == Undecided):
 				r.State = d.State
 				r.Reason = firstReason(d, kp)
 			case kp.Err != nil:
-				r.State, r.Reason = Missing, "cannot decide: "+kp.Err.Error()
+				r.State, r.Reason = Undecided, "cannot decide: "+kp.Err.Error()
 			case anywhere[n] == "":
 				r.State, r.Reason = Missing, "no build of "+n+" is installed for any kernel"
 			default:

@@ -92,6 +92,8 @@ func (statusCmd) Help() string {
   weak          linked from another kernel's build (FROM)
   pending       a compatible build exists but is not linked yet: run 'kabiguard link'
   incompatible  builds exist, none loads into this kernel (first reason shown)
+  undecided     the kernel's exports cannot be read (no symvers file and no readable
+                vmlinuz): whether a build loads cannot be told
   missing       no build for this kernel's series and flavour
   dangling      a weak-updates link points at nothing
   stale         a link points at a build that is not the planned one
