@@ -59,6 +59,9 @@ func Judge(req *apthook.Request, opt Options) (*Transaction, error) {
 		switch a.Kind {
 		case apthook.Unpack:
 			reps, err := Run(a.File, opt)
+			if errors.Is(err, ErrNoKernel) {
+				continue // a metapackage (linux-image-amd64) or a -dbg package: no kernel in it
+			}
 			if err != nil {
 				return nil, err
 			}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -74,7 +75,7 @@ func (c *aptHookCmd) Run(e *env) error {
 	for _, l := range tx.Losses {
 		fmt.Fprintf(w, "kabiguard:   removing %s strips %s, which stays installed: %s\n", removedBy(tx, l), l.Kernel, l)
 	}
-	for _, line := range aptAdvice(req, tx) {
+	for _, line := range aptAdvice(c.Root, req, tx) {
 		fmt.Fprintf(w, "kabiguard:   %s\n", line)
 	}
 	if cfg.OnMissingRequired == "warn" {
@@ -120,19 +121,24 @@ func removedBy(tx *forecast.Transaction, l weakupdates.Loss) string {
 	return strings.Join(pkgs, ", ")
 }
 
+// versioned matches the part of a kernel image package's name after linux-image- when it names
+// one ABI ("6.1.0-55-amd64-unsigned"); a metapackage's ("amd64", "rt-amd64", "686-pae") does not.
+var versioned = regexp.MustCompile(`^[0-9]+\.[0-9]+`)
+
 // aptAdvice is the ways out that work with APT: keep the new kernel's metapackage back so
 // everything else upgrades, or keep the old kernel.
-func aptAdvice(req *apthook.Request, tx *forecast.Transaction) []string {
+func aptAdvice(root string, req *apthook.Request, tx *forecast.Transaction) []string {
 	var out []string
 	// A metapackage (linux-image-amd64, linux-image-rt-amd64: no version in its name) pulls
 	// the new ABI's package in: holding it lets every other upgrade through.
 	var metas []string
 	for _, a := range req.Actions {
 		flavour, ok := strings.CutPrefix(a.Package, "linux-image-")
-		if a.Kind == apthook.Unpack && ok && !strings.ContainsAny(flavour, "0123456789") {
+		if a.Kind == apthook.Unpack && ok && !versioned.MatchString(flavour) {
 			metas = append(metas, a.Package)
 		}
 	}
+	dkms := forecast.DKMSBuilds(root)
 	for _, r := range tx.Kernels {
 		if r.Keeps() {
 			continue
@@ -143,7 +149,20 @@ func aptAdvice(req *apthook.Request, tx *forecast.Transaction) []string {
 		} else {
 			out = append(out, fmt.Sprintf("to keep %s out, leave its package out of this transaction", r.Kernel))
 		}
-		out = append(out, fmt.Sprintf("or build the module for %s first (its headers package, then 'dkms autoinstall -k %s')", r.Kernel, r.Kernel))
+		var viaDKMS, other []string
+		for _, name := range r.Lost {
+			if dkms[name] != "" {
+				viaDKMS = append(viaDKMS, name)
+			} else {
+				other = append(other, name)
+			}
+		}
+		if len(viaDKMS) > 0 {
+			out = append(out, fmt.Sprintf("or let DKMS build %s: install linux-headers-%s in the same transaction as the kernel", strings.Join(viaDKMS, ", "), r.Kernel))
+		}
+		if len(other) > 0 {
+			out = append(out, fmt.Sprintf("or install a build of %s for %s (a kmod package) first", strings.Join(other, ", "), r.Kernel))
+		}
 	}
 	if len(tx.Losses) > 0 {
 		out = append(out, "to go on: keep the kernel package being removed until the kernels staying have their own build (e.g. 'dkms autoinstall -k RELEASE' for each)")
