@@ -105,14 +105,22 @@ func imageHolds(t *testing.T, c *testkit.Chroot, kernel, path string) {
 }
 
 // purgeStrips purges purged's kernel package, which strips stripped of v4l2loopback (DKMS's
-// prerm removes purged's build, weak-modules drops stripped's link to it), asserts that status
-// and the gate then see stripped without it, and returns apt's output.
+// prerm removes purged's build, weak-modules drops stripped's link to it): APT's gate refuses
+// the purge before dpkg runs; dpkg --purge (no APT, no gate before it) then does it, and every
+// hook must say it loudly. It asserts that status and the gate then see stripped without the
+// module, and returns dpkg's output.
 func purgeStrips(t *testing.T, c *testkit.Chroot, purged, stripped string) string {
 	t.Helper()
-	out, code := c.Run("apt-get purge -y -q linux-image-" + purged + "-unsigned")
-	// Today: apt succeeds.
+	pkg := "linux-image-" + purged + "-unsigned"
+	out, code := c.Run("apt-get purge -y -q " + pkg)
+	if code == 0 || !strings.Contains(out, "kabiguard: refusing the transaction") || !strings.Contains(out, "removing "+pkg+" strips "+stripped) {
+		t.Fatalf("apt-get purge %s: exit %d, want the APT gate's refusal naming %s:\n%s", pkg, code, stripped, out)
+	}
+	c.MustRun("dpkg -s " + pkg + " | grep -q '^Status: install ok installed'")
+	c.MustRun("test -e /lib/modules/" + stripped + "/weak-updates/dkms/v4l2loopback.ko")
+	out, code = c.Run("dpkg --purge " + pkg)
 	if code != 0 {
-		t.Fatalf("apt-get purge exit %d:\n%s", code, out)
+		t.Fatalf("dpkg --purge exit %d:\n%s", code, out)
 	}
 	c.MustRun("test ! -e /lib/modules/" + stripped + "/weak-updates/dkms/v4l2loopback.ko")
 	rows, sout, scode := status(t, c)
@@ -140,7 +148,7 @@ func removalIsLoud(t *testing.T, out, purged, stripped string) {
 			return
 		}
 	}
-	t.Fatalf("apt-get purge linux-image-%s stripped %s of v4l2loopback without an error naming both:\n%s", purged, stripped, out)
+	t.Fatalf("dpkg --purge linux-image-%s stripped %s of v4l2loopback without an error naming both:\n%s", purged, stripped, out)
 }
 
 // imageOwedAfterRemoval asserts point 2 after a removal changed kernel's links: its image no
