@@ -34,8 +34,8 @@ type Kernel struct {
 	Builtin    map[string]bool   // modules.builtin
 	External   []*module.Module  // modules the package ships outside kernel/ (extra/, updates/)
 	Unreadable map[string]error  // in-tree modules whose exports could not be read, by path
-	image      []byte            // the vmlinuz, until its exports are read
-	imagePath  string            // its path in the package
+	imagePath  string            // its vmlinuz's path in the package, "" for none
+	vmlinux    chan imageResult  // its exports, decoded while the rest of the archive is read
 	symversAt  string            // the package's symvers file, if any
 	derived    map[string]symvers.Export
 }
@@ -119,7 +119,7 @@ func Read(pkg *pkgfile.Package) ([]*Kernel, error) {
 	}
 	var out []*Kernel
 	for _, k := range r.kernels {
-		if k.image == nil && k.symversAt == "" && len(k.InTree) == 0 {
+		if k.imagePath == "" && k.symversAt == "" && len(k.InTree) == 0 {
 			continue // a lib/modules directory with only extra/: not a kernel package
 		}
 		if err := k.finish(pkg); err != nil {
@@ -178,7 +178,13 @@ func (r *reader) visit(f pkgfile.File, body io.Reader) error {
 	k := r.kernel(kf.release)
 	switch kf.kind {
 	case imageFile:
-		k.image, k.imagePath = data, f.Name
+		// Decoding the image takes a second or two of one core: start it now, beside the
+		// archive's decompression, which takes the others.
+		k.imagePath, k.vmlinux = f.Name, make(chan imageResult, 1)
+		go func() {
+			es, form, err := exports.ImageExports(data)
+			k.vmlinux <- imageResult{es, form, err}
+		}()
 	case symversFile:
 		plain, _, err := compression.Decode(data)
 		if err != nil {
@@ -250,19 +256,23 @@ func (k *Kernel) finish(pkg *pkgfile.Package) error {
 		k.Reference.Path = strings.TrimPrefix(k.Reference.Path, pkg.Path+":")
 	}
 	sort.Slice(k.External, func(i, j int) bool { return k.External[i].Path < k.External[j].Path })
+	var img imageResult
+	if k.vmlinux != nil {
+		img = <-k.vmlinux
+	}
 	if k.Symvers != nil {
 		k.Provenance = fmt.Sprintf("symvers %s from %s", k.symversAt, pkg)
-		k.image, k.derived = nil, nil
+		k.derived = nil
 		return nil
 	}
-	if k.image == nil {
+	if k.imagePath == "" {
 		return fmt.Errorf("%s: kernel %s has neither a symvers file nor a vmlinuz to read its exports from", pkg.Path, k.Release)
 	}
-	vmlinux, form, err := exports.ImageExports(k.image)
-	if err != nil {
-		return fmt.Errorf("%s: %s: %w", pkg.Path, k.imagePath, err)
+	if img.err != nil {
+		return fmt.Errorf("%s: %s: %w", pkg.Path, k.imagePath, img.err)
 	}
-	for name, e := range vmlinux {
+	form := img.form
+	for name, e := range img.exports {
 		k.derived[name] = e
 	}
 	if len(k.Unreadable) > 0 {
@@ -276,6 +286,13 @@ func (k *Kernel) finish(pkg *pkgfile.Package) error {
 	}
 	k.Symvers = symvers.NewTable(pkg.Path+":"+k.imagePath, k.derived, nil)
 	k.Provenance = fmt.Sprintf("exports derived from %s (%s) and %d in-tree modules of %s", path.Base(k.imagePath), form, len(k.InTree), pkg)
-	k.image, k.derived = nil, nil
+	k.derived = nil
 	return nil
+}
+
+// imageResult is vmlinux's exports decoded from a package's vmlinuz.
+type imageResult struct {
+	exports map[string]symvers.Export
+	form    string
+	err     error
 }

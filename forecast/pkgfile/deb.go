@@ -220,6 +220,11 @@ func decompress(ra io.ReaderAt, size int64) (io.ReadCloser, error) {
 		return io.NopCloser(io.NewSectionReader(ra, 0, size)), nil
 	}
 	if format == compression.XZ {
+		if bin := xzCommand(); bin != "" {
+			if p, err := startXZ(bin, io.NewSectionReader(ra, 0, size)); err == nil {
+				return p, nil
+			}
+		}
 		if st, err := compression.WalkXZ(ra, 0, size); err == nil {
 			return st.NewReader(ra), nil
 		}

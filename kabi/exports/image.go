@@ -164,6 +164,9 @@ func payloadFormat(p []byte) (compression.Format, error) {
 // BCJ filter; the others through internal/compression's readers.
 func decompress(f compression.Format, data []byte, limit int) ([]byte, error) {
 	if f == compression.XZ {
+		if bin := xzCommand(); bin != "" {
+			return decodeXZWith(bin, data, limit)
+		}
 		return decodeXZ(data, limit)
 	}
 	r, err := compression.NewReader(bytes.NewReader(data), f)
