@@ -82,7 +82,7 @@ func checkInitrds(opt Options, res *Result) {
 
 // imageModules returns the names of the modules of release inside the image at path.
 func imageModules(path, release string) (map[string]bool, error) {
-	im, err := initramfs.Open(path)
+	im, err := initramfs.Open(path, initramfs.Options{})
 	if err != nil {
 		return nil, err
 	}

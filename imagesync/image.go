@@ -164,7 +164,7 @@ func OpenImage(root, image string) (*initramfs.Image, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	im, err := initramfs.Parse(img.f, img.size, image)
+	im, err := initramfs.Read(img.f, img.size, image, initramfs.Options{})
 	if err != nil {
 		img.Close()
 		return nil, nil, err

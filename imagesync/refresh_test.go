@@ -128,7 +128,7 @@ func TestRefreshEveryCompression(t *testing.T) {
 			if rep, err = Verify(f.root, f.k53, img, config.Default()); err != nil || !rep.OK() {
 				t.Fatalf("after refresh: %+v %v", rep, err)
 			}
-			im, err := initramfs.Open(img)
+			im, err := initramfs.Open(img, initramfs.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -306,7 +306,7 @@ func TestRefreshHardlinkedCopy(t *testing.T) {
 	if err := (initramfs.Writer{Compression: compression.Gzip, MTime: 1}).WriteFile(img, files); err != nil {
 		t.Fatal(err)
 	}
-	im, err := initramfs.Open(img)
+	im, err := initramfs.Open(img, initramfs.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

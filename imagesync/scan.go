@@ -130,7 +130,7 @@ func (sc *imageScan) run(img *imageFile, kernel string, tree *kernelTree) error 
 		jobs <- job{rec, buf, tf}
 		return nil
 	}
-	im, err := initramfs.ScanAt(img.f, img.size, image, visit)
+	im, err := initramfs.Read(img.f, img.size, image, initramfs.Options{Visit: visit})
 	close(jobs)
 	wg.Wait()
 	if err != nil {

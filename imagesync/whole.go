@@ -17,7 +17,7 @@ import (
 // refreshWhole applies the plan by reading every file of the image into memory and writing
 // the archive anew (initramfs.Writer): for the edits Rewrite cannot make record by record.
 func refreshWhole(img *imageFile, kernel string, tree *kernelTree, plan *refreshPlan, tr *tracer) error {
-	im, err := initramfs.LoadAt(img.f, img.size, img.path)
+	im, err := initramfs.Read(img.f, img.size, img.path, initramfs.Options{Keep: true})
 	if err != nil {
 		return err
 	}

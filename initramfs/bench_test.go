@@ -18,7 +18,7 @@ func BenchmarkList(b *testing.B) {
 			img := dracutImage(b, b.TempDir(), v.arg)
 			b.Run("kabiguard", func(b *testing.B) {
 				for b.Loop() {
-					im, err := Open(img)
+					im, err := Open(img, Options{})
 					if err != nil {
 						b.Fatal(err)
 					}

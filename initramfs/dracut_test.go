@@ -59,7 +59,7 @@ func TestDracutImages(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			im, err := Open(img)
+			im, err := Open(img, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -37,7 +37,7 @@ func FuzzRead(f *testing.F) {
 	crc = bytes.Replace(crc, []byte("070701"), []byte("070702"), 1)
 	f.Add(crc)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		im, err := Parse(bytes.NewReader(data), int64(len(data)), "fuzz.img")
+		im, err := Read(bytes.NewReader(data), int64(len(data)), "fuzz.img", Options{})
 		if err != nil {
 			if im != nil {
 				t.Fatal("image and error")

@@ -105,7 +105,7 @@ type Segment struct {
 	Archives    int                // cpio archives in it (TRAILER!!! records)
 	Entries     []Entry            // in archive order, trailers left out
 
-	plain *chunks // the decompressed stream, kept by Load
+	plain *chunks // the decompressed stream, kept with Options.Keep
 }
 
 // Skipped is an entry the kernel would not create.
@@ -124,8 +124,8 @@ type Image struct {
 	Skipped []Skipped
 
 	ra    io.ReaderAt
-	keep  bool                                   // keep decompressed streams (Load)
-	visit func(rec Record, body io.Reader) error // Scan's
+	keep  bool                                   // Options.Keep
+	visit func(rec Record, body io.Reader) error // Options.Visit
 	// deps holds the bodies of modules.dep records, read as the parse passes them, by
 	// segment and offset: Modules needs them and would otherwise decompress again.
 	deps   map[[2]int64][]byte
@@ -155,11 +155,21 @@ func (e *FormatError) Error() string {
 
 func (e *FormatError) Unwrap() error { return e.Err }
 
-// Open parses the image at path. The returned Image keeps the file open for ReadFile; Close it.
-func Open(path string) (*Image, error) { return openFile(path, nil) }
+// Options say how an image is read.
+type Options struct {
+	// Visit, when set, is handed the body of every regular file record as the one
+	// decompression passes it (name as in the record, normalised; size its length): a whole
+	// image is inspected in one pass and without holding it in memory. It may read part of the
+	// body or none; an error from it ends the read.
+	Visit func(rec Record, body io.Reader) error
+	// Keep keeps each compressed segment's decompressed stream in memory while parsing, for an
+	// image that is about to be read whole (to rewrite it): ReadFiles and Walk then decompress
+	// nothing a second time. It costs memory the size of the unpacked archives.
+	Keep bool
+}
 
-// Record identifies one record of an image for Scan and Rewrite, which see the records in
-// the same order and at the same offsets.
+// Record identifies one record of an image for Options.Visit and Rewrite, which see the
+// records in the same order and at the same offsets.
 type Record struct {
 	Segment int64  // offset of its segment in the image file
 	Offset  int64  // offset of its header in the segment's (decompressed) cpio stream
@@ -172,21 +182,20 @@ type Record struct {
 func (r Record) IsRegular() bool { return r.Mode&modeType == modeRegular }
 func (r Record) IsSymlink() bool { return r.Mode&modeType == modeSymlink }
 
-// Scan is Open that also hands visit the body of every regular file record as the one
-// decompression passes it (name as in the record, normalised; size its length): a whole image
-// is inspected in one pass and without holding it in memory. visit may read part of the body or
-// none; an error from it ends the scan.
-func Scan(path string, visit func(rec Record, body io.Reader) error) (*Image, error) {
-	return openFile(path, func(im *Image) { im.visit = visit })
+// Read parses the image of size bytes in ra; name is used in errors. Callers that must choose
+// how a path is opened (inside a root, regular files only, so that a FIFO never blocks) open
+// it themselves and close ra after the Image is no longer used.
+func Read(ra io.ReaderAt, size int64, name string, opt Options) (*Image, error) {
+	im := &Image{Name: name, Size: size, ra: ra, visit: opt.Visit, keep: opt.Keep}
+	if err := im.parse(); err != nil {
+		return nil, err
+	}
+	im.merge()
+	return im, nil
 }
 
-// Load is Open for an image that is about to be read whole (to rewrite it): it keeps each
-// compressed segment's decompressed stream in memory while parsing, so that ReadFiles and Walk
-// decompress nothing a second time. It costs memory the size of the unpacked archives.
-func Load(path string) (*Image, error) { return openFile(path, func(im *Image) { im.keep = true }) }
-
-// openFile opens and parses the image at path; set, when not nil, configures the parse.
-func openFile(path string, set func(*Image)) (*Image, error) {
+// Open is Read of the file at path, which the Image keeps open for ReadFile: Close it.
+func Open(path string, opt Options) (*Image, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -196,25 +205,12 @@ func openFile(path string, set func(*Image)) (*Image, error) {
 		f.Close()
 		return nil, err
 	}
-	im := &Image{Name: path, Size: st.Size(), ra: f, closer: f}
-	if set != nil {
-		set(im)
-	}
-	if err := im.parse(); err != nil {
+	im, err := Read(f, st.Size(), path, opt)
+	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	im.merge()
-	return im, nil
-}
-
-// Parse parses an image of size bytes read from ra; name is used in errors.
-func Parse(ra io.ReaderAt, size int64, name string) (*Image, error) {
-	im := &Image{Name: name, Size: size, ra: ra}
-	if err := im.parse(); err != nil {
-		return nil, err
-	}
-	im.merge()
+	im.closer = f
 	return im, nil
 }
 

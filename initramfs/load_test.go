@@ -24,12 +24,12 @@ func TestLoadEqualsOpen(t *testing.T) {
 			if err := w.WriteFile(img, files); err != nil {
 				t.Fatal(err)
 			}
-			a, err := Open(img)
+			a, err := Open(img, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer a.Close()
-			b, err := Load(img)
+			b, err := Open(img, Options{Keep: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -91,7 +91,7 @@ func TestLoadEqualsOpen(t *testing.T) {
 			raw, _ := os.ReadFile(img)
 			os.WriteFile(img, raw[:len(raw)*2/3], 0o600)
 			var fe *FormatError
-			if _, err := Load(img); !errors.As(err, &fe) {
+			if _, err := Open(img, Options{Keep: true}); !errors.As(err, &fe) {
 				t.Fatalf("truncated image: %v", err)
 			} else {
 				t.Log(err)

@@ -25,7 +25,7 @@ func encode(t testing.TB, f compression.Format, files []File) []byte {
 
 func parseBytes(t testing.TB, data []byte) *Image {
 	t.Helper()
-	im, err := Parse(bytes.NewReader(data), int64(len(data)), "initrd.img")
+	im, err := Read(bytes.NewReader(data), int64(len(data)), "initrd.img", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestGNUHardlinks(t *testing.T) {
 			i := bytes.Index(data, []byte("hard linked content"))
 			bad := bytes.Clone(data)
 			bad[i] ^= 1
-			_, err := Parse(bytes.NewReader(bad), int64(len(bad)), "crc.img")
+			_, err := Read(bytes.NewReader(bad), int64(len(bad)), "crc.img", Options{})
 			if err == nil || !strings.Contains(err.Error(), "bad data checksum") || !strings.Contains(err.Error(), `entry "b"`) {
 				t.Errorf("corrupted crc archive: %v", err)
 			}
@@ -186,7 +186,7 @@ func TestCorruptImages(t *testing.T) {
 				continue
 			}
 			cuts++
-			_, err := Parse(bytes.NewReader(data[:n]), int64(n), "initrd.img")
+			_, err := Read(bytes.NewReader(data[:n]), int64(n), "initrd.img", Options{})
 			if err == nil {
 				t.Errorf("%s: no error when truncated to %d of %d bytes", f, n, len(data))
 				continue
@@ -198,7 +198,7 @@ func TestCorruptImages(t *testing.T) {
 		}
 		// The last bytes one by one: the end of the compressed stream is checked.
 		for n := max(1, len(data)-16); n < len(data); n++ {
-			if _, err := Parse(bytes.NewReader(data[:n]), int64(n), "initrd.img"); err == nil {
+			if _, err := Read(bytes.NewReader(data[:n]), int64(n), "initrd.img", Options{}); err == nil {
 				t.Errorf("%s: no error when truncated to %d of %d bytes", f, n, len(data))
 			}
 		}
@@ -207,7 +207,7 @@ func TestCorruptImages(t *testing.T) {
 			bad := bytes.Clone(data)
 			bad[i] ^= 0x10
 			flips++
-			im, err := Parse(bytes.NewReader(bad), int64(len(bad)), "initrd.img")
+			im, err := Read(bytes.NewReader(bad), int64(len(bad)), "initrd.img", Options{})
 			if err != nil {
 				flipErrs++
 				if !strings.HasPrefix(err.Error(), "initrd.img: ") {
@@ -260,7 +260,7 @@ func TestUnknownCompression(t *testing.T) {
 	}
 	for name, c := range cases {
 		img := append(bytes.Clone(good), c.tail...)
-		_, err := Parse(bytes.NewReader(img), int64(len(img)), "initrd.img")
+		_, err := Read(bytes.NewReader(img), int64(len(img)), "initrd.img", Options{})
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "initrd.img: ") {
 			t.Errorf("%s: %v, want %q", name, err, c.want)
 		}
@@ -276,7 +276,7 @@ func TestTruncatedEntryMessage(t *testing.T) {
 	cw.Write(full[:len(full)-3000]) // a complete zstd frame holding a cut cpio
 	cw.Close()
 	img := append(bytes.Clone(early), main.Bytes()...)
-	_, err := Parse(bytes.NewReader(img), int64(len(img)), "initrd.img")
+	_, err := Read(bytes.NewReader(img), int64(len(img)), "initrd.img", Options{})
 	want := fmt.Sprintf(`initrd.img: segment 2 (zstd) at offset %d: entry "usr/lib/x" at cpio offset `, len(early))
 	if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.HasSuffix(err.Error(), "truncated: unexpected EOF") {
 		t.Errorf("got %v\nwant %s…truncated: unexpected EOF", err, want)

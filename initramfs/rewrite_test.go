@@ -38,7 +38,7 @@ func TestRewrite(t *testing.T) {
 				t.Fatal(err)
 			}
 			before, _ := os.ReadFile(img)
-			im, err := Open(img)
+			im, err := Open(img, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -57,7 +57,7 @@ func TestRewrite(t *testing.T) {
 			if earlyLen := im.Segments[len(im.Segments)-1].Offset; !bytes.Equal(before[:earlyLen], after[:earlyLen]) {
 				t.Fatal("the early cpio was not copied byte for byte")
 			}
-			re, err := Open(img)
+			re, err := Open(img, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -106,7 +106,7 @@ func TestRewriteRefusesHardlinkEdits(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, _ := os.ReadFile(img)
-	im, err := Open(img)
+	im, err := Open(img, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestRewriteDecide(t *testing.T) {
 	before, _ := os.ReadFile(img)
 	mdir := "usr/lib/modules/" + testKver + "/"
 	scanned := map[Record]bool{}
-	im, err := Scan(img, func(rec Record, _ io.Reader) error { scanned[rec] = true; return nil })
+	im, err := Open(img, Options{Visit: func(rec Record, _ io.Reader) error { scanned[rec] = true; return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestRewriteDecide(t *testing.T) {
 	if want := len(scanned) - 1; seen != want { // the early segment's microcode is not edited
 		t.Fatalf("Decide saw %d of the %d regular records of the last segment", seen, want)
 	}
-	im, err = Open(img)
+	im, err = Open(img, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,7 @@ package initramfs
 
 // The rootfs an image leaves once the kernel unpacked every segment in order: later entries
 // override earlier ones, hard links share content, symlinks resolve inside it; lookups and
-// reads of file bodies (decompressing a segment again up to the file, or from what Load kept).
+// reads of file bodies (decompressing a segment again up to the file, or from what Options.Keep kept).
 
 import (
 	"bytes"
@@ -222,7 +222,7 @@ func (im *Image) ReadFiles(names ...string) (map[string][]byte, error) {
 					return nil, ferr(fmt.Errorf("reading %q: %w", w.name, err))
 				}
 				if seg.plain != nil {
-					b = bytes.Clone(b) // content shares Load's memory
+					b = bytes.Clone(b) // content shares the memory Options.Keep kept
 				}
 				out[w.name] = b
 			}
@@ -320,7 +320,7 @@ func (im *Image) Walk(fn func(e Entry, r io.Reader) error) error {
 // WalkBodies calls fn for every record of every segment in image order, with the content of
 // regular files that are not a hard link to an earlier name: the content of the file's inode
 // as the kernel leaves it (for a hard-link group, whichever record carries the data). It
-// decompresses nothing, so a compressed segment must have been kept by Load; the bytes then
+// decompresses nothing, so a compressed segment must have been kept (Options.Keep); the bytes then
 // share the image's memory, which spares copying a whole image, and must not be modified.
 func (im *Image) WalkBodies(fn func(e Entry, body []byte) error) error {
 	for si, seg := range im.Segments {
@@ -358,5 +358,5 @@ func (im *Image) content(n *inode) ([]byte, error) {
 		}
 		return b, nil
 	}
-	return nil, errors.New("a compressed segment's content needs the image opened with Load")
+	return nil, errors.New("a compressed segment's content needs the image read with Options.Keep")
 }

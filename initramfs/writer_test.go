@@ -134,7 +134,7 @@ func TestWriterRoundTrip(t *testing.T) {
 					t.Errorf("new image mode %v, want 0600", st.Mode().Perm())
 				}
 
-				im, err := Open(img)
+				im, err := Open(img, Options{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -355,7 +355,7 @@ func TestWriteFileAtomic(t *testing.T) {
 	if st, _ := os.Stat(img); st.Mode().Perm() != 0o644 {
 		t.Errorf("mode %v, want the old 0644", st.Mode().Perm())
 	}
-	im, err := Open(img)
+	im, err := Open(img, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,7 +402,7 @@ func TestFilesFromDir(t *testing.T) {
 	must(err)
 	var buf bytes.Buffer
 	must(Writer{Compression: compression.Gzip}.Encode(&buf, files))
-	im, err := Parse(bytes.NewReader(buf.Bytes()), int64(buf.Len()), "mem")
+	im, err := Read(bytes.NewReader(buf.Bytes()), int64(buf.Len()), "mem", Options{})
 	must(err)
 	for _, n := range []string{"bin/tool", "bin/tool2"} {
 		if b, err := im.ReadFile(n); err != nil || string(b) != "tool" {

@@ -313,7 +313,7 @@ func TestR2ZstdInitramfs(t *testing.T) {
 	if n := calls(t, log, "dracut"); n != 0 {
 		t.Fatalf("dracut ran %d times; a refresh was enough", n)
 	}
-	im, err := initramfs.Open(img)
+	im, err := initramfs.Open(img, initramfs.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

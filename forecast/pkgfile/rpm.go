@@ -120,13 +120,14 @@ func walkRPM(ra io.ReaderAt, size int64, fn WalkFunc) error {
 		return err
 	}
 	seen := map[string]bool{}
-	im, err := initramfs.ScanAt(io.NewSectionReader(ra, off, size-off), size-off, "payload", func(rec initramfs.Record, body io.Reader) error {
+	visit := func(rec initramfs.Record, body io.Reader) error {
 		if !rec.IsRegular() {
 			return nil
 		}
 		seen[rec.Name] = true
 		return fn(File{Name: rec.Name, Mode: initramfs.Entry{Mode: rec.Mode}.FileMode(), Size: rec.Size}, body)
-	})
+	}
+	im, err := initramfs.Read(io.NewSectionReader(ra, off, size-off), size-off, "payload", initramfs.Options{Visit: visit})
 	if err != nil {
 		var fe *initramfs.FormatError
 		if errors.As(err, &fe) && errors.Is(err, io.ErrUnexpectedEOF) {
