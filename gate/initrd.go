@@ -87,7 +87,7 @@ func imageModules(path, release string) (map[string]bool, error) {
 		return nil, err
 	}
 	defer im.Close()
-	kms, err := im.Modules()
+	kms, err := imagesync.Modules(im)
 	if err != nil {
 		return nil, err
 	}

@@ -46,7 +46,7 @@ type depmodInput struct {
 // treeDepmodInput is depmod's view of the modules of km an image keeps (those not in drop):
 // each the tree's build, which every kept copy is once refreshed; linked where the name's
 // compression allows, else written compressed as the image names it.
-func treeDepmodInput(tree *kernelTree, km *initramfs.KernelModules, drop map[string]bool) (depmodInput, error) {
+func treeDepmodInput(tree *kernelTree, km *KernelModules, drop map[string]bool) (depmodInput, error) {
 	in := depmodInput{links: map[string]string{}, files: map[string][]byte{}}
 	prefix := km.Dir + "/"
 	for _, m := range km.Modules {
@@ -69,7 +69,7 @@ func treeDepmodInput(tree *kernelTree, km *initramfs.KernelModules, drop map[str
 
 // addImageFiles adds depmod's inputs besides the modules that the image holds (km's
 // modules.builtin*, modules.order: image path → content), the image's own, not the host's.
-func (in depmodInput) addImageFiles(km *initramfs.KernelModules, files map[string][]byte) {
+func (in depmodInput) addImageFiles(km *KernelModules, files map[string][]byte) {
 	for name, body := range files {
 		if rel, ok := strings.CutPrefix(name, km.Dir+"/"); ok {
 			in.files[rel] = body

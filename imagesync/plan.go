@@ -87,7 +87,7 @@ func (p *refreshPlan) byRecord(im *initramfs.Image, c *kernelCopies) (bool, erro
 // orphanTargets: a replaced or dropped copy reached through a symlink (dracut keeps
 // weak-updates links as links) leaves its old target behind; it goes too unless something
 // else still leads to it or it is in kernel's own directory.
-func (p *refreshPlan) orphanTargets(im *initramfs.Image, km *initramfs.KernelModules) map[string]bool {
+func (p *refreshPlan) orphanTargets(im *initramfs.Image, km *KernelModules) map[string]bool {
 	orphans := map[string]bool{}
 	for _, m := range km.Modules {
 		_, isStale := p.stale[m.Path]

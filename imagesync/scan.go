@@ -150,7 +150,7 @@ func (sc *imageScan) run(img *imageFile, kernel string, tree *kernelTree) error 
 // decided returns, for each module path of km, whether the scan settled that it is the
 // tree's build: the path's file (symlinks followed) was compared under the path's own module
 // name. Paths left out need their content compared (e.g. a link whose target has another name).
-func (sc *imageScan) decided(km *initramfs.KernelModules) (map[string]bool, error) {
+func (sc *imageScan) decided(km *KernelModules) (map[string]bool, error) {
 	out := map[string]bool{}
 	for _, m := range km.Modules {
 		t, err := sc.im.Resolve(m.Path)

@@ -65,8 +65,8 @@ func plainContent(data []byte) ([]byte, error) {
 // imageKernel returns the image's module set of kernel: empty when the image holds no
 // kernel modules at all (dracut --no-kernel), an error naming the kernels it holds when they
 // are others.
-func imageKernel(im *initramfs.Image, kernel string) (*initramfs.KernelModules, error) {
-	all, err := im.Modules()
+func imageKernel(im *initramfs.Image, kernel string) (*KernelModules, error) {
+	all, err := Modules(im)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +80,7 @@ func imageKernel(im *initramfs.Image, kernel string) (*initramfs.KernelModules, 
 	if len(others) > 0 {
 		return nil, fmt.Errorf("%s: holds no modules of kernel %s, only of %s", im.Name, kernel, strings.Join(others, ", "))
 	}
-	return &initramfs.KernelModules{Release: kernel, Dir: "usr/lib/modules/" + kernel}, nil
+	return &KernelModules{Release: kernel, Dir: "usr/lib/modules/" + kernel}, nil
 }
 
 // Verify compares every module file of kernel in the image with the file kernel's tree under
@@ -118,7 +118,7 @@ func openTreeAndImage(root, kernel, image string) (*kernelTree, *imageFile, erro
 type kernelCopies struct {
 	image string             // the image, for messages
 	comp  compression.Format // its main compression
-	km    *initramfs.KernelModules
+	km    *KernelModules
 	// decided: image path → whether the copy is the tree's build, for the paths the scan
 	// settled (see imageScan.decided).
 	decided map[string]bool

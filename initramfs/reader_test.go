@@ -231,7 +231,6 @@ func exercise(im *Image) {
 		_, _ = im.Stat(e.Name)
 	}
 	_, _ = im.ReadFiles(names...)
-	_, _ = im.Modules()
 	_ = im.Walk(func(e Entry, r io.Reader) error {
 		if r != nil {
 			var b [512]byte

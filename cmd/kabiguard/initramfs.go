@@ -53,7 +53,7 @@ func (c *initramfsLsCmd) lsKernel(im *initramfs.Image) string {
 	if c.Kernel != "" {
 		return c.Kernel
 	}
-	all, err := im.Modules()
+	all, err := imagesync.Modules(im)
 	if err != nil || len(all) == 0 {
 		return ""
 	}

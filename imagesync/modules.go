@@ -1,13 +1,17 @@
-package initramfs
+package imagesync
 
 import (
 	"fmt"
 	"sort"
 	"strings"
 
+	"github.com/kabiguard/kabiguard/initramfs"
 	"github.com/kabiguard/kabiguard/internal/compression"
 	"github.com/kabiguard/kabiguard/kmod"
 )
+
+// The modules an image holds, by kernel release: kmod's view of an initramfs (package
+// initramfs knows the archive, not what a module is).
 
 // Module is a kernel module file found in an image.
 type Module struct {
@@ -15,7 +19,7 @@ type Module struct {
 	RelPath     string             // path relative to the release directory, as modules.dep names it
 	Name        string             // module name: base name without .ko*, "-" replaced by "_"
 	Compression compression.Format // from the file name: none, xz, zstd or gzip
-	Entry       Entry
+	Entry       initramfs.Entry
 }
 
 // KernelModules are the modules of one kernel release in an image.
@@ -31,10 +35,10 @@ type KernelModules struct {
 // Modules returns the kernel modules in the image, grouped by kernel release and sorted by
 // release, found under usr/lib/modules/K/ and lib/modules/K/ (regular files and symlinks, as
 // weak-updates holds), together with each release's parsed modules.dep.
-func (im *Image) Modules() ([]KernelModules, error) {
+func Modules(im *initramfs.Image) ([]KernelModules, error) {
 	byDir := map[string]*KernelModules{}
-	for _, n := range im.names {
-		e := im.files[n]
+	for _, entry := range im.Entries() {
+		e, n := &entry, entry.Name
 		var rest string
 		var ok bool
 		for _, prefix := range []string{"usr/lib/modules/", "lib/modules/"} {
