@@ -10,27 +10,6 @@ import (
 	"github.com/kabiguard/kabiguard/internal/testkit"
 )
 
-// aptInstallScript installs with the real apt-get, waiting while another test's apt holds the
-// shared .deb cache's lock; it exits with apt-get's status.
-const aptInstallScript = `#!/bin/sh
-for i in $(seq 150); do
-	out=$(apt-get -y -q --no-install-recommends "$@" 2>&1); s=$?
-	if [ $s -eq 0 ] || ! echo "$out" | grep -q 'Could not get lock'; then echo "$out"; exit $s; fi
-	sleep 2
-done
-echo "$out"; exit 1
-`
-
-func debOf(t *testing.T, abi string) string {
-	t.Helper()
-	testkit.FetchKernel(t, abi)
-	debs, _ := filepath.Glob(filepath.Join(testkit.CacheDir(), "debs", "linux-image-"+abi+"-amd64-unsigned_*.deb"))
-	if len(debs) != 1 {
-		t.Fatalf("want one linux-image-%s-amd64-unsigned .deb, found %v", abi, debs)
-	}
-	return debs[0]
-}
-
 // The APT gate, with the real apt and dpkg in a Debian 12 chroot where kabiguard was installed
 // by make install and v4l2loopback (built for the installed kernel 6.1.0-54) is required:
 // installing a kernel that would boot without it is refused before dpkg touches anything;
@@ -39,10 +18,9 @@ func debOf(t *testing.T, abi string) string {
 // What "would boot without" means is the forecast's, checked against what installing does.
 func TestAPTGate(t *testing.T) {
 	k54, k55 := testkit.FetchKernel(t, "6.1.0-54"), testkit.FetchKernel(t, "6.1.0-55")
-	deb55, deb56 := debOf(t, "6.1.0-55"), debOf(t, "6.1.0-56")
+	deb55, deb56 := testkit.ImageDeb(t, "6.1.0-55"), testkit.ImageDeb(t, "6.1.0-56")
 	c := testkit.NewChroot(t)
-	c.WriteFile("/usr/local/bin/apt-get-retry", aptInstallScript)
-	c.MustRun("chmod 755 /usr/local/bin/apt-get-retry && apt-get-retry install kmod")
+	c.MustRun("apt-get install -y -q --no-install-recommends kmod")
 	c.InstallKabiguard()
 	testkit.AddKernel(t, c.Dir, k54) // the running kernel's files, as the installer left them
 	testkit.Install(t, c.Dir, k54.Release, "updates/dkms/v4l2loopback.ko", testkit.V4L2Loopback(t, k54))
@@ -71,7 +49,7 @@ func TestAPTGate(t *testing.T) {
 		t.Fatalf("this test needs a kernel the forecast refuses; 6.1.0-55 with 6.1.0-54's build: %+v", fc[0])
 	}
 	before := packages()
-	out, code := c.Run("apt-get-retry install " + in(deb55))
+	out, code := c.Run("apt-get install -y -q --no-install-recommends " + in(deb55))
 	if code == 0 || !strings.Contains(out, "kabiguard: refusing the transaction") || !strings.Contains(out, k55.Release+" would boot without v4l2loopback") {
 		t.Fatalf("apt-get install of %s: exit %d, want kabiguard's refusal:\n%s", filepath.Base(deb55), code, out)
 	}
@@ -84,7 +62,7 @@ func TestAPTGate(t *testing.T) {
 
 	// 2. With its own build (as DKMS makes it from the headers), 6.1.0-55 installs.
 	testkit.Install(t, c.Dir, k55.Release, "updates/dkms/v4l2loopback.ko", testkit.V4L2Loopback(t, k55))
-	c.MustRun("apt-get-retry install " + in(deb55))
+	c.MustRun("apt-get install -y -q --no-install-recommends " + in(deb55))
 	c.MustRun("dpkg -s linux-image-" + k55.Release + "-unsigned | grep -q '^Status: install ok installed'")
 
 	// 3. 6.1.0-56: installed as the forecast says; a weak link serves it when the forecast said weak.
@@ -92,7 +70,7 @@ func TestAPTGate(t *testing.T) {
 		t.Fatalf("forecast --json: %v", err)
 	}
 	k56 := fc[0].Kernel
-	out, code = c.Run("apt-get-retry install " + in(deb56))
+	out, code = c.Run("apt-get install -y -q --no-install-recommends " + in(deb56))
 	if (code == 0) != (fc[0].Gate == "pass") {
 		t.Fatalf("apt-get install of %s: exit %d, the forecast said %s:\n%s", filepath.Base(deb56), code, fc[0].Gate, out)
 	}
@@ -106,7 +84,7 @@ func TestAPTGate(t *testing.T) {
 
 	// 4. Purging 6.1.0-55 would strip 6.1.0-56 of v4l2loopback: refused before dpkg runs.
 	before = packages()
-	out, code = c.Run("apt-get-retry purge linux-image-" + k55.Release + "-unsigned")
+	out, code = c.Run("apt-get purge -y -q linux-image-" + k55.Release + "-unsigned")
 	if code == 0 || !strings.Contains(out, "removing linux-image-"+k55.Release+"-unsigned strips "+k56) {
 		t.Fatalf("apt-get purge: exit %d, want kabiguard's refusal naming both kernels:\n%s", code, out)
 	}

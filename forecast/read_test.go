@@ -1,7 +1,6 @@
 package forecast
 
 import (
-	"path/filepath"
 	"testing"
 
 	"github.com/kabiguard/kabiguard/forecast/pkgfile"
@@ -12,12 +11,7 @@ import (
 // imageDeb is the real linux-image package of a Debian kernel ABI (in the test cache).
 func imageDeb(t testing.TB, abi string) (string, *testkit.Kernel) {
 	t.Helper()
-	k := testkit.FetchKernel(t, abi)
-	debs, _ := filepath.Glob(filepath.Join(testkit.CacheDir(), "debs", "linux-image-"+abi+"-amd64-unsigned_*.deb"))
-	if len(debs) != 1 {
-		t.Fatalf("want one linux-image-%s-amd64-unsigned .deb in the cache, found %v", abi, debs)
-	}
-	return debs[0], k
+	return testkit.ImageDeb(t, abi), testkit.FetchKernel(t, abi)
 }
 
 // The exports a forecast reads from a real Debian kernel package, which ships no symvers,

@@ -16,11 +16,7 @@ import (
 // a file that is no package is one line and exit 2.
 func TestForecastCLI(t *testing.T) {
 	host := testkit.FetchKernel(t, "6.1.0-55")
-	testkit.FetchKernel(t, "6.1.0-56")
-	debs, _ := filepath.Glob(filepath.Join(testkit.CacheDir(), "debs", "linux-image-6.1.0-56-amd64-unsigned_*.deb"))
-	if len(debs) != 1 {
-		t.Fatalf("want one linux-image-6.1.0-56 .deb in the cache, found %v", debs)
-	}
+	deb := testkit.ImageDeb(t, "6.1.0-56")
 	root := testkit.NewRoot(t, host)
 	testkit.Install(t, root, host.Release, "updates/dkms/v4l2loopback.ko", testkit.V4L2Loopback(t, host))
 	testkit.Depmod(t, root, host.Release)
@@ -28,10 +24,10 @@ func TestForecastCLI(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(root, "etc/kabiguard/required.d/t.conf"), []byte("v4l2loopback\n"), 0o644))
 
 	var out, errs bytes.Buffer
-	code := run([]string{"forecast", "--root", root, debs[0]}, &out, &errs)
+	code := run([]string{"forecast", "--root", root, deb}, &out, &errs)
 	text := out.String()
 	var js bytes.Buffer
-	jcode := run([]string{"forecast", "--json", "--root", root, debs[0]}, &js, &errs)
+	jcode := run([]string{"forecast", "--json", "--root", root, deb}, &js, &errs)
 	var reports []struct {
 		Kernel, Gate, Exports string
 		Modules               []struct{ Module, State, From string }
@@ -53,7 +49,7 @@ func TestForecastCLI(t *testing.T) {
 	if m.State == "weak" && !strings.Contains(text, "<- "+m.From) {
 		t.Errorf("a weak module without its source kernel:\n%s", text)
 	}
-	if !strings.Contains(errs.String(), "reading "+debs[0]) {
+	if !strings.Contains(errs.String(), "reading "+deb) {
 		t.Errorf("no progress line on stderr: %q", errs.String())
 	}
 

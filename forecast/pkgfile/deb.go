@@ -220,9 +220,9 @@ func decompress(ra io.ReaderAt, size int64) (io.ReadCloser, error) {
 		return io.NopCloser(io.NewSectionReader(ra, 0, size)), nil
 	}
 	if format == compression.XZ {
-		if bin := xzCommand(); bin != "" {
-			if p, err := startXZ(bin, io.NewSectionReader(ra, 0, size)); err == nil {
-				return p, nil
+		if bin := compression.XZCommand(); bin != "" {
+			if p, err := compression.NewXZCommandReader(bin, io.NewSectionReader(ra, 0, size), false); err == nil {
+				return formatErrors{p}, nil
 			}
 		}
 		if st, err := compression.WalkXZ(ra, 0, size); err == nil {
@@ -234,4 +234,15 @@ func decompress(ra io.ReaderAt, size int64) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("%w: %s data: %v", ErrFormat, format, err)
 	}
 	return r, nil
+}
+
+// formatErrors marks a decoder's failure (corrupt data) as ErrFormat.
+type formatErrors struct{ io.ReadCloser }
+
+func (f formatErrors) Read(b []byte) (int, error) {
+	n, err := f.ReadCloser.Read(b)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%w: %v", ErrFormat, err)
+	}
+	return n, err
 }

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kabiguard/kabiguard/internal/compression"
 )
 
 // entry is what a test compares of a package entry.
@@ -144,8 +146,8 @@ func TestDebMatchesDpkgDeb(t *testing.T) {
 		t.Run(z, func(t *testing.T) {
 			if z == "xz-without-xz(1)" { // the pure-Go readers, as on a host without xz
 				z = "xz"
-				defer func(f func() string) { xzCommand = f }(xzCommand)
-				xzCommand = func() string { return "" }
+				defer func(f func() string) { compression.XZCommand = f }(compression.XZCommand)
+				compression.XZCommand = func() string { return "" }
 			}
 			deb := buildDeb(t, z)
 			pkg := mustOpen(t, deb)

@@ -136,3 +136,15 @@ func ImageRoot(tb testing.TB, k *Kernel) string {
 	}
 	return root
 }
+
+// ImageDeb is the linux-image-ABI-amd64-unsigned .deb of a real Debian kernel, fetched into the
+// test cache with the kernel (FetchKernel), for tests that read or install the package itself.
+func ImageDeb(tb testing.TB, abi string) string {
+	tb.Helper()
+	FetchKernel(tb, abi)
+	debs, _ := filepath.Glob(filepath.Join(CacheDir(), "debs", "linux-image-"+abi+"-amd64-unsigned_*.deb"))
+	if len(debs) != 1 {
+		tb.Fatalf("want one linux-image-%s-amd64-unsigned .deb in the test cache, found %v", abi, debs)
+	}
+	return debs[0]
+}

@@ -164,7 +164,7 @@ func payloadFormat(p []byte) (compression.Format, error) {
 // BCJ filter; the others through internal/compression's readers.
 func decompress(f compression.Format, data []byte, limit int) ([]byte, error) {
 	if f == compression.XZ {
-		if bin := xzCommand(); bin != "" {
+		if bin := compression.XZCommand(); bin != "" {
 			return decodeXZWith(bin, data, limit)
 		}
 		return decodeXZ(data, limit)
@@ -182,4 +182,24 @@ func decompress(f compression.Format, data []byte, limit int) ([]byte, error) {
 		return nil, fmt.Errorf("decodes to more than %d MiB", limit>>20)
 	}
 	return out, nil
+}
+
+// decodeXZWith decodes the first xz stream of data with xz(1) (compression.XZCommand), which
+// applies the x86 BCJ filter itself, at most limit bytes: the size the payload announces.
+func decodeXZWith(bin string, data []byte, limit int) ([]byte, error) {
+	r, err := compression.NewXZCommandReader(bin, bytes.NewReader(data), true)
+	if err != nil {
+		return nil, err
+	}
+	plain, rerr := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	cerr := r.Close()
+	switch {
+	case len(plain) > limit:
+		return nil, fmt.Errorf("%w: decodes to more than the %d bytes expected", errXZ, limit)
+	case rerr != nil:
+		return nil, fmt.Errorf("%w: %v", errXZ, rerr)
+	case cerr != nil:
+		return nil, fmt.Errorf("%w: %v", errXZ, cerr)
+	}
+	return plain, nil
 }
