@@ -1,6 +1,7 @@
 package rootfs
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -10,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // The file operations of a Root: each path is resolved inside the root first (full, parent),
@@ -249,7 +252,8 @@ func (r *Root) Commit(tmp, p string, perm fs.FileMode) error {
 		if st, serr := r.Stat(p); perm == 0 && serr == nil {
 			perm = st.Mode().Perm()
 		}
-		if perm != 0 {
+		err = r.keepIdentity(f, p)
+		if err == nil && perm != 0 {
 			err = f.Chmod(perm)
 		}
 		if err == nil {
@@ -267,6 +271,60 @@ func (r *Root) Commit(tmp, p string, perm fs.FileMode) error {
 		return fmt.Errorf("%s: %w", p, err)
 	}
 	return r.SyncDir(filepath.Dir(p))
+}
+
+// selinuxLabel is the extended attribute holding a file's SELinux context.
+const selinuxLabel = "security.selinux"
+
+// keepIdentity gives tmp (open as f) the owner and SELinux label of the p it replaces, if p
+// exists: a replaced initramfs or config must not change hands or lose its boot_t/etc_t
+// label (a relabel would otherwise be needed before the boot loader or a confined daemon can
+// read it). Hosts without SELinux have no label to copy.
+func (r *Root) keepIdentity(f *os.File, p string) error {
+	old, err := r.Open(p)
+	if err != nil {
+		return nil // nothing to keep: p is new (or not a regular file, which Rename refuses)
+	}
+	defer old.Close()
+	ost, err := old.Stat()
+	if err != nil {
+		return err
+	}
+	nst, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	o, ok1 := ost.Sys().(*syscall.Stat_t)
+	n, ok2 := nst.Sys().(*syscall.Stat_t)
+	if ok1 && ok2 && (o.Uid != n.Uid || o.Gid != n.Gid) {
+		if err := f.Chown(int(o.Uid), int(o.Gid)); err != nil {
+			return fmt.Errorf("keeping the owner %d:%d: %w", o.Uid, o.Gid, err)
+		}
+	}
+	return copyLabel(old, f)
+}
+
+// copyLabel copies the SELinux label of from to to; a file system or kernel without labels
+// (ENODATA, ENOTSUP) has nothing to copy.
+func copyLabel(from, to *os.File) error {
+	buf := make([]byte, 256)
+	n, err := unix.Fgetxattr(int(from.Fd()), selinuxLabel, buf)
+	if errors.Is(err, unix.ERANGE) {
+		if n, err = unix.Fgetxattr(int(from.Fd()), selinuxLabel, nil); err == nil {
+			buf = make([]byte, n)
+			n, err = unix.Fgetxattr(int(from.Fd()), selinuxLabel, buf)
+		}
+	}
+	if errors.Is(err, unix.ENODATA) || errors.Is(err, unix.ENOTSUP) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading the SELinux label: %w", err)
+	}
+	if err := unix.Fsetxattr(int(to.Fd()), selinuxLabel, buf[:n], 0); err != nil {
+		return fmt.Errorf("keeping the SELinux label %q: %w", buf[:n], err)
+	}
+	return nil
 }
 
 // TempName is the temporary file an atomic replace of p by process pid writes first:

@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/kabiguard/kabiguard/internal/testkit"
+	"golang.org/x/sys/unix"
 )
 
 func TestResolveStaysInRoot(t *testing.T) {
@@ -145,5 +148,46 @@ func TestWriteAtomic(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
 		t.Errorf("temporary file left: %v", ents)
+	}
+}
+
+// A replaced file keeps its owner and SELinux label: an initramfs in /boot or a config in
+// /etc must not change hands or lose the label the boot loader's or a daemon's policy needs.
+func TestCommitKeepsOwnerAndLabel(t *testing.T) {
+	testkit.NeedsRoot(t, "owns a file as another user")
+	dir := t.TempDir()
+	r, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.Path("initrd.img")
+	if err := os.WriteFile(p, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const uid, gid = 4321, 8765
+	if err := os.Chown(p, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	label := []byte("system_u:object_r:boot_t:s0")
+	labelled := unix.Setxattr(p, selinuxLabel, label, 0) == nil
+	if err := r.WriteAtomic(p, 0, func(w io.Writer) error { _, err := w.Write([]byte("new")); return err }); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if st.Uid != uid || st.Gid != gid || fi.Mode().Perm() != 0o600 {
+		t.Errorf("replaced file is %d:%d %v, want %d:%d -rw-------", st.Uid, st.Gid, fi.Mode(), uid, gid)
+	}
+	if !labelled {
+		t.Logf("this file system refuses %s; only the owner was checked", selinuxLabel)
+		return
+	}
+	buf := make([]byte, 256)
+	n, err := unix.Getxattr(p, selinuxLabel, buf)
+	if err != nil || string(buf[:n]) != string(label) {
+		t.Errorf("label after replace = %q, %v; want %q", buf[:max(n, 0)], err, label)
 	}
 }
