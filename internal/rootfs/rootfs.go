@@ -168,7 +168,7 @@ func (r *Root) resolveRel(rel string) (string, error) {
 // Resolve returns the host path that p names once every symlink on it is followed inside the
 // root (chroot semantics). The last component need not exist.
 func (r *Root) Resolve(p string) (string, error) {
-	rel, err := r.Rel(p)
+	rel, err := r.rawRel(p)
 	if err != nil {
 		return "", err
 	}
@@ -179,9 +179,30 @@ func (r *Root) Resolve(p string) (string, error) {
 	return r.Path(res), nil
 }
 
+// rawRel is p relative to the root with its ".." components kept: under chroot semantics
+// "a/link/../b" goes up from where link points, not lexically to "a/b", so resolveRel must
+// see them. A path that does not start with the root's directory falls back to Rel.
+func (r *Root) rawRel(p string) (string, error) {
+	if !filepath.IsAbs(p) {
+		wd, err := os.Getwd()
+		if err != nil {
+			return "", err
+		}
+		p = wd + "/" + p
+	}
+	prefix := strings.TrimSuffix(r.dir, "/") + "/"
+	switch {
+	case p == r.dir:
+		return ".", nil
+	case strings.HasPrefix(p, prefix):
+		return p[len(prefix):], nil
+	}
+	return r.Rel(p)
+}
+
 // full resolves p (every component) to a root-relative name for os.Root.
 func (r *Root) full(p string) (string, error) {
-	rel, err := r.Rel(p)
+	rel, err := r.rawRel(p)
 	if err != nil {
 		return "", err
 	}
@@ -195,18 +216,31 @@ func (r *Root) full(p string) (string, error) {
 // parent resolves the directory of p and keeps its last component as it is: the name for an
 // operation on a link itself (lstat, readlink, symlink, rename, remove).
 func (r *Root) parent(p string) (string, error) {
-	rel, err := r.Rel(p)
+	rel, err := r.rawRel(p)
 	if err != nil {
 		return "", err
 	}
-	if rel == "." {
-		return "", fmt.Errorf("%s: the root itself", p)
+	rel = strings.TrimRight(filepath.ToSlash(rel), "/")
+	dir, base := ".", rel
+	if i := strings.LastIndex(rel, "/"); i >= 0 {
+		dir, base = rel[:i], rel[i+1:]
 	}
-	dir, err := r.resolveRel(filepath.Dir(rel))
+	if base == "" || base == "." || base == ".." {
+		// No name of its own: the operation is on the directory the path resolves to.
+		res, err := r.resolveRel(rel)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", p, err)
+		}
+		if res == "." {
+			return "", fmt.Errorf("%s: the root itself", p)
+		}
+		return res, nil
+	}
+	dir, err = r.resolveRel(dir)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", p, err)
 	}
-	return filepath.Join(dir, filepath.Base(rel)), nil
+	return filepath.Join(dir, base), nil
 }
 
 // hostErr names the host path the caller gave in an error of os.Root, which knows only the
@@ -231,11 +265,14 @@ func (r *Root) ToolPath(p string) (string, error) {
 		return p, nil
 	}
 	// The deepest existing ancestor, and what follows it.
-	host := filepath.Clean(p)
+	// Not cleaned: the host resolves "link/.." physically, as Resolve does inside the root.
+	host := p
 	if !filepath.IsAbs(host) {
-		if host, err = filepath.Abs(host); err != nil {
+		wd, err := os.Getwd()
+		if err != nil {
 			return "", err
 		}
+		host = wd + "/" + host
 	}
 	var tail []string
 	for {

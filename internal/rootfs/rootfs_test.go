@@ -191,3 +191,44 @@ func TestCommitKeepsOwnerAndLabel(t *testing.T) {
 		t.Errorf("label after replace = %q, %v; want %q", buf[:max(n, 0)], err, label)
 	}
 }
+
+// ".." after a symlink goes up from where the link points (chroot and kernel semantics), not
+// lexically: modprobe reading "updates/link/../x.ko" loads the file beside the link's target,
+// so kabiguard must judge that one too.
+func TestDotDotAfterSymlinkIsPhysical(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"lib/modules/K/updates", "opt/vendor/drv"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put := func(rel, data string) {
+		if err := os.WriteFile(filepath.Join(dir, rel), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("lib/modules/K/x.ko", "lexical")
+	put("opt/vendor/x.ko", "physical")
+	if err := os.Symlink("/opt/vendor/drv", filepath.Join(dir, "lib/modules/K/updates/link")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := dir + "/lib/modules/K/updates/link/../x.ko"
+	host, _ := os.ReadFile(filepath.Join(dir, "opt/vendor/x.ko"))
+	b, err := r.ReadFile(p)
+	if err != nil || string(b) != string(host) {
+		t.Errorf("ReadFile(%s) = %q, %v; want the file beside the link's target, %q", p, b, err, host)
+	}
+	if got, err := r.Resolve(p); err != nil || got != filepath.Join(dir, "opt/vendor/x.ko") {
+		t.Errorf("Resolve(%s) = %s, %v", p, got, err)
+	}
+	if fi, err := r.Lstat(dir + "/lib/modules/K/updates/link/.."); err != nil || !fi.IsDir() {
+		t.Errorf("Lstat of a path ending in '..': %v, %v", fi, err)
+	}
+	if _, err := r.ReadFile(dir + "/lib/modules/K/../../../../x"); !errors.Is(err, ErrEscapes) {
+		t.Errorf("'..' above the root: err = %v, want ErrEscapes", err)
+	}
+}
