@@ -46,13 +46,19 @@ func Open(dir string) (*Root, error) {
 	if err != nil {
 		return nil, fmt.Errorf("root %s: %w", dir, err)
 	}
-	fi, err := os.Stat(abs)
-	if err != nil || !fi.IsDir() {
+	r, err := os.OpenRoot(abs)
+	if fi, serr := os.Stat(abs); err != nil && (serr != nil || !fi.IsDir()) {
 		return nil, fmt.Errorf("root %s: %w", dir, ErrNoRoot)
 	}
-	r, err := os.OpenRoot(abs)
 	if err != nil {
 		return nil, fmt.Errorf("root %s: %w", dir, err)
+	}
+	// The identity At compares comes from the handle itself, not from a stat of the name
+	// before opening it: a directory swapped in between would otherwise pass as the old one.
+	fi, err := r.Stat(".")
+	if err != nil || !fi.IsDir() {
+		r.Close()
+		return nil, fmt.Errorf("root %s: %w", dir, ErrNoRoot)
 	}
 	st, _ := fi.Sys().(*syscall.Stat_t)
 	real, err := filepath.EvalSymlinks(abs)
