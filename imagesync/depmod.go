@@ -1,11 +1,13 @@
 package imagesync
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/kabiguard/kabiguard/initramfs"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
@@ -89,7 +91,12 @@ func depmodOutputs(kernel, prefix string, in depmodInput) ([]initramfs.File, err
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(tmp)
+	hold, err := lockScratch(tmp, false)
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	defer func() { os.RemoveAll(tmp); hold.Close() }()
 	dir := kmod.ModulesDir(tmp, kernel)
 	if err := os.MkdirAll(dir, 0o755); err != nil { // the image may keep no module at all
 		return nil, err
@@ -178,3 +185,31 @@ func startDepmod(kernel, prefix string, in depmodInput, tr *tracer) func() ([]in
 		return r.files, r.err
 	}
 }
+
+// lockScratch takes an exclusive flock on scratch tree dir, held while the returned file is
+// open: its owner holds it for the tree's life, and RemoveLeftovers (try set) takes it before
+// removing a tree. /dev/shm is shared by every pid namespace on the host, where the pid in a
+// tree's name may look dead while its process runs in a container; a flock is released only
+// when the process holding it is gone, whichever namespace it runs in. With try, a tree in
+// use fails with ErrScratchBusy at once.
+func lockScratch(dir string, try bool) (*os.File, error) {
+	f, err := os.OpenFile(dir, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	how := syscall.LOCK_EX
+	if try {
+		how |= syscall.LOCK_NB
+	}
+	if err := syscall.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s: %w", dir, ErrScratchBusy)
+		}
+		return nil, fmt.Errorf("%s: lock: %w", dir, err)
+	}
+	return f, nil
+}
+
+// ErrScratchBusy: a depmod scratch tree is locked by the run that owns it.
+var ErrScratchBusy = errors.New("in use by a running kabiguard")

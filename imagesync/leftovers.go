@@ -66,9 +66,14 @@ func RemoveLeftovers(root string, log func(string), more ...string) {
 				continue
 			}
 			p := filepath.Join(dir, e.Name())
+			hold, err := lockScratch(p, true)
+			if err != nil {
+				continue // its owner runs (maybe in another pid namespace), or it is not ours to open
+			}
 			if err := os.RemoveAll(p); err == nil {
 				log(fmt.Sprintf("removed %s, the depmod scratch tree of an interrupted image refresh", p))
 			}
+			hold.Close()
 		}
 	}
 }
