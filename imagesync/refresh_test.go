@@ -310,7 +310,7 @@ func TestRefreshHardlinkedCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = initramfs.RewriteFile(img, initramfs.Edit{Decide: func(rec initramfs.Record) ([]byte, bool, bool, error) {
+	err = initramfs.RewriteFile(img, initramfs.Edit{Decide: func(rec initramfs.Entry) ([]byte, bool, bool, error) {
 		return want, rec.Name == dir+"weak-updates/kabidemo/kabidemo.ko", false, nil
 	}})
 	im.Close()
