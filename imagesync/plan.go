@@ -76,8 +76,8 @@ func (p *refreshPlan) byRecord(im *initramfs.Image, c *kernelCopies) (bool, erro
 			byRecord = false
 		}
 		if t, err := im.Resolve(path); err == nil {
-			if e, _ := im.Lookup(t); e.Segment != len(im.Segments)-1 {
-				return false, fmt.Errorf("%s: %s is in segment %d, not the last: %w", im.Name, t, e.Segment+1, ErrNeedsRebuild)
+			if e, _ := im.Lookup(t); e.Pos.SegmentOffset != im.Segments[len(im.Segments)-1].Offset {
+				return false, fmt.Errorf("%s: %s is in segment %d, not the last: %w", im.Name, t, segmentNumber(im, e), ErrNeedsRebuild)
 			}
 		}
 	}
@@ -112,4 +112,15 @@ func (p *refreshPlan) orphanTargets(im *initramfs.Image, km *KernelModules) map[
 		}
 	}
 	return orphans
+}
+
+// segmentNumber is the 1-based number of the segment holding e, as messages count them; 0
+// for none.
+func segmentNumber(im *initramfs.Image, e initramfs.Entry) int {
+	for i, s := range im.Segments {
+		if s.Offset == e.Pos.SegmentOffset {
+			return i + 1
+		}
+	}
+	return 0
 }

@@ -130,7 +130,7 @@ func startRewrite(img *imageFile, sc *imageScan, tree *kernelTree, kernel string
 		return r
 	}
 	ed := initramfs.Edit{
-		Decide: func(rec initramfs.Record) ([]byte, bool, bool, error) {
+		Decide: func(rec initramfs.Entry) ([]byte, bool, bool, error) {
 			select {
 			case <-r.planned:
 				if r.planErr != nil {
@@ -180,7 +180,7 @@ type recordEdit struct {
 // the tree no longer has goes; a module copy the reading pass found to differ from the tree's
 // build of its name (waiting for that verdict) gets the tree's build, compressed as named;
 // everything else stays as it is. The same rules make the plan's stale and dropped paths.
-func decideRecord(sc *imageScan, tree *kernelTree, kernel string, rec initramfs.Record) (recordEdit, error) {
+func decideRecord(sc *imageScan, tree *kernelTree, kernel string, rec initramfs.Entry) (recordEdit, error) {
 	rel, inKernel := kernelRel(rec.Name, kernel)
 	if inKernel && isDepmodOutput(rel) {
 		return recordEdit{op: dropRecord}, nil
@@ -200,7 +200,7 @@ func decideRecord(sc *imageScan, tree *kernelTree, kernel string, rec initramfs.
 	}
 	same, ok := false, false
 	if rec.Size > 0 {
-		same, ok = sc.result(rec.Segment, rec.Offset)
+		same, ok = sc.result(rec.Pos)
 	}
 	if ok && same {
 		return recordEdit{}, nil

@@ -8,6 +8,7 @@ package imagesync
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -170,6 +171,32 @@ func TestRefreshNeedsRebuild(t *testing.T) {
 	}
 }
 
+// TestRefreshStaleInEarlySegment: Rewrite edits only the last segment, so a stale copy in an
+// earlier one needs the generator, and the error names the segment as messages count them.
+func TestRefreshStaleInEarlySegment(t *testing.T) {
+	f := newRefreshFixture(t)
+	dir := "usr/lib/modules/" + f.k53 + "/"
+	stale, _ := os.ReadFile(f.own53)
+	w := initramfs.Writer{Compression: compression.Gzip, MTime: 1,
+		Early: []initramfs.File{initramfs.Regular(dir+"weak-updates/kabidemo/kabidemo.ko", 0o644, stale)}}
+	img := filepath.Join(f.root, "boot", "initrd.img-"+f.k53)
+	if err := w.WriteFile(img, []initramfs.File{
+		initramfs.Regular("init", 0o755, []byte("#!/bin/sh\n")),
+		initramfs.Regular(dir+"modules.dep", 0o644, []byte("weak-updates/kabidemo/kabidemo.ko:\n")),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(img)
+	_, err := Refresh(f.root, f.k53, img, config.Default(), false)
+	want := fmt.Sprintf("%s: %s is in segment 1, not the last", img, dir+"weak-updates/kabidemo/kabidemo.ko")
+	if !errors.Is(err, ErrNeedsRebuild) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err %v; want ErrNeedsRebuild with %q", err, want)
+	}
+	if after, _ := os.ReadFile(img); !bytes.Equal(before, after) {
+		t.Fatal("the image changed although refresh refused")
+	}
+}
+
 // When the build a weak link used goes (its kernel removed), the tree no longer has the
 // module: refresh drops the image's copy instead of booting a build nothing vouches for, and
 // a required early module with no build anywhere is reported, not rebuilt for.
@@ -310,7 +337,7 @@ func TestRefreshHardlinkedCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = initramfs.RewriteFile(img, initramfs.Edit{Decide: func(rec initramfs.Record) ([]byte, bool, bool, error) {
+	err = initramfs.RewriteFile(img, initramfs.Edit{Decide: func(rec initramfs.Entry) ([]byte, bool, bool, error) {
 		return want, rec.Name == dir+"weak-updates/kabidemo/kabidemo.ko", false, nil
 	}})
 	im.Close()

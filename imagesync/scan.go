@@ -29,24 +29,24 @@ type imageScan struct {
 	// The verdict per record, for a rewrite running beside the scan (see result).
 	mu       sync.Mutex
 	posted   *sync.Cond
-	byRecord map[[2]int64]bool
+	byRecord map[initramfs.Pos]bool
 	finished bool
 }
 
 func newImageScan() *imageScan {
-	sc := &imageScan{same: map[string]bool{}, depmodIn: map[string][]byte{}, byRecord: map[[2]int64]bool{}}
+	sc := &imageScan{same: map[string]bool{}, depmodIn: map[string][]byte{}, byRecord: map[initramfs.Pos]bool{}}
 	sc.posted = sync.NewCond(&sc.mu)
 	return sc
 }
 
-// result waits until the scan compared the record at off in the segment at seg with the
-// tree, or ended; ok is false when it did not compare it (a scan that failed, a record it
-// could not read as a module of the tree).
-func (sc *imageScan) result(seg, off int64) (same, ok bool) {
+// result waits until the scan compared the record at pos with the tree, or ended; ok is
+// false when it did not compare it (a scan that failed, a record it could not read as a
+// module of the tree).
+func (sc *imageScan) result(pos initramfs.Pos) (same, ok bool) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	for {
-		if same, ok := sc.byRecord[[2]int64{seg, off}]; ok {
+		if same, ok := sc.byRecord[pos]; ok {
 			return same, true
 		}
 		if sc.finished {
@@ -71,7 +71,7 @@ func (sc *imageScan) run(img *imageFile, kernel string, tree *kernelTree) error 
 		sc.mu.Unlock()
 	}()
 	type job struct {
-		rec  initramfs.Record
+		rec  initramfs.Entry
 		body []byte
 		tree string
 	}
@@ -94,7 +94,7 @@ func (sc *imageScan) run(img *imageFile, kernel string, tree *kernelTree) error 
 				if err != nil {
 					errs = append(errs, fmt.Errorf("%s: %s: %w", image, j.rec.Name, err))
 				} else {
-					sc.byRecord[[2]int64{j.rec.Segment, j.rec.Offset}] = same
+					sc.byRecord[j.rec.Pos] = same
 				}
 				sc.same[j.rec.Name] = same
 				sc.posted.Broadcast()
@@ -103,7 +103,7 @@ func (sc *imageScan) run(img *imageFile, kernel string, tree *kernelTree) error 
 			}
 		}()
 	}
-	visit := func(rec initramfs.Record, body io.Reader) error {
+	visit := func(rec initramfs.Entry, body io.Reader) error {
 		name, size := rec.Name, rec.Size
 		if rel, ok := kernelRel(name, kernel); ok && isDepmodInput(rel) {
 			b, err := io.ReadAll(body)

@@ -26,8 +26,7 @@ func refreshWhole(img *imageFile, kernel string, tree *kernelTree, plan *refresh
 	if err != nil {
 		return err
 	}
-	last := len(im.Segments) - 1
-	early, main, err := imageFiles(im, last)
+	early, main, err := imageFiles(im)
 	if err != nil {
 		return err
 	}
@@ -74,13 +73,14 @@ func refreshWhole(img *imageFile, kernel string, tree *kernelTree, plan *refresh
 // imageFiles returns the image's files as writer input: those of the uncompressed segments
 // before last (the early cpio), and those of the last segment, each as the kernel would
 // leave it (later records win).
-func imageFiles(im *initramfs.Image, last int) (early, main []initramfs.File, err error) {
+func imageFiles(im *initramfs.Image) (early, main []initramfs.File, err error) {
+	last := im.Segments[len(im.Segments)-1].Offset
 	final := map[string]initramfs.Entry{}
 	for _, e := range im.Entries() {
 		final[e.Name] = e
 	}
 	err = im.WalkBodies(func(e initramfs.Entry, body []byte) error {
-		if f, ok := final[e.Name]; !ok || f.Segment != e.Segment || f.Offset != e.Offset || e.Name == "." {
+		if f, ok := final[e.Name]; !ok || f.Pos != e.Pos || e.Name == "." {
 			return nil
 		}
 		f := initramfs.File{Name: e.Name, Mode: e.Mode, UID: e.UID, GID: e.GID, LinkTarget: e.LinkTarget,
@@ -88,7 +88,7 @@ func imageFiles(im *initramfs.Image, last int) (early, main []initramfs.File, er
 		if e.IsRegular() && e.HardlinkTo == "" {
 			f.Data = body
 		}
-		if e.Segment == last {
+		if e.Pos.SegmentOffset == last {
 			main = append(main, f)
 		} else {
 			early = append(early, f)

@@ -139,7 +139,7 @@ func TestDracutImages(t *testing.T) {
 				t.Fatalf("lsinitrd --unpack: %v\n%s", err, out)
 			}
 			for _, e := range im.Entries() {
-				if e.Segment != len(im.Segments)-1 || e.Name == "." {
+				if e.Pos.SegmentOffset != im.Segments[len(im.Segments)-1].Offset || e.Name == "." {
 					continue
 				}
 				p := filepath.Join(unpacked, e.Name)
@@ -183,8 +183,8 @@ func TestDracutImages(t *testing.T) {
 					return err
 				}
 				bodies++
-				if e.HardlinkTo == "" && e.Segment == len(im.Segments)-1 && !bytes.Equal(b, all[e.Name]) {
-					if cur, _ := im.Lookup(e.Name); cur.Segment == e.Segment {
+				if e.HardlinkTo == "" && e.Pos.SegmentOffset == im.Segments[len(im.Segments)-1].Offset && !bytes.Equal(b, all[e.Name]) {
+					if cur, _ := im.Lookup(e.Name); cur.Pos.SegmentOffset == e.Pos.SegmentOffset {
 						t.Errorf("Walk body of %s differs", e.Name)
 					}
 				}

@@ -2,13 +2,16 @@ package initramfs
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"testing"
 
 	"github.com/kabiguard/kabiguard/internal/compression"
 )
 
 // FuzzRead parses arbitrary bytes as an image and uses every reading method: errors are
-// fine, panics and hangs are not.
+// fine, panics and hangs are not. Of an image that parses, Rewrite's Decide sees each regular
+// file record with a body as Options.Visit saw it, at the same Pos.
 func FuzzRead(f *testing.F) {
 	files := []File{
 		Regular("init", 0o755, []byte("#!/bin/sh\n")),
@@ -37,7 +40,9 @@ func FuzzRead(f *testing.F) {
 	crc = bytes.Replace(crc, []byte("070701"), []byte("070702"), 1)
 	f.Add(crc)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		im, err := Read(bytes.NewReader(data), int64(len(data)), "fuzz.img", Options{})
+		visited := map[Pos]Entry{}
+		visit := func(e Entry, _ io.Reader) error { visited[e.Pos] = e; return nil }
+		im, err := Read(bytes.NewReader(data), int64(len(data)), "fuzz.img", Options{Visit: visit})
 		if err != nil {
 			if im != nil {
 				t.Fatal("image and error")
@@ -45,5 +50,12 @@ func FuzzRead(f *testing.F) {
 			return
 		}
 		exercise(im)
+		_ = Rewrite(bytes.NewReader(data), int64(len(data)), "fuzz.img", io.Discard, Edit{Decide: func(e Entry) ([]byte, bool, bool, error) {
+			if v, ok := visited[e.Pos]; e.IsRegular() && e.Size > 0 && (!ok || v != e) {
+				t.Errorf("Decide got %+v, Visit %+v (%v)", e, v, ok)
+				return nil, false, false, errors.New("mismatch")
+			}
+			return nil, false, false, nil
+		}})
 	})
 }

@@ -1,14 +1,3 @@
-// Package initramfs reads initramfs images the way the Linux kernel unpacks them and writes
-// images the kernel accepts.
-//
-// An image is a sequence of segments (init/initramfs.c: unpack_to_rootfs): uncompressed newc
-// cpio archives starting at 4-aligned offsets (an early microcode cpio, typically), NUL
-// padding, and compressed streams (gzip, zstd, xz, lz4 legacy, bzip2), each decompressed by
-// one call and holding one or more cpio archives ended by TRAILER!!!. Later entries override
-// earlier ones as they would in the kernel's rootfs.
-//
-// Listing streams every segment once and never keeps file bodies; reading a file from a
-// compressed segment decompresses that segment again up to the file.
 package initramfs
 
 import (
@@ -24,11 +13,15 @@ import (
 	"github.com/kabiguard/kabiguard/internal/compression"
 )
 
-// Entry is one file of an image.
+// Entry is one file of an image: a record of its archives as Options.Visit and Edit.Decide
+// see it and Segment.Entries lists it, or a file of the rootfs they unpack to (Image.Entries,
+// Lookup, Stat).
 type Entry struct {
-	Name     string // normalised: relative to the root, no leading "/"; "." is the root
-	Mode     uint32 // st_mode: type and permission bits
-	Size     int64  // content size; for hard links, of the content the link group ends with
+	Name string // normalised: relative to the root, no leading "/"; "." is the root
+	Mode uint32 // st_mode: type and permission bits
+	// Size is the content's size: in Options.Visit and Edit.Decide the record's body length;
+	// in an Image, for hard links, the size of the content the link group ends with.
+	Size     int64
 	Ino      uint32
 	NLink    uint32
 	UID, GID uint32
@@ -39,14 +32,33 @@ type Entry struct {
 	Rminor   uint32
 	// LinkTarget is a symlink's target.
 	LinkTarget string
-	// HardlinkTo is, for every hard link of a group but the first, the name of the first.
+	// HardlinkTo is, in an Image, for every hard link of a group but the first, the name of
+	// the first; empty in Options.Visit and Edit.Decide, which see one record at a time.
 	HardlinkTo string
-	// Segment is the index in Image.Segments of the segment holding the entry; Offset the
-	// offset of its header in that segment's (decompressed) cpio stream.
-	Segment int
-	Offset  int64
+	// Pos is where the record is. It is the same in every pass over an unchanged image, so it
+	// matches a record Options.Visit saw with the one Edit.Decide sees.
+	Pos Pos
 
 	node *inode
+}
+
+// Pos locates a record in an image; it is comparable, a map key.
+type Pos struct {
+	// SegmentOffset is the offset in the image file of the segment holding the record; -1
+	// for the root "." when no archive carries it.
+	SegmentOffset int64
+	// Offset is the offset of the record's header in that segment's (decompressed) cpio stream.
+	Offset int64
+}
+
+// newEntry is the entry a record's header states, before the merge: no LinkTarget (the
+// record's body), no HardlinkTo, Size the body's length.
+func newEntry(h *rawHeader, name string, pos Pos) Entry {
+	return Entry{
+		Name: name, Mode: h.mode, Size: int64(h.filesize), Ino: h.ino, NLink: h.nlink,
+		UID: h.uid, GID: h.gid, MTime: int64(h.mtime), Devmajor: h.devmajor, Devminor: h.devminor,
+		Rmajor: h.rdevmajor, Rminor: h.rdevminor, Pos: pos,
+	}
 }
 
 // inode is content shared by the names of a hard-link group.
@@ -124,8 +136,8 @@ type Image struct {
 	Skipped []Skipped
 
 	ra    io.ReaderAt
-	keep  bool                                   // Options.Keep
-	visit func(rec Record, body io.Reader) error // Options.Visit
+	keep  bool                                // Options.Keep
+	visit func(e Entry, body io.Reader) error // Options.Visit
 	// deps holds the bodies of modules.dep records, read as the parse passes them, by
 	// segment and offset: Modules needs them and would otherwise decompress again.
 	deps   map[[2]int64][]byte
@@ -157,30 +169,16 @@ func (e *FormatError) Unwrap() error { return e.Err }
 
 // Options say how an image is read.
 type Options struct {
-	// Visit, when set, is handed the body of every regular file record as the one
-	// decompression passes it (name as in the record, normalised; size its length): a whole
-	// image is inspected in one pass and without holding it in memory. It may read part of the
-	// body or none; an error from it ends the read.
-	Visit func(rec Record, body io.Reader) error
+	// Visit, when set, is handed every regular file record with a body, and the body, as the
+	// one decompression passes it (name as in the record, normalised; Size the body's length):
+	// a whole image is inspected in one pass and without holding it in memory. It may read
+	// part of the body or none; an error from it ends the read.
+	Visit func(e Entry, body io.Reader) error
 	// Keep keeps each compressed segment's decompressed stream in memory while parsing, for an
 	// image that is about to be read whole (to rewrite it): ReadFiles and Walk then decompress
 	// nothing a second time. It costs memory the size of the unpacked archives.
 	Keep bool
 }
-
-// Record identifies one record of an image for Options.Visit and Rewrite, which see the
-// records in the same order and at the same offsets.
-type Record struct {
-	Segment int64  // offset of its segment in the image file
-	Offset  int64  // offset of its header in the segment's (decompressed) cpio stream
-	Name    string // as in the record, normalised
-	Size    int64  // of its body
-	Mode    uint32 // st_mode with type bits
-}
-
-// IsRegular and IsSymlink report the record's file type.
-func (r Record) IsRegular() bool { return r.Mode&modeType == modeRegular }
-func (r Record) IsSymlink() bool { return r.Mode&modeType == modeSymlink }
 
 // Read parses the image of size bytes in ra; name is used in errors. Callers that must choose
 // how a path is opened (inside a root, regular files only, so that a FIFO never blocks) open
@@ -314,7 +312,7 @@ func (im *Image) readArchive(s *stream, seg *Segment, idx int) error {
 			rd = bytes.NewReader(b)
 		}
 		if im.visit != nil {
-			return im.visit(Record{Segment: seg.Offset, Offset: r.off, Name: r.name, Size: int64(r.filesize), Mode: r.mode}, rd)
+			return im.visit(newEntry(&r.rawHeader, r.name, Pos{seg.Offset, r.off}), rd)
 		}
 		return nil
 	}
@@ -326,11 +324,8 @@ func (im *Image) readArchive(s *stream, seg *Segment, idx int) error {
 		if r.name == trailer {
 			return nil
 		}
-		e := Entry{
-			Name: r.name, Mode: r.mode, Size: int64(r.filesize), Ino: r.ino, NLink: r.nlink,
-			UID: r.uid, GID: r.gid, MTime: int64(r.mtime), Devmajor: r.devmajor, Devminor: r.devminor,
-			Rmajor: r.rdevmajor, Rminor: r.rdevminor, LinkTarget: r.target, Segment: idx, Offset: r.off,
-		}
+		e := newEntry(&r.rawHeader, r.name, Pos{seg.Offset, r.off})
+		e.LinkTarget = r.target
 		t := r.mode & modeType
 		body := &inode{seg: -1}
 		if t == modeRegular && r.filesize > 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/kabiguard/kabiguard/internal/compression"
 	"github.com/u-root/u-root/pkg/cpio"
@@ -17,7 +18,7 @@ type Edit struct {
 	// the record becomes a regular file carrying data, mode 0644 where it was a symlink) or
 	// its removal (drop); neither keeps it as it is. It may block until another pass over the
 	// image knows; an error from it abandons the rewrite. Nil keeps every record.
-	Decide func(rec Record) (data []byte, replace, drop bool, err error)
+	Decide func(e Entry) (data []byte, replace, drop bool, err error)
 	// Late, when set, is called once the rest of the segment is written (and compressing); the
 	// regular files it returns are appended before the segment's last trailer, sorted by name.
 	// Their directories must exist in the image.
@@ -230,7 +231,11 @@ func copyEdited(s *stream, w io.Writer, ed Edit, segOff int64) error {
 		}
 		name := normalize(hd.name)
 		maxIno, maxMTime = max(maxIno, hd.ino), max(maxMTime, hd.mtime)
-		rec := Record{Segment: segOff, Offset: hd.off, Name: name, Size: size, Mode: hd.mode}
+		rec := newEntry(&hd.rawHeader, name, Pos{segOff, hd.off})
+		if rec.IsSymlink() && size <= pathMax { // the target, left unread for the copy below
+			t, _ := s.br.Peek(int(size))
+			rec.LinkTarget, _, _ = strings.Cut(string(t), "\x00")
+		}
 		var newData []byte
 		var replace, drop bool
 		if ed.Decide != nil {

@@ -16,8 +16,8 @@ import (
 
 // byName is an Edit.Decide that replaces the records named in replace and drops those named
 // in drop.
-func byName(replace map[string][]byte, drop ...string) func(Record) ([]byte, bool, bool, error) {
-	return func(rec Record) ([]byte, bool, bool, error) {
+func byName(replace map[string][]byte, drop ...string) func(Entry) ([]byte, bool, bool, error) {
+	return func(rec Entry) ([]byte, bool, bool, error) {
 		data, ok := replace[rec.Name]
 		return data, ok, slices.Contains(drop, rec.Name), nil
 	}
@@ -119,9 +119,10 @@ func TestRewriteRefusesHardlinkEdits(t *testing.T) {
 	}
 }
 
-// TestRewriteDecide: Decide sees every record of the last segment in order, with the offsets
-// Scan reports for them, and its answer is applied; an error from Await abandons the rewrite
-// with the image untouched and no temporary file left.
+// TestRewriteDecide: Decide sees every record of the last segment in order, at the positions
+// and with the fields Options.Visit reports for them, symlinks with their targets, and its
+// answer is applied; an error from Await abandons the rewrite with the image untouched and no
+// temporary file left.
 func TestRewriteDecide(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "initrd.img")
 	early := []File{Regular("kernel/x86/microcode/AuthenticAMD.bin", 0o644, []byte("ucode"))}
@@ -130,19 +131,29 @@ func TestRewriteDecide(t *testing.T) {
 	}
 	before, _ := os.ReadFile(img)
 	mdir := "usr/lib/modules/" + testKver + "/"
-	scanned := map[Record]bool{}
-	im, err := Open(img, Options{Visit: func(rec Record, _ io.Reader) error { scanned[rec] = true; return nil }})
+	scanned := map[Pos]Entry{}
+	im, err := Open(img, Options{Visit: func(e Entry, _ io.Reader) error { scanned[e.Pos] = e; return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
+	last := im.Segments[len(im.Segments)-1]
 	im.Close()
-	seen := 0
-	ed := Edit{Decide: func(rec Record) ([]byte, bool, bool, error) {
-		if rec.Mode&modeType == modeRegular && rec.Size > 0 {
-			if !scanned[rec] {
-				return nil, false, false, fmt.Errorf("Decide got %+v, which Scan did not report", rec)
+	seen, links := 0, 0
+	ed := Edit{Decide: func(rec Entry) ([]byte, bool, bool, error) {
+		if rec.Pos.SegmentOffset != last.Offset {
+			return nil, false, false, fmt.Errorf("Decide got %+v, not in the last segment at %d", rec, last.Offset)
+		}
+		if rec.IsRegular() && rec.Size > 0 {
+			if scanned[rec.Pos] != rec {
+				return nil, false, false, fmt.Errorf("Decide got %+v, Visit %+v", rec, scanned[rec.Pos])
 			}
 			seen++
+		}
+		if rec.IsSymlink() {
+			if want := findEntry(last.Entries, rec.Pos); rec.LinkTarget == "" || rec.LinkTarget != want.LinkTarget {
+				return nil, false, false, fmt.Errorf("Decide got symlink %+v, the parse %+v", rec, want)
+			}
+			links++
 		}
 		switch rec.Name {
 		case mdir + "kernel/fs/a.ko":
@@ -157,6 +168,9 @@ func TestRewriteDecide(t *testing.T) {
 	}
 	if want := len(scanned) - 1; seen != want { // the early segment's microcode is not edited
 		t.Fatalf("Decide saw %d of the %d regular records of the last segment", seen, want)
+	}
+	if links == 0 {
+		t.Fatal("Decide saw no symlink")
 	}
 	im, err = Open(img, Options{})
 	if err != nil {
@@ -183,4 +197,14 @@ func TestRewriteDecide(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(img), ".*")); len(left) > 0 {
 		t.Fatalf("temporary files left: %v", left)
 	}
+}
+
+// findEntry returns the entry of es at pos.
+func findEntry(es []Entry, pos Pos) Entry {
+	for _, e := range es {
+		if e.Pos == pos {
+			return e
+		}
+	}
+	return Entry{}
 }

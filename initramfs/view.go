@@ -19,7 +19,7 @@ import (
 
 // merge builds the view of the rootfs after the kernel unpacked every segment in order.
 func (im *Image) merge() {
-	im.files = map[string]*Entry{".": {Name: ".", Mode: modeDir | 0o755, Segment: -1, node: &inode{seg: -1}}}
+	im.files = map[string]*Entry{".": {Name: ".", Mode: modeDir | 0o755, Pos: Pos{SegmentOffset: -1}, node: &inode{seg: -1}}}
 	children := map[string]int{}
 	for si := range im.Segments {
 		for _, e := range im.Segments[si].Entries {
@@ -134,7 +134,8 @@ func (im *Image) resolve(name string, depth int) (string, bool) {
 
 // Entries returns the files of the unpacked rootfs sorted by name, later entries of the image
 // having overridden earlier ones as in the kernel. The root "." is always included (with
-// Segment -1 when no archive carries it); entries the kernel would not create are in Skipped.
+// Pos.SegmentOffset -1 when no archive carries it); entries the kernel would not create are in
+// Skipped.
 func (im *Image) Entries() []Entry {
 	out := make([]Entry, len(im.names))
 	for i, n := range im.names {

@@ -289,7 +289,7 @@ func applyOne(r *rootfs.Root, c Change) error {
 		if err := r.Remove(c.Link); err != nil {
 			return err
 		}
-		removeEmptyDirs(r, filepath.Dir(c.Link))
+		removeEmptyDirs(r, c.Link)
 		return nil
 	case Create, Repoint:
 		if err := r.MkdirAll(filepath.Dir(c.Link), 0o755); err != nil {
@@ -312,13 +312,27 @@ func applyOne(r *rootfs.Root, c Change) error {
 	return fmt.Errorf("unknown op %q", c.Op)
 }
 
-// removeEmptyDirs removes empty directories from dir up to, not including, weak-updates/.
-func removeEmptyDirs(r *rootfs.Root, dir string) {
-	for filepath.Base(dir) != "weak-updates" && filepath.Base(dir) != "/" {
+// removeEmptyDirs removes the directories that removing the link at link left empty: its
+// own, then each parent the removal of a child emptied, up to and not including the nearest
+// weak-updates/ above it. Those are the directories making the link's path needed (kabiguard
+// makes them with the link); everything else is the admin's and stays: weak-updates/ itself
+// and anything above it, any directory with something left in it (an empty one beside the
+// link included), a symlink on the path (removing it would not remove a directory), and every
+// directory of a link that is not below a weak-updates/.
+func removeEmptyDirs(r *rootfs.Root, link string) {
+	wu := filepath.Dir(link)
+	for filepath.Base(wu) != "weak-updates" {
+		if wu = filepath.Dir(wu); wu == filepath.Dir(wu) {
+			return
+		}
+	}
+	for dir := filepath.Dir(link); dir != wu; dir = filepath.Dir(dir) {
+		if fi, err := r.Lstat(dir); err != nil || !fi.IsDir() {
+			return
+		}
 		if err := r.Remove(dir); err != nil {
 			return
 		}
-		dir = filepath.Dir(dir)
 	}
 }
 

@@ -120,12 +120,12 @@ func walkRPM(ra io.ReaderAt, size int64, fn WalkFunc) error {
 		return err
 	}
 	seen := map[string]bool{}
-	visit := func(rec initramfs.Record, body io.Reader) error {
+	visit := func(rec initramfs.Entry, body io.Reader) error {
 		if !rec.IsRegular() {
 			return nil
 		}
 		seen[rec.Name] = true
-		return fn(File{Name: rec.Name, Mode: initramfs.Entry{Mode: rec.Mode}.FileMode(), Size: rec.Size}, body)
+		return fn(File{Name: rec.Name, Mode: rec.FileMode(), Size: rec.Size}, body)
 	}
 	im, err := initramfs.Read(io.NewSectionReader(ra, off, size-off), size-off, "payload", initramfs.Options{Visit: visit})
 	if err != nil {
