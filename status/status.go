@@ -12,6 +12,9 @@ type Report struct {
 	Rows    []weakupdates.Row // one per kernel and external or required module, annotated
 	Images  []Image           // one per kernel, in Kernels' order
 	Errs    []error           // what could not be read for a row (status prints them; exit 1)
+	// Dangling are, per kernel, its weak-updates links that point at nothing (whoever made
+	// them: the next `kabiguard link` removes them), as the inventory found them.
+	Dangling map[string][]string
 
 	lacking map[string]bool // kernels whose image lacks a required early module (Annotate)
 }
@@ -24,8 +27,16 @@ func Collect(root string, cfg *config.Config) (*Report, error) {
 	}
 	rep := &Report{}
 	rep.Rows, rep.Errs = weakupdates.Status(res, cfg)
+	rep.Dangling = map[string][]string{}
 	for _, kp := range res.Plan.Kernels {
 		rep.Kernels = append(rep.Kernels, kp.Release)
+		if t := res.Inventory.Tree(kp.Release); t != nil {
+			for _, l := range t.Links {
+				if l.Dangling {
+					rep.Dangling[kp.Release] = append(rep.Dangling[kp.Release], l.Path)
+				}
+			}
+		}
 	}
 	rep.Images = Images(root, cfg, rep.Kernels)
 	rep.lacking = Annotate(rep.Rows, rep.Images, cfg)
