@@ -3,6 +3,7 @@ package metrics
 import (
 	"bufio"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -13,14 +14,24 @@ type family struct {
 	samples    []sample
 }
 
-// sample is one line of a family; labels are name, value pairs in the order written.
+// sample is one line of a family; labels are name, value pairs, sorted by name as Prometheus
+// exposes them, so the file reads as node_exporter's /metrics shows it.
 type sample struct {
 	labels []string
 	value  float64
 }
 
 func (f *family) add(value float64, labels ...string) {
-	f.samples = append(f.samples, sample{labels: labels, value: value})
+	pairs := make([][2]string, 0, len(labels)/2)
+	for i := 0; i+1 < len(labels); i += 2 {
+		pairs = append(pairs, [2]string{labels[i], labels[i+1]})
+	}
+	slices.SortFunc(pairs, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	sorted := make([]string, 0, len(labels))
+	for _, p := range pairs {
+		sorted = append(sorted, p[0], p[1])
+	}
+	f.samples = append(f.samples, sample{labels: sorted, value: value})
 }
 
 // flag is a gauge's value for a condition.

@@ -67,7 +67,7 @@ func TestRenderZeroSamples(t *testing.T) {
 		t.Errorf("%d module_state samples for %d states and %d rows", n, states, len(rep.Rows))
 	}
 	for _, st := range status.ImageStates {
-		if !strings.Contains(text, `kabiguard_image_state{kernel="k2",image="",state="`+st+`"} `) {
+		if !strings.Contains(text, `kabiguard_image_state{image="",kernel="k2",state="`+st+`"} `) {
 			t.Errorf("no image_state sample for state %s", st)
 		}
 	}
@@ -75,7 +75,7 @@ func TestRenderZeroSamples(t *testing.T) {
 		`kabiguard_kernel_ready{kernel="k1"} 1`, `kabiguard_kernel_ready{kernel="k2"} 1`,
 		`kabiguard_boot_kernel_ready{kernel="k2",source="newest"} 1`,
 		`kabiguard_dangling_links{kernel="k1"} 0`, `kabiguard_dangling_links{kernel="k2"} 0`,
-		`kabiguard_image_stale{kernel="k1",image="/boot/initrd.img-k1"} 0`,
+		`kabiguard_image_stale{image="/boot/initrd.img-k1",kernel="k1"} 0`,
 		`kabiguard_module_required{kernel="k1",module="drbd"} 1`,
 		"kabiguard_status_ok 1", "kabiguard_last_run_timestamp_seconds 0", "kabiguard_last_run_success 0",
 	} {

@@ -110,7 +110,7 @@ func TestSampleRootMetrics(t *testing.T) {
 	sample.Image(t, root, sample.K53, filepath.Join(root, "boot", "initramfs-"+sample.K53+".img"))
 	img53 := "/boot/initramfs-" + sample.K53 + ".img" // labels name paths in the root
 	text, _ = render(t, root)
-	if v := value(t, text, `kabiguard_image_state{kernel="`+sample.K53+`",image="`+img53+`",state="current"}`); v != 1 {
+	if v := value(t, text, `kabiguard_image_state{image="`+img53+`",kernel="`+sample.K53+`",state="current"}`); v != 1 {
 		t.Errorf("53's fresh image current = %v", v)
 	}
 	if v := value(t, text, `kabiguard_kernel_ready{kernel="`+sample.K53+`"}`); v != 1 {
@@ -149,10 +149,10 @@ func TestSampleRootMetrics(t *testing.T) {
 	if total == 0 {
 		t.Fatal("the broken root has no dangling link: the test's premise failed")
 	}
-	if v := value(t, text, `kabiguard_image_stale{kernel="`+sample.K53+`",image="`+img53+`"}`); v != 1 {
+	if v := value(t, text, `kabiguard_image_stale{image="`+img53+`",kernel="`+sample.K53+`"}`); v != 1 {
 		t.Errorf("53's image stale = %v:\n%s", v, text)
 	}
-	if v := value(t, text, `kabiguard_image_state{kernel="`+sample.K53+`",image="`+img53+`",state="current"}`); v != 0 {
+	if v := value(t, text, `kabiguard_image_state{image="`+img53+`",kernel="`+sample.K53+`",state="current"}`); v != 0 {
 		t.Errorf("53's stale image also current = %v", v)
 	}
 	// A stale copy of a module that is not early does not stop 53 booting (the gate's rule).
