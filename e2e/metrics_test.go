@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -96,6 +97,10 @@ func TestMetricsThroughNodeExporter(t *testing.T) {
 	want := samples(t, string(data), "kabiguard_")
 	if end := want["kabiguard_last_run_timestamp_seconds"]; end < float64(before) || want["kabiguard_last_run_success"] != 1 {
 		t.Fatalf("the link run is not recorded in %s (last run %v, link started %d):\n%s", file, end, before, data)
+	}
+	// --stdout prints what the file holds (the last run carried over from it).
+	if printed := samples(t, kabiguard("metrics", "--root", root, "--stdout"), "kabiguard_"); !maps.Equal(printed, want) {
+		t.Errorf("metrics --stdout differs from %s:\n%v\n%v", file, printed, want)
 	}
 	if n := len(want); n < 50 {
 		t.Fatalf("only %d kabiguard samples in %s:\n%s", n, file, data)

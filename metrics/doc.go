@@ -9,6 +9,10 @@
 // such as kabiguard_module_state{state="missing"} == 1 has a series to compare before anything
 // goes missing, and a vanished series means a vanished kernel or module, not a healthy one.
 //
+// Labels are written sorted by name, as Prometheus exposes them (so the file reads as
+// node_exporter's /metrics shows it); image paths are the paths inside the root
+// ("/boot/initrd.img-K"), the same whatever --root was.
+//
 // The default boot kernel (kabiguard_boot_kernel_ready) is found the way the boot loader
 // would pick it, since kabiguard itself writes no boot entry: GRUB's saved_entry naming a Boot
 // Loader Specification entry (RHEL: grubby --set-default), else the /vmlinuz or /boot/vmlinuz
