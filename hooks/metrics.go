@@ -16,7 +16,8 @@ func refreshMetrics(opt Options, runErr error) {
 		return
 	}
 	run := &metrics.LastRun{End: time.Now(), OK: runErr == nil}
-	if err := metrics.Update(opt.Root, opt.Config, path, run); err != nil && opt.Losses != nil {
+	err := metrics.Update(metrics.Options{Root: opt.Root, Config: opt.Config, Path: path, Run: run, Removing: opt.Removing, Gone: opt.Gone})
+	if err != nil && opt.Losses != nil {
 		fmt.Fprintf(opt.Losses, "%swarning: metrics not refreshed: %v\n", opt.Prefix, err)
 	}
 }

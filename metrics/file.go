@@ -51,19 +51,29 @@ func Target(root string, cfg *config.Config) string {
 	return filepath.Join(root, cfg.MetricsDir, FileName)
 }
 
-// Collect takes the snapshot of root to write to path (host path below root): status now,
-// the default boot kernel, and run as the last run, or, when run is nil, the last run path
-// records (its values carried over).
-func Collect(root string, cfg *config.Config, path string, run *LastRun) (Snapshot, error) {
-	rep, err := status.Collect(root, cfg)
+// Options say what Collect and Update look at.
+type Options struct {
+	Root   string
+	Config *config.Config
+	Path   string   // the file (host path below Root); "" for none (Render to stdout only)
+	Run    *LastRun // the run that just ended; nil: the last run Path records is carried over
+	// Removing and Gone are the run's (weakupdates.Preview): a kernel being removed is not
+	// reported.
+	Removing, Gone []string
+}
+
+// Collect takes the snapshot of o.Root to write to o.Path: status now, the default boot
+// kernel, and the last run.
+func Collect(o Options) (Snapshot, error) {
+	rep, err := status.Collect(o.Root, o.Config, o.Removing, o.Gone)
 	if err != nil {
 		return Snapshot{}, err
 	}
-	s := Snapshot{Root: root, Report: rep, Boot: DefaultBoot(root, rep.Kernels)}
-	if run != nil {
-		s.LastRun = *run
-	} else if path != "" {
-		s.LastRun = recorded(root, path)
+	s := Snapshot{Root: o.Root, Report: rep, Boot: DefaultBoot(o.Root, rep.Kernels)}
+	if o.Run != nil {
+		s.LastRun = *o.Run
+	} else if o.Path != "" {
+		s.LastRun = recorded(o.Root, o.Path)
 	}
 	return s, nil
 }
@@ -81,14 +91,13 @@ func Write(root, path string, s Snapshot) error {
 	return r.WriteAtomic(path, 0o644, func(w io.Writer) error { return Render(w, s) })
 }
 
-// Update refreshes path from root as it is now, run being the run that just ended (or nil,
-// see Collect).
-func Update(root string, cfg *config.Config, path string, run *LastRun) error {
-	s, err := Collect(root, cfg, path, run)
+// Update refreshes o.Path from o.Root as it is now.
+func Update(o Options) error {
+	s, err := Collect(o)
 	if err != nil {
 		return err
 	}
-	return Write(root, path, s)
+	return Write(o.Root, o.Path, s)
 }
 
 // recorded reads the last run an earlier write of path recorded; zero when there is none.

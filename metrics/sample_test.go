@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,7 +40,7 @@ func render(t *testing.T, root string) (string, metrics.Snapshot) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := metrics.Collect(root, cfg, "", nil)
+	s, err := metrics.Collect(metrics.Options{Root: root, Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,13 +214,13 @@ func TestLinkRunsRefreshTheFile(t *testing.T) {
 	}
 	dir := filepath.Join(root, metrics.DefaultDir)
 	path := filepath.Join(dir, metrics.FileName)
-	if err := metrics.Update(root, cfg, path, nil); err == nil {
+	if err := metrics.Update(metrics.Options{Root: root, Config: cfg, Path: path}); err == nil {
 		t.Fatal("written into a directory that does not exist")
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := metrics.Update(root, cfg, path, nil); err != nil {
+	if err := metrics.Update(metrics.Options{Root: root, Config: cfg, Path: path}); err != nil {
 		t.Fatal(err)
 	}
 	if p := metrics.Target(root, cfg); p != path {
@@ -242,7 +243,7 @@ func TestLinkRunsRefreshTheFile(t *testing.T) {
 	if value(t, text, `kabiguard_module_state{kernel="`+sample.K53+`",module="kabidemo",state="weak"}`) != 1 {
 		t.Errorf("the file does not show the links the run made:\n%s", text)
 	}
-	if err := metrics.Update(root, cfg, path, nil); err != nil {
+	if err := metrics.Update(metrics.Options{Root: root, Config: cfg, Path: path}); err != nil {
 		t.Fatal(err)
 	}
 	data, _ = os.ReadFile(path)
@@ -252,6 +253,15 @@ func TestLinkRunsRefreshTheFile(t *testing.T) {
 	if leftovers, _ := filepath.Glob(filepath.Join(dir, "*")); len(leftovers) != 1 {
 		t.Errorf("the directory holds %v, want only %s", leftovers, metrics.FileName)
 	}
+	// A kernel's removal (hook remove runs while its files may still be there) is not reported.
+	if _, err := hooks.Run(hooks.Options{Root: root, Config: cfg, NoInitramfs: true, Removing: []string{sample.K54}}); err != nil {
+		t.Fatal(err)
+	}
+	data, _ = os.ReadFile(path)
+	if _, err := os.Stat(filepath.Join(root, "lib", "modules", sample.K54, "modules.dep")); err != nil || strings.Contains(string(data), sample.K54) {
+		t.Errorf("the kernel being removed (its tree still there: %v) is in the metrics:\n%s", err, data)
+	}
+	value(t, string(data), `kabiguard_kernel_ready{kernel="`+sample.K53+`"}`) // the others still are
 	// metrics_dir = off: runs leave the file alone.
 	cfg.MetricsDir = metrics.Off
 	if p := metrics.Target(root, cfg); p != "" {

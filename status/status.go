@@ -19,9 +19,11 @@ type Report struct {
 	lacking map[string]bool // kernels whose image lacks a required early module (Annotate)
 }
 
-// Collect computes the report of the tree under root as it is now (nothing is changed).
-func Collect(root string, cfg *config.Config) (*Report, error) {
-	res, err := weakupdates.Preview(cfg, root, nil, nil)
+// Collect computes the report of the tree under root as it is now (nothing is changed), as
+// weakupdates.Preview sees it: kernels in removing (being removed) are left out, builds in
+// gone are not offered.
+func Collect(root string, cfg *config.Config, removing, gone []string) (*Report, error) {
+	res, err := weakupdates.Preview(cfg, root, removing, gone)
 	if err != nil {
 		return nil, err
 	}

@@ -123,7 +123,7 @@ func (c *statusCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	rep, err := status.Collect(c.Root, cfg)
+	rep, err := status.Collect(c.Root, cfg, nil, nil)
 	if err != nil {
 		return err
 	}

@@ -47,7 +47,7 @@ func (c *metricsCmd) Run(e *env) error {
 		dir = metrics.DefaultDir
 	}
 	path := filepath.Join(c.Root, dir, metrics.FileName)
-	s, err := metrics.Collect(c.Root, cfg, path, nil)
+	s, err := metrics.Collect(metrics.Options{Root: c.Root, Config: cfg, Path: path})
 	if err != nil {
 		return err
 	}
