@@ -24,13 +24,26 @@ type LastRun struct {
 	OK  bool      // it did everything it had to (exit 0, or a kernel removal's warning only)
 }
 
+// moduleStates is every state a status row can have (weakupdates.State's range).
+var moduleStates = func() []weakupdates.State {
+	var out []weakupdates.State
+	for st := weakupdates.Native; st <= weakupdates.Undecided; st++ {
+		out = append(out, st)
+	}
+	return out
+}()
+
 // Render writes s in the Prometheus text exposition format.
 func Render(w io.Writer, s Snapshot) error {
 	rep := s.Report
-	state := &family{name: "kabiguard_module_state", help: "State of an external or required module for an installed kernel, as 'kabiguard status' shows it: 1 for the current state, 0 for every other one (native, weak, pending, incompatible, undecided, missing, dangling, stale, excluded, unreadable, blocked, admin)."}
+	var states []string
+	for _, st := range moduleStates {
+		states = append(states, st.String())
+	}
+	state := &family{name: "kabiguard_module_state", help: "State of an external or required module for an installed kernel, as 'kabiguard status' shows it: 1 for the current state, 0 for every other one (" + strings.Join(states, ", ") + ")."}
 	required := &family{name: "kabiguard_module_required", help: "1 when the module is required (/etc/kabiguard/required.d), 0 when it is an external module only."}
 	for _, r := range rep.Rows {
-		for st := weakupdates.Native; st <= weakupdates.Undecided; st++ {
+		for _, st := range moduleStates {
 			state.add(flag(r.State == st), "kernel", r.Kernel, "module", r.Module, "state", st.String())
 		}
 		required.add(flag(r.Required), "kernel", r.Kernel, "module", r.Module)
@@ -45,7 +58,7 @@ func Render(w io.Writer, s Snapshot) error {
 	if s.Boot.Kernel != "" {
 		boot.add(flag(rep.Ready(s.Boot.Kernel)), "kernel", s.Boot.Kernel, "source", s.Boot.Source)
 	}
-	image := &family{name: "kabiguard_image_state", help: "State of the kernel's initramfs against its module tree, as 'kabiguard status' shows it: 1 for the current state, 0 for every other one (current, stale, lacks-early, no-image, unreadable); image is its path, empty when there is none."}
+	image := &family{name: "kabiguard_image_state", help: "State of the kernel's initramfs against its module tree, as 'kabiguard status' shows it: 1 for the current state, 0 for every other one (" + strings.Join(status.ImageStates, ", ") + "); image is its path in the root, empty when there is none."}
 	stale := &family{name: "kabiguard_image_stale", help: "1 when the kernel's initramfs holds module copies that are not the builds its tree resolves to (the next 'kabiguard link' refreshes it)."}
 	for _, im := range rep.Images {
 		for _, st := range status.ImageStates {
