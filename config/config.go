@@ -32,6 +32,10 @@ type Config struct {
 	// OnMissingRequired is "refuse" (default: kernel-install add fails and the kernel gets no
 	// boot entry) or "warn" (the reason is printed, the kernel is installed anyway).
 	OnMissingRequired string
+	// MetricsDir is where link runs keep node_exporter textfile metrics (kabiguard.prom): a
+	// directory below the root, "off", or "" (default: refresh the file only where
+	// `kabiguard metrics` wrote it, in node_exporter's default directory).
+	MetricsDir string
 	// Required are the modules every kernel must be able to load, sorted by name.
 	Required []Required
 }
@@ -111,7 +115,7 @@ func eachLine(r *rootfs.Root, path string, fn func(line int, text string) error)
 
 // Settings are the keys kabiguard.conf accepts (each documented in the shipped file, from which
 // kabiguard.conf(5) is made).
-var Settings = []string{"never_weak", "share_builds", "on_missing_required"}
+var Settings = []string{"never_weak", "share_builds", "on_missing_required", "metrics_dir"}
 
 // ErrLineTooLong is wrapped when a configuration line exceeds the bound.
 var ErrLineTooLong = errors.New("line too long")
@@ -136,6 +140,11 @@ func (c *Config) loadMain(r *rootfs.Root, path string) error {
 				return fmt.Errorf("on_missing_required must be refuse or warn, not %q", value)
 			}
 			c.OnMissingRequired = value
+		case "metrics_dir":
+			if value != "off" && !filepath.IsAbs(value) {
+				return fmt.Errorf("metrics_dir must be off or an absolute directory, not %q", value)
+			}
+			c.MetricsDir = filepath.Clean(value)
 		default:
 			return fmt.Errorf("unknown setting %q (known: %s)", key, strings.Join(Settings, ", "))
 		}

@@ -31,7 +31,7 @@ func TestDefaultsWithoutFiles(t *testing.T) {
 
 func TestLoad(t *testing.T) {
 	root := t.TempDir()
-	write(t, root, MainFile, "# comment\nnever_weak = zfs spl\nshare_builds = any # inline comment\non_missing_required = warn\n")
+	write(t, root, MainFile, "# comment\nnever_weak = zfs spl\nshare_builds = any # inline comment\non_missing_required = warn\nmetrics_dir = /srv/prom/\n")
 	write(t, root, RequiredDir+"/drbd.conf", "drbd early\ndrbd_transport_tcp\n")
 	write(t, root, RequiredDir+"/moxa.conf", "npreal2\n\n# twice, once early: early wins\ndrbd\n")
 	write(t, root, RequiredDir+"/ignored.txt", "not_a_conf\n")
@@ -39,7 +39,7 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(c.NeverWeak, []string{"zfs", "spl"}) || c.ShareBuilds != "any" || c.OnMissingRequired != "warn" {
+	if !reflect.DeepEqual(c.NeverWeak, []string{"zfs", "spl"}) || c.ShareBuilds != "any" || c.OnMissingRequired != "warn" || c.MetricsDir != "/srv/prom" {
 		t.Fatalf("settings: %+v", c)
 	}
 	var got []string
@@ -60,6 +60,7 @@ func TestErrorsNameFileAndLine(t *testing.T) {
 		"bad share":    {MainFile, "share_builds = sometimes\n"},
 		"no equals":    {MainFile, "never_weak zfs\n"},
 		"bad on_miss":  {MainFile, "on_missing_required = maybe\n"},
+		"relative dir": {MainFile, "metrics_dir = var/lib/prom\n"},
 		"unknown flag": {RequiredDir + "/x.conf", "drbd eraly\n"},
 	} {
 		t.Run(name, func(t *testing.T) {

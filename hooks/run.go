@@ -75,8 +75,17 @@ func (e ImageError) Unwrap() error { return e.Err }
 // said, and then, under the tree lock, the images of the kernels whose links changed and of
 // those an earlier run left owed are brought up to date (see imagesync.RefreshUpdater) —
 // also after a failed Sync: what did change is done now. Link errors and image errors
-// (ImageError) are joined in the error.
+// (ImageError) are joined in the error. Then the Prometheus metrics are refreshed, if kept
+// (refreshMetrics).
 func Run(opt Options) (*Result, error) {
+	res, err := run(opt)
+	if !opt.DryRun && opt.Config != nil && !errors.Is(err, rootfs.ErrNoRoot) {
+		refreshMetrics(opt, err)
+	}
+	return res, err
+}
+
+func run(opt Options) (*Result, error) {
 	log := orNop(opt.Log)
 	earlier, _ := weakupdates.ImagesOwed(opt.Root) // left owed by runs before this one
 	sres, err := weakupdates.Sync(opt.Config, weakupdates.SyncOptions{Root: opt.Root, Only: opt.Only,

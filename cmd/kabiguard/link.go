@@ -7,6 +7,7 @@ import (
 
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/hooks"
+	"github.com/kabiguard/kabiguard/status"
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
 
@@ -122,25 +123,11 @@ func (c *statusCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	res, err := weakupdates.Preview(cfg, c.Root, nil, nil)
+	rep, err := status.Collect(c.Root, cfg, nil, nil)
 	if err != nil {
 		return err
 	}
-	rows, errs := weakupdates.Status(res, cfg)
-	bad := false
-	for _, r := range rows {
-		if r.Required && r.State != weakupdates.Native && r.State != weakupdates.Weak {
-			bad = true
-		}
-	}
-	var kernels []string
-	for _, kp := range res.Plan.Kernels {
-		kernels = append(kernels, kp.Release)
-	}
-	images := imageStates(c.Root, cfg, kernels)
-	if annotate(rows, images, cfg) {
-		bad = true
-	}
+	rows, errs, images := rep.Rows, rep.Errs, rep.Images
 	if c.JSON {
 		if rows == nil {
 			rows = []weakupdates.Row{}
@@ -175,7 +162,7 @@ func (c *statusCmd) Run(e *env) error {
 		fmt.Fprintf(e.stderr, "kabiguard: %v\n", err)
 	}
 	noteImagesOwed(e.stderr, c.Root, "kabiguard: ") // hook.go
-	if bad || len(errs) > 0 {
+	if !rep.OK() {
 		return problemError{}
 	}
 	return nil

@@ -37,7 +37,7 @@ func render(t *testing.T, args ...string) string {
 func TestConfPageDocumentsEverySetting(t *testing.T) {
 	page := render(t, "conf", filepath.Join(testkit.RepoDir(), "etc", "kabiguard.conf"))
 	def := config.Default()
-	defaults := map[string]string{"never_weak": "", "share_builds": def.ShareBuilds, "on_missing_required": def.OnMissingRequired}
+	defaults := map[string]string{"never_weak": "", "share_builds": def.ShareBuilds, "on_missing_required": def.OnMissingRequired, "metrics_dir": def.MetricsDir}
 	for _, key := range config.Settings {
 		want, ok := defaults[key]
 		if !ok {

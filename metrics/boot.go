@@ -1,0 +1,68 @@
+package metrics
+
+import (
+	"bufio"
+	"bytes"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/kabiguard/kabiguard/internal/rootfs"
+	"github.com/kabiguard/kabiguard/kabi"
+)
+
+// Boot is the kernel the boot loader starts by default, and how it was found.
+type Boot struct {
+	Kernel string
+	Source string // "grub-saved-entry", "vmlinuz-symlink" or "newest"
+}
+
+// DefaultBoot finds the default boot kernel among the installed kernels (see the package
+// comment); a choice naming a kernel that is not installed is passed over.
+func DefaultBoot(root string, kernels []string) Boot {
+	if len(kernels) == 0 {
+		return Boot{}
+	}
+	if r, err := rootfs.At(root); err == nil {
+		if k := savedEntry(r); slices.Contains(kernels, k) {
+			return Boot{k, "grub-saved-entry"}
+		}
+		for _, l := range []string{"vmlinuz", "boot/vmlinuz"} {
+			t, err := r.Readlink(r.Path(l))
+			if k, ok := strings.CutPrefix(filepath.Base(t), "vmlinuz-"); err == nil && ok && slices.Contains(kernels, k) {
+				return Boot{k, "vmlinuz-symlink"}
+			}
+		}
+	}
+	return Boot{slices.MaxFunc(kernels, kabi.CompareReleases), "newest"}
+}
+
+// savedEntry is the release of the Boot Loader Specification entry GRUB's environment block
+// saves as the default (grubby --set-default on RHEL), or "".
+func savedEntry(r *rootfs.Root) string {
+	for _, env := range []string{"boot/grub2/grubenv", "boot/grub/grubenv"} {
+		id := value(r, r.Path(env), "saved_entry", "=")
+		if id == "" || strings.ContainsRune(id, '/') {
+			continue
+		}
+		if v := value(r, r.Path("boot", "loader", "entries", id+".conf"), "version", " "); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// value reads the first "key SEP value" line of the regular file p, or "".
+func value(r *rootfs.Root, p, key, sep string) string {
+	data, err := r.ReadFile(p)
+	if err != nil {
+		return ""
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), key+sep); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
