@@ -1,0 +1,232 @@
+# kabiguard's dnf 4 plugin: keep a kernel that would boot without a required module out of the
+# transaction. A thin caller of `kabiguard forecast --json`: every decision is kabiguard's.
+#
+# Hook: resolved(). Forecasting needs the package file, which exists only once downloaded, and
+# taking a package out needs a transaction that has not started. So, once dnf has resolved the
+# transaction (before the summary and the prompt), the plugin downloads only the transaction's
+# kernel packages (dnf's own download, into its cache, so the later download finds them), has
+# kabiguard forecast each one against the host (--installroot's root when given), and for a
+# kernel that would lose a required module (policy refuse) excludes it and what in the
+# transaction needs it, then resolves again: the rest of the transaction goes on, and a kernel
+# picked instead (an older candidate) is forecast in turn. When dnf cannot resolve without it
+# (the kernel was asked for by exact name, for example), the plugin raises an error, which
+# stops dnf before anything is downloaded or installed.
+
+import json
+import logging
+import os
+import subprocess
+
+import dnf
+import dnf.exceptions
+import dnf.transaction
+import libdnf.transaction
+
+logger = logging.getLogger('dnf.plugin')
+
+PREFIX = 'kabiguard: '
+MAX_PROBLEMS = 3  # symbols shown per module; the forecast has them all (--json)
+
+
+def is_kernel(pkg):
+    """A kernel package ships its image beside its modules, as RHEL's kernel-core does."""
+    for f in pkg.files:
+        if f.startswith('/lib/modules/') and f.endswith('/vmlinuz') and f.count('/') == 4:
+            return True
+        if f.startswith('/usr/lib/modules/') and f.endswith('/vmlinuz') and f.count('/') == 5:
+            return True
+    return False
+
+
+class Verdict(object):
+    """kabiguard's forecast of one kernel package."""
+
+    def __init__(self, pkg, code, report, error):
+        self.pkg = pkg
+        self.code = code  # forecast's exit status: 0 keeps, 1 would not, 2 error
+        self.report = report  # the package's forecast (JSON object), when there is one
+        self.error = error  # what went wrong, when code is 2
+
+    def refused(self):
+        return self.code == 1
+
+    def lines(self):
+        """Why the kernel would boot without some required module: module, symbol, CRCs."""
+        r = self.report or {}
+        kernel = r.get('kernel', '?')
+        lost = r.get('lost') or []
+        out = ['%s (%s) would boot without %s' % (self.pkg, kernel, ', '.join(lost) or 'a required module')]
+        for m in r.get('modules') or []:
+            if m.get('module') not in lost:
+                continue
+            problems = m.get('problems') or []
+            if not problems:
+                out.append('  %s: %s: %s' % (m.get('module'), m.get('state'), m.get('reason', '')))
+                continue
+            out.append('  %s: %s, %d symbol(s):' % (m.get('module'), m.get('state'), len(problems)))
+            for p in problems[:MAX_PROBLEMS]:
+                if p.get('kind') == 'crc':
+                    out.append('    %s: module wants CRC %s, kernel has %s' % (p.get('symbol'), p.get('want'), p.get('have')))
+                else:
+                    out.append('    %s: not exported by the kernel (module wants %s)' % (p.get('symbol'), p.get('want')))
+            if len(problems) > MAX_PROBLEMS:
+                out.append('    and %d more' % (len(problems) - MAX_PROBLEMS))
+        return out
+
+
+class Kabiguard(dnf.Plugin):
+    name = 'kabiguard'
+
+    def __init__(self, base, cli):
+        super(Kabiguard, self).__init__(base, cli)
+        self.policy = 'refuse'
+        self.binary = '/usr/sbin/kabiguard'
+        self.verdicts = {}  # str(pkg) -> Verdict, so a kernel is forecast once per run
+        self.busy = False  # resolved() resolves again, and dnf calls resolved() again then
+
+    def config(self):
+        conf = self.read_config(self.base.conf)
+        if conf.has_section('main'):
+            if conf.has_option('main', 'policy'):
+                self.policy = conf.get('main', 'policy').strip()
+            if conf.has_option('main', 'kabiguard'):
+                self.binary = conf.get('main', 'kabiguard').strip()
+        if self.policy not in ('refuse', 'warn'):
+            raise dnf.exceptions.ConfigError(
+                PREFIX + 'policy = %s in kabiguard.conf: want refuse or warn' % self.policy)
+
+    def resolved(self):
+        if self.busy or self.base.transaction is None:
+            return
+        if not os.access(self.binary, os.X_OK):
+            logger.warning(PREFIX + '%s not found: kernels in this transaction are not checked', self.binary)
+            return
+        self.busy = True
+        try:
+            self.judge_transaction()
+        finally:
+            self.busy = False
+
+    def judge_transaction(self):
+        # Each round takes refused kernels out and resolves again; a round either ends the
+        # loop or excludes at least one more package, so it ends.
+        while True:
+            kernels = [p for p in self.base.transaction.install_set if is_kernel(p)]
+            if not kernels:
+                return
+            verdicts = self.forecast(kernels)
+            failed = [v for v in verdicts if v.code not in (0, 1)]
+            for v in failed:
+                if self.policy == 'refuse':
+                    self.deny('cannot forecast %s: %s' % (v.pkg, v.error))
+                logger.warning(PREFIX + 'cannot forecast %s: %s', v.pkg, v.error)
+            refused = [v for v in verdicts if v.refused()]
+            if not refused:
+                return
+            for v in refused:
+                for line in v.lines():
+                    logger.warning(PREFIX + line)
+            if self.policy == 'warn':
+                logger.warning(PREFIX + 'policy warn: installing it all the same')
+                return
+            self.take_out([v.pkg for v in refused])
+
+    def forecast(self, kernels):
+        todo = [p for p in kernels if str(p) not in self.verdicts]
+        if todo:
+            self.base.download_packages(todo)
+            for p in todo:
+                self.verdicts[str(p)] = self.run_forecast(p)
+        return [self.verdicts[str(p)] for p in kernels]
+
+    def run_forecast(self, pkg):
+        cmd = [self.binary, 'forecast', '--json', '--root', self.base.conf.installroot, pkg.localPkg()]
+        try:
+            res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+        except OSError as e:
+            return Verdict(pkg, 2, None, str(e))
+        if res.returncode not in (0, 1):
+            return Verdict(pkg, 2, None, (res.stderr.strip() or 'exit status %d' % res.returncode))
+        try:
+            reports = json.loads(res.stdout)
+        except ValueError as e:
+            return Verdict(pkg, 2, None, '%s: unreadable JSON: %s' % (' '.join(cmd), e))
+        if len(reports) != 1:
+            return Verdict(pkg, 2, None, '%s: %d forecasts, want 1' % (' '.join(cmd), len(reports)))
+        return Verdict(pkg, res.returncode, reports[0], None)
+
+    def take_out(self, refused):
+        """Exclude the refused kernels and what in the transaction needs them; resolve again."""
+        out = self.with_dependents(refused)
+        for p in out:
+            if p not in refused:
+                logger.warning(PREFIX + 'taking %s out too: it needs a kernel kept out', p)
+        items = [(tsi.action, tsi.reason, tsi.pkg) for tsi in self.base.transaction]
+        self.base.sack.add_excludes(out)
+        try:
+            # The same requests without those packages: an upgrade or an install by name
+            # picks another candidate, or leaves the package as it is.
+            self.base.resolve(self.allow_erasing())
+        except dnf.exceptions.DepsolveError as e:
+            # A request named an excluded package itself (dnf install kernel-core-VERSION).
+            self.resolve_without(items, out, e)
+        logger.warning(PREFIX + 'kept out of this transaction: %s; the rest goes on',
+                       ', '.join(str(p) for p in out))
+
+    def resolve_without(self, items, out, why):
+        """Resolve anew the transaction dnf had resolved, less the packages in out: each
+        package the user asked for, upgrade, downgrade, reinstall and removal becomes a request
+        of its own, the dependencies are left to the solver."""
+        names = ', '.join(str(p) for p in out)
+        mc = getattr(self.base, '_moduleContainer', None)
+        if (mc is not None and mc.isChanged()) or getattr(self.base, '_comps_trans', None):
+            # Resetting the goal would drop the module and group changes of this transaction.
+            self.deny('the transaction changes modules or groups and cannot go on without %s:\n%s' % (names, why))
+        self.base.reset(goal=True)
+        user = libdnf.transaction.TransactionItemReason_USER
+        for action, reason, pkg in items:
+            if pkg in out:
+                continue
+            if action == dnf.transaction.PKG_INSTALL and reason == user:
+                self.base.package_install(pkg, strict=False)
+            elif action == dnf.transaction.PKG_UPGRADE:
+                self.base.package_upgrade(pkg)
+            elif action == dnf.transaction.PKG_DOWNGRADE:
+                self.base.package_downgrade(pkg)
+            elif action == dnf.transaction.PKG_REINSTALL:
+                self.base.package_reinstall(pkg)
+            elif action == dnf.transaction.PKG_REMOVE and reason == user:
+                self.base.package_remove(pkg)
+        try:
+            self.base.resolve(self.allow_erasing())
+        except dnf.exceptions.DepsolveError as e:
+            self.deny('the transaction cannot go on without %s:\n%s' % (names, e))
+        if not self.base.transaction:
+            self.deny('nothing is left of the transaction without %s' % names)
+
+    def allow_erasing(self):
+        return bool(self.cli and self.cli.demands.allow_erasing)
+
+    def with_dependents(self, refused):
+        """refused plus the transaction's packages that need something only those provide."""
+        sack = self.base.sack
+        out = list(refused)
+        pending = sack.query().filterm(pkg=list(self.base.transaction.install_set))
+        while True:
+            gone = sack.query().filterm(pkg=out)
+            more = [p for p in pending.filter(requires=gone) if p not in out and self.needs(p, out)]
+            if not more:
+                return out
+            out.extend(more)
+
+    def needs(self, pkg, gone):
+        """Whether one of pkg's requirements has providers, all of them among gone."""
+        for req in pkg.requires:
+            providers = self.base.sack.query().filterm(provides=req)
+            if providers and all(p in gone for p in providers):
+                return True
+        return False
+
+    def deny(self, why):
+        raise dnf.exceptions.Error(
+            PREFIX + why + '\n' + PREFIX + 'transaction stopped: nothing was installed')

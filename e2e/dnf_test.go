@@ -1,0 +1,237 @@
+package e2e
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kabiguard/kabiguard/internal/testkit"
+)
+
+// dnfForecast is what the test reads of `kabiguard forecast --json`.
+type dnfForecast struct {
+	Kernel, Gate string
+	Lost         []string
+	Modules      []struct {
+		Module, State string
+		Problems      []struct{ Symbol, Kind, Want, Have string }
+	}
+}
+
+// The dnf gate (dnf/kabiguard.py), with the real dnf 4 installing into an installroot whose
+// kernel 6.1.0-55 has v4l2loopback (built for it with Kbuild) required. A local repository holds
+// two kernel-core packages made of real Debian kernels laid out as RHEL ships them: 6.1.0-56
+// and 6.1.0-54, and a kmod package that needs 6.1.0-54. Which of them keeps v4l2loopback is
+// what `kabiguard check` and `kabiguard forecast` say of the real files, not the test:
+//   - policy refuse, one transaction with all three: the kernel that would lose the module is
+//     kept out with module, symbol and CRCs, the kmod that needs it too, and the other kernel
+//     installs;
+//   - the refused kernel alone: dnf stops before anything is installed;
+//   - policy warn: it installs, with the warning.
+func TestDNFGate(t *testing.T) {
+	testkit.NeedsRoot(t, "dnf installs into an installroot as root")
+	for _, tool := range []string{"dnf", "createrepo_c", "rpm", "rpmbuild"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not found: install dnf, createrepo-c and rpm (.ci/run does)", tool)
+		}
+	}
+	k54, k55, k56 := testkit.FetchKernel(t, "6.1.0-54"), testkit.FetchKernel(t, "6.1.0-55"), testkit.FetchKernel(t, "6.1.0-56")
+	mod := testkit.V4L2Loopback(t, k55)
+	kg := testkit.BuildBinary(t, "kabiguard")
+	depends := strings.FieldsFunc(runOut(t, "modinfo", "-F", "depends", mod), func(r rune) bool { return r == ',' || r == '\n' })
+
+	// The installroot: kernel 6.1.0-55 with v4l2loopback, required, and an empty rpm database.
+	root := testkit.NewRoot(t, k55)
+	testkit.Install(t, root, k55.Release, "updates/dkms/v4l2loopback.ko", mod)
+	testkit.Depmod(t, root, k55.Release)
+	writeTestFile(t, filepath.Join(root, "etc/kabiguard/required.d/test.conf"), "v4l2loopback\n")
+	runOut(t, "rpm", "--root", root, "--initdb")
+
+	// The repository.
+	repo := t.TempDir()
+	rpms := map[*testkit.Kernel]string{}
+	for _, k := range []*testkit.Kernel{k54, k56} {
+		rpms[k] = copyInto(t, testkit.KernelCoreRPM(t, k, depends...), repo)
+	}
+	v54, r54 := testkit.RPMVersion(k54.Release)
+	kmod := copyInto(t, testkit.RPMBuild(t, t.TempDir(), fmt.Sprintf(`Name: kmod-needs-%[1]s
+Version: 1
+Release: 1
+Summary: A kmod package for kernel %[1]s only
+License: GPL-2.0-only
+BuildArch: noarch
+Requires: kernel-core = %[2]s-%[3]s
+%%description
+Test package made by kabiguard's tests.
+%%files
+`, k54.ABI, v54, r54)), repo)
+	runOut(t, "createrepo_c", "-q", repo)
+
+	// What kabiguard says of each kernel: good keeps the module (check and forecast agree),
+	// bad would lose it to CRCs.
+	var good, bad *testkit.Kernel
+	fcs := map[*testkit.Kernel]dnfForecast{}
+	for _, k := range []*testkit.Kernel{k54, k56} {
+		keeps := exec.Command(kg, "check", "--symvers", k.Symvers, mod).Run() == nil
+		fcs[k] = forecastRPM(t, kg, root, rpms[k])
+		if keeps != (fcs[k].Gate == "pass") {
+			t.Fatalf("check (loads: %v) and forecast (%+v) disagree on %s", keeps, fcs[k], k.Release)
+		}
+		if keeps {
+			good = k
+		} else {
+			bad = k
+		}
+	}
+	if good == nil || bad == nil || len(fcs[bad].Modules) == 0 || len(fcs[bad].Modules[0].Problems) == 0 {
+		t.Fatalf("this test needs one kernel keeping v4l2loopback and one losing it to CRCs: %+v", fcs)
+	}
+	if bad != k54 {
+		t.Fatalf("the kmod package of this test needs the bad kernel (%s), not %s", k54.Release, bad.Release)
+	}
+	nevra := func(k *testkit.Kernel) string {
+		v, r := testkit.RPMVersion(k.Release)
+		return "kernel-core-" + v + "-" + r
+	}
+	kmodName := strings.TrimSuffix(filepath.Base(kmod), ".noarch.rpm")
+	p := fcs[bad].Modules[0].Problems[0]
+	reason := []string{
+		"kabiguard: " + nevra(bad) + ".x86_64 (" + bad.Release + ") would boot without v4l2loopback",
+		fmt.Sprintf("kabiguard:     %s: module wants CRC %s, kernel has %s", p.Symbol, p.Want, p.Have),
+	}
+	installed := func(pkg string) bool { return exec.Command("rpm", "--root", root, "-q", pkg).Run() == nil }
+	dnf := newDNF(t, root, repo, kg)
+
+	t.Run("refuse keeps the bad kernel and its kmod out, the rest installs", func(t *testing.T) {
+		out, code := dnf("refuse", "install", nevra(bad), nevra(good), kmodName)
+		t.Logf("dnf:\n%s", out)
+		if code != 0 {
+			t.Fatalf("dnf install: exit %d", code)
+		}
+		for _, want := range append(reason, "kabiguard: taking "+kmodName+".noarch out too") {
+			if !strings.Contains(out, want) {
+				t.Errorf("dnf's output lacks %q", want)
+			}
+		}
+		if installed(nevra(bad)) || installed(kmodName) || !installed(nevra(good)) {
+			t.Errorf("installed: %s %v, %s %v, %s %v; want only the good kernel", nevra(bad), installed(nevra(bad)),
+				kmodName, installed(kmodName), nevra(good), installed(nevra(good)))
+		}
+		mustNotExist(t, filepath.Join(root, "lib/modules", bad.Release))
+		if _, err := os.Stat(filepath.Join(root, "lib/modules", good.Release, "vmlinuz")); err != nil {
+			t.Errorf("the good kernel's files: %v", err)
+		}
+	})
+
+	t.Run("refuse alone stops the transaction before anything is installed", func(t *testing.T) {
+		before := runOut(t, "rpm", "--root", root, "-qa")
+		out, code := dnf("refuse", "install", nevra(bad))
+		if code == 0 || !strings.Contains(out, "kabiguard: transaction stopped: nothing was installed") || !strings.Contains(out, reason[0]) {
+			t.Fatalf("dnf install %s: exit %d, want kabiguard's refusal:\n%s", nevra(bad), code, out)
+		}
+		if after := runOut(t, "rpm", "--root", root, "-qa"); after != before {
+			t.Errorf("the stopped transaction changed the rpm database:\n%s\n%s", before, after)
+		}
+		mustNotExist(t, filepath.Join(root, "lib/modules", bad.Release))
+	})
+
+	t.Run("warn installs the bad kernel with the warning", func(t *testing.T) {
+		if fc := forecastRPM(t, kg, root, rpms[bad]); fc.Gate != "refuse" {
+			t.Fatalf("forecast of %s now: %+v, want refuse", nevra(bad), fc)
+		}
+		out, code := dnf("warn", "install", nevra(bad))
+		if code != 0 || !strings.Contains(out, "kabiguard: policy warn: installing it all the same") || !strings.Contains(out, reason[1]) {
+			t.Fatalf("dnf install %s with policy warn: exit %d:\n%s", nevra(bad), code, out)
+		}
+		if !installed(nevra(bad)) {
+			t.Errorf("%s is not installed", nevra(bad))
+		}
+		if _, err := os.Stat(filepath.Join(root, "lib/modules", bad.Release, "vmlinuz")); err != nil {
+			t.Errorf("the kernel's files: %v", err)
+		}
+	})
+}
+
+// newDNF returns a runner of the real dnf on root with repo as its only repository and the
+// repository's plugin (dnf/kabiguard.py) loaded with a kabiguard.conf of the given policy.
+func newDNF(t *testing.T, root, repo, kabiguard string) func(policy string, args ...string) (string, int) {
+	conf := filepath.Join(t.TempDir(), "dnf.conf")
+	writeTestFile(t, conf, "[main]\n")
+	reposd := t.TempDir()
+	shipped, err := os.ReadFile(filepath.Join(testkit.RepoDir(), "dnf", "kabiguard.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(policy string, args ...string) (string, int) {
+		t.Helper()
+		pconf := t.TempDir()
+		c := strings.Replace(string(shipped), "\npolicy = refuse\n", "\npolicy = "+policy+"\n", 1)
+		c = strings.Replace(c, "\nkabiguard = /usr/sbin/kabiguard\n", "\nkabiguard = "+kabiguard+"\n", 1)
+		if !strings.Contains(c, "\npolicy = "+policy+"\n") || !strings.Contains(c, "\nkabiguard = "+kabiguard+"\n") {
+			t.Fatal("dnf/kabiguard.conf has no 'policy = refuse' or 'kabiguard = /usr/sbin/kabiguard' line to set")
+		}
+		writeTestFile(t, filepath.Join(pconf, "kabiguard.conf"), c)
+		cmd := exec.Command("dnf", append([]string{"-y", "--config", conf, "--installroot", root, "--releasever", "12",
+			"--setopt=reposdir=" + reposd, "--repofrompath", "kabiguard-test,file://" + repo, "--nogpgcheck",
+			"--setopt=pluginpath=" + filepath.Join(testkit.RepoDir(), "dnf"), "--setopt=pluginconfpath=" + pconf}, args...)...)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return string(out), ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("dnf: %v", err)
+		}
+		return string(out), 0
+	}
+}
+
+func forecastRPM(t *testing.T, kabiguard, root, rpm string) dnfForecast {
+	t.Helper()
+	out, err := exec.Command(kabiguard, "forecast", "--json", "--root", root, rpm).Output()
+	var fcs []dnfForecast
+	if jerr := json.Unmarshal(out, &fcs); jerr != nil || len(fcs) != 1 {
+		t.Fatalf("kabiguard forecast %s: %v %v\n%s", rpm, err, jerr, out)
+	}
+	return fcs[0]
+}
+
+func runOut(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func writeTestFile(t *testing.T, p, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyInto(t *testing.T, file, dir string) string {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTestFile(t, filepath.Join(dir, filepath.Base(file)), string(data))
+	return filepath.Join(dir, filepath.Base(file))
+}
+
+func mustNotExist(t *testing.T, p string) {
+	t.Helper()
+	if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s exists (or cannot be read: %v): nothing of the refused kernel may be installed", p, err)
+	}
+}
