@@ -17,6 +17,8 @@ import logging
 import os
 import subprocess
 
+import rpm
+
 import dnf
 import dnf.exceptions
 import dnf.transaction
@@ -28,12 +30,32 @@ PREFIX = 'kabiguard: '
 MAX_PROBLEMS = 3  # symbols shown per module; the forecast has them all (--json)
 
 
-def is_kernel(pkg):
-    """A kernel package ships its image beside its modules, as RHEL's kernel-core does."""
-    for f in pkg.files:
-        if f.startswith('/lib/modules/') and f.endswith('/vmlinuz') and f.count('/') == 4:
-            return True
-        if f.startswith('/usr/lib/modules/') and f.endswith('/vmlinuz') and f.count('/') == 5:
+def is_image(path):
+    """Whether path is a kernel image where RHEL's kernel-core ships it: lib/modules/K/vmlinuz."""
+    parts = path.strip('/').split('/')
+    if parts[:1] == ['usr']:
+        parts = parts[1:]
+    return len(parts) == 4 and parts[:2] == ['lib', 'modules'] and parts[3] == 'vmlinuz'
+
+
+def may_be_kernel(pkg):
+    """A package that may ship a kernel image: its file list says so, or, where dnf did not
+    load the repositories' file lists, its name starts with kernel. The package's own header
+    decides (ships_image) once it is downloaded."""
+    return pkg.name.startswith('kernel') or any(is_image(f) for f in pkg.files)
+
+
+def ships_image(path):
+    """Whether the package file at path ships a kernel image, from its header's file list."""
+    ts = rpm.TransactionSet()
+    ts.setVSFlags(rpm._RPMVSF_NOSIGNATURES | rpm._RPMVSF_NODIGESTS)  # dnf verifies them
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        hdr = ts.hdrFromFdno(fd)
+    finally:
+        os.close(fd)
+    for f in hdr[rpm.RPMTAG_FILENAMES] or []:
+        if is_image(f.decode('utf-8', 'replace') if isinstance(f, bytes) else f):
             return True
     return False
 
@@ -46,6 +68,7 @@ class Verdict(object):
         self.code = code  # forecast's exit status: 0 keeps, 1 would not, 2 error
         self.report = report  # the package's forecast (JSON object), when there is one
         self.error = error  # what went wrong, when code is 2
+        self.told = False  # a passing verdict is printed once
 
     def refused(self):
         return self.code == 1
@@ -111,15 +134,16 @@ class Kabiguard(dnf.Plugin):
         # Each round takes refused kernels out and resolves again; a round either ends the
         # loop or excludes at least one more package, so it ends.
         while True:
-            kernels = [p for p in self.base.transaction.install_set if is_kernel(p)]
-            if not kernels:
-                return
-            verdicts = self.forecast(kernels)
+            verdicts = self.forecast([p for p in self.base.transaction.install_set if may_be_kernel(p)])
             failed = [v for v in verdicts if v.code not in (0, 1)]
             for v in failed:
                 if self.policy == 'refuse':
                     self.deny('cannot forecast %s: %s' % (v.pkg, v.error))
                 logger.warning(PREFIX + 'cannot forecast %s: %s', v.pkg, v.error)
+            for v in verdicts:
+                if v.code == 0 and not v.told:
+                    v.told = True
+                    logger.info(PREFIX + '%s (%s) keeps every required module', v.pkg, v.report.get('kernel', '?'))
             refused = [v for v in verdicts if v.refused()]
             if not refused:
                 return
@@ -131,13 +155,19 @@ class Kabiguard(dnf.Plugin):
                 return
             self.take_out([v.pkg for v in refused])
 
-    def forecast(self, kernels):
-        todo = [p for p in kernels if str(p) not in self.verdicts]
+    def forecast(self, candidates):
+        """The verdicts on the candidates that ship a kernel image (downloading them first)."""
+        todo = [p for p in candidates if str(p) not in self.verdicts]
         if todo:
             self.base.download_packages(todo)
             for p in todo:
-                self.verdicts[str(p)] = self.run_forecast(p)
-        return [self.verdicts[str(p)] for p in kernels]
+                try:
+                    kernel = ships_image(p.localPkg())
+                except (OSError, rpm.error) as e:
+                    self.verdicts[str(p)] = Verdict(p, 2, None, '%s: %s' % (p.localPkg(), e))
+                    continue
+                self.verdicts[str(p)] = self.run_forecast(p) if kernel else None
+        return [self.verdicts[str(p)] for p in candidates if self.verdicts[str(p)] is not None]
 
     def run_forecast(self, pkg):
         cmd = [self.binary, 'forecast', '--json', '--root', self.base.conf.installroot, pkg.localPkg()]
@@ -163,25 +193,35 @@ class Kabiguard(dnf.Plugin):
                 logger.warning(PREFIX + 'taking %s out too: it needs a kernel kept out', p)
         items = [(tsi.action, tsi.reason, tsi.pkg) for tsi in self.base.transaction]
         self.base.sack.add_excludes(out)
-        try:
-            # The same requests without those packages: an upgrade or an install by name
-            # picks another candidate, or leaves the package as it is.
-            self.base.resolve(self.allow_erasing())
-        except dnf.exceptions.DepsolveError as e:
-            # A request named an excluded package itself (dnf install kernel-core-VERSION).
-            self.resolve_without(items, out, e)
+        # A goal cannot be solved again after its packages change (libdnf keeps the installonly
+        # packages it chose), so each way below starts from a new one.
+        if not self.replay_command():
+            self.resolve_without(items, out)
         logger.warning(PREFIX + 'kept out of this transaction: %s; the rest goes on',
                        ', '.join(str(p) for p in out))
 
-    def resolve_without(self, items, out, why):
+    def replay_command(self):
+        """Resolve the command line's requests again, now that the refused packages are
+        excluded, as if they had been given to --exclude: an upgrade or an install by name
+        picks the best candidate left. False when there is no command to replay or it names
+        an excluded package itself (dnf install kernel-core-VERSION)."""
+        command = getattr(self.cli, 'command', None)
+        if command is None:
+            return False
+        self.base.reset(goal=True)
+        try:
+            command.run()
+            self.base.resolve(self.allow_erasing())
+        except dnf.exceptions.Error as e:
+            logger.debug(PREFIX + 'the command cannot be resolved again without the refused packages: %s', e)
+            return False
+        return True
+
+    def resolve_without(self, items, out):
         """Resolve anew the transaction dnf had resolved, less the packages in out: each
         package the user asked for, upgrade, downgrade, reinstall and removal becomes a request
         of its own, the dependencies are left to the solver."""
         names = ', '.join(str(p) for p in out)
-        mc = getattr(self.base, '_moduleContainer', None)
-        if (mc is not None and mc.isChanged()) or getattr(self.base, '_comps_trans', None):
-            # Resetting the goal would drop the module and group changes of this transaction.
-            self.deny('the transaction changes modules or groups and cannot go on without %s:\n%s' % (names, why))
         self.base.reset(goal=True)
         user = libdnf.transaction.TransactionItemReason_USER
         for action, reason, pkg in items:

@@ -23,14 +23,17 @@ type dnfForecast struct {
 	}
 }
 
-// The dnf gate (dnf/kabiguard.py), with the real dnf 4 installing into an installroot whose
-// kernel 6.1.0-55 has v4l2loopback (built for it with Kbuild) required. A local repository holds
-// two kernel-core packages made of real Debian kernels laid out as RHEL ships them: 6.1.0-56
-// and 6.1.0-54, and a kmod package that needs 6.1.0-54. Which of them keeps v4l2loopback is
-// what `kabiguard check` and `kabiguard forecast` say of the real files, not the test:
-//   - policy refuse, one transaction with all three: the kernel that would lose the module is
-//     kept out with module, symbol and CRCs, the kmod that needs it too, and the other kernel
-//     installs;
+// The dnf gate (dnf/kabiguard.py), with the real dnf 4 installing into installroots whose
+// kernel 6.1.0-55 has v4l2loopback (built for it with Kbuild) required. A local repository
+// holds kernel-core packages made of real Debian kernels laid out as RHEL ships them (6.1.0-54,
+// 6.1.0-56, 6.12) and a kernel-modules-extra package that needs 6.1.0-54. Which kernel keeps
+// v4l2loopback is what `kabiguard check` and `kabiguard forecast` say of the real files; the
+// test only needs one that keeps it, one that loses it to CRCs and a newest one that loses it:
+//   - policy refuse, `dnf install kernel-core`: the newest kernel is kept out and dnf installs
+//     the best one left, which keeps the module;
+//   - policy refuse, one transaction naming the CRC-refused kernel, the good one and the
+//     package needing the refused one: the refused kernel is kept out with module, symbol and
+//     CRCs, the package needing it too, and the good kernel installs;
 //   - the refused kernel alone: dnf stops before anything is installed;
 //   - policy warn: it installs, with the warning.
 func TestDNFGate(t *testing.T) {
@@ -41,86 +44,112 @@ func TestDNFGate(t *testing.T) {
 		}
 	}
 	k54, k55, k56 := testkit.FetchKernel(t, "6.1.0-54"), testkit.FetchKernel(t, "6.1.0-55"), testkit.FetchKernel(t, "6.1.0-56")
+	k612 := testkit.FetchKernel(t, "6.12.107+deb12")
 	mod := testkit.V4L2Loopback(t, k55)
 	kg := testkit.BuildBinary(t, "kabiguard")
 	depends := strings.FieldsFunc(runOut(t, "modinfo", "-F", "depends", mod), func(r rune) bool { return r == ',' || r == '\n' })
 
-	// The installroot: kernel 6.1.0-55 with v4l2loopback, required, and an empty rpm database.
-	root := testkit.NewRoot(t, k55)
-	testkit.Install(t, root, k55.Release, "updates/dkms/v4l2loopback.ko", mod)
-	testkit.Depmod(t, root, k55.Release)
-	writeTestFile(t, filepath.Join(root, "etc/kabiguard/required.d/test.conf"), "v4l2loopback\n")
-	runOut(t, "rpm", "--root", root, "--initdb")
+	// An installroot: kernel 6.1.0-55 with v4l2loopback, required, and an empty rpm database.
+	newRoot := func() string {
+		root := testkit.NewRoot(t, k55)
+		testkit.Install(t, root, k55.Release, "updates/dkms/v4l2loopback.ko", mod)
+		testkit.Depmod(t, root, k55.Release)
+		writeTestFile(t, filepath.Join(root, "etc/kabiguard/required.d/test.conf"), "v4l2loopback\n")
+		runOut(t, "rpm", "--root", root, "--initdb")
+		return root
+	}
+	root := newRoot()
 
 	// The repository.
 	repo := t.TempDir()
 	rpms := map[*testkit.Kernel]string{}
-	for _, k := range []*testkit.Kernel{k54, k56} {
+	for _, k := range []*testkit.Kernel{k54, k56, k612} {
 		rpms[k] = copyInto(t, testkit.KernelCoreRPM(t, k, depends...), repo)
 	}
 	v54, r54 := testkit.RPMVersion(k54.Release)
-	kmod := copyInto(t, testkit.RPMBuild(t, t.TempDir(), fmt.Sprintf(`Name: kmod-needs-%[1]s
-Version: 1
-Release: 1
-Summary: A kmod package for kernel %[1]s only
+	extra := copyInto(t, testkit.RPMBuild(t, t.TempDir(), fmt.Sprintf(`Name: kernel-modules-extra
+Version: %[1]s
+Release: %[2]s
+Summary: Modules for kernel %[1]s-%[2]s only
 License: GPL-2.0-only
 BuildArch: noarch
-Requires: kernel-core = %[2]s-%[3]s
+Requires: kernel-core = %[1]s-%[2]s
 %%description
 Test package made by kabiguard's tests.
 %%files
-`, k54.ABI, v54, r54)), repo)
+`, v54, r54)), repo)
 	runOut(t, "createrepo_c", "-q", repo)
 
-	// What kabiguard says of each kernel: good keeps the module (check and forecast agree),
-	// bad would lose it to CRCs.
-	var good, bad *testkit.Kernel
+	// What kabiguard says of each kernel (check and forecast agree on whether it keeps the
+	// module), and what this test needs of them.
 	fcs := map[*testkit.Kernel]dnfForecast{}
-	for _, k := range []*testkit.Kernel{k54, k56} {
-		keeps := exec.Command(kg, "check", "--symvers", k.Symvers, mod).Run() == nil
+	for _, k := range []*testkit.Kernel{k54, k56, k612} {
+		loads := exec.Command(kg, "check", "--symvers", k.Symvers, mod).Run() == nil
 		fcs[k] = forecastRPM(t, kg, root, rpms[k])
-		if keeps != (fcs[k].Gate == "pass") {
-			t.Fatalf("check (loads: %v) and forecast (%+v) disagree on %s", keeps, fcs[k], k.Release)
-		}
-		if keeps {
-			good = k
-		} else {
-			bad = k
+		if loads != (fcs[k].Gate == "pass") {
+			t.Fatalf("check (loads: %v) and forecast (%+v) disagree on %s", loads, fcs[k], k.Release)
 		}
 	}
-	if good == nil || bad == nil || len(fcs[bad].Modules) == 0 || len(fcs[bad].Modules[0].Problems) == 0 {
-		t.Fatalf("this test needs one kernel keeping v4l2loopback and one losing it to CRCs: %+v", fcs)
-	}
-	if bad != k54 {
-		t.Fatalf("the kmod package of this test needs the bad kernel (%s), not %s", k54.Release, bad.Release)
+	good, bad, newest := k56, k54, k612
+	if fcs[good].Gate != "pass" || fcs[bad].Gate != "refuse" || fcs[newest].Gate != "refuse" ||
+		len(fcs[bad].Modules) == 0 || len(fcs[bad].Modules[0].Problems) == 0 {
+		t.Fatalf("this test needs %s keeping v4l2loopback, %s losing it to CRCs and %s losing it: %+v",
+			good.Release, bad.Release, newest.Release, fcs)
 	}
 	nevra := func(k *testkit.Kernel) string {
 		v, r := testkit.RPMVersion(k.Release)
 		return "kernel-core-" + v + "-" + r
 	}
-	kmodName := strings.TrimSuffix(filepath.Base(kmod), ".noarch.rpm")
+	vg, _ := testkit.RPMVersion(good.Release)
+	vn, _ := testkit.RPMVersion(newest.Release)
+	if cmp := strings.TrimSpace(runOut(t, "rpm", "--eval", `%{lua:print(rpm.vercmp("`+vn+`", "`+vg+`"))}`)); cmp != "1" {
+		t.Fatalf("rpm.vercmp(%s, %s) = %s: %s must be the newest kernel", vn, vg, cmp, newest.Release)
+	}
+	extraName := strings.TrimSuffix(filepath.Base(extra), ".rpm")
 	p := fcs[bad].Modules[0].Problems[0]
 	reason := []string{
 		"kabiguard: " + nevra(bad) + ".x86_64 (" + bad.Release + ") would boot without v4l2loopback",
 		fmt.Sprintf("kabiguard:     %s: module wants CRC %s, kernel has %s", p.Symbol, p.Want, p.Have),
 	}
-	installed := func(pkg string) bool { return exec.Command("rpm", "--root", root, "-q", pkg).Run() == nil }
-	dnf := newDNF(t, root, repo, kg)
+	passed := func(k *testkit.Kernel) string {
+		return "kabiguard: " + nevra(k) + ".x86_64 (" + k.Release + ") keeps every required module"
+	}
+	installed := func(root, pkg string) bool { return exec.Command("rpm", "--root", root, "-q", pkg).Run() == nil }
+	dnf := newDNF(t, repo, kg)
 
-	t.Run("refuse keeps the bad kernel and its kmod out, the rest installs", func(t *testing.T) {
-		out, code := dnf("refuse", "install", nevra(bad), nevra(good), kmodName)
+	t.Run("refuse keeps the newest kernel out, dnf installs the best one left", func(t *testing.T) {
+		root := newRoot()
+		out, code := dnf(root, "refuse", "install", "kernel-core")
+		if code != 0 {
+			t.Fatalf("dnf install kernel-core: exit %d\n%s", code, out)
+		}
+		for _, want := range []string{"kabiguard: " + nevra(newest) + ".x86_64 (" + newest.Release + ") would boot without v4l2loopback",
+			"kabiguard: kept out of this transaction: " + nevra(newest) + ".x86_64", passed(good)} {
+			if !strings.Contains(out, want) {
+				t.Errorf("dnf's output lacks %q:\n%s", want, out)
+			}
+		}
+		if installed(root, nevra(newest)) || !installed(root, nevra(good)) {
+			t.Errorf("installed: %s %v, %s %v; want only %s", nevra(newest), installed(root, nevra(newest)),
+				nevra(good), installed(root, nevra(good)), nevra(good))
+		}
+		mustNotExist(t, filepath.Join(root, "lib/modules", newest.Release))
+	})
+
+	t.Run("refuse keeps the bad kernel and what needs it out, the rest installs", func(t *testing.T) {
+		out, code := dnf(root, "refuse", "install", nevra(bad), nevra(good), extraName)
 		t.Logf("dnf:\n%s", out)
 		if code != 0 {
 			t.Fatalf("dnf install: exit %d", code)
 		}
-		for _, want := range append(reason, "kabiguard: taking "+kmodName+".noarch out too") {
+		for _, want := range append(reason, "kabiguard: taking "+extraName+" out too", passed(good)) {
 			if !strings.Contains(out, want) {
 				t.Errorf("dnf's output lacks %q", want)
 			}
 		}
-		if installed(nevra(bad)) || installed(kmodName) || !installed(nevra(good)) {
-			t.Errorf("installed: %s %v, %s %v, %s %v; want only the good kernel", nevra(bad), installed(nevra(bad)),
-				kmodName, installed(kmodName), nevra(good), installed(nevra(good)))
+		if installed(root, nevra(bad)) || installed(root, extraName) || !installed(root, nevra(good)) {
+			t.Errorf("installed: %s %v, %s %v, %s %v; want only the good kernel", nevra(bad), installed(root, nevra(bad)),
+				extraName, installed(root, extraName), nevra(good), installed(root, nevra(good)))
 		}
 		mustNotExist(t, filepath.Join(root, "lib/modules", bad.Release))
 		if _, err := os.Stat(filepath.Join(root, "lib/modules", good.Release, "vmlinuz")); err != nil {
@@ -130,7 +159,7 @@ Test package made by kabiguard's tests.
 
 	t.Run("refuse alone stops the transaction before anything is installed", func(t *testing.T) {
 		before := runOut(t, "rpm", "--root", root, "-qa")
-		out, code := dnf("refuse", "install", nevra(bad))
+		out, code := dnf(root, "refuse", "install", nevra(bad))
 		if code == 0 || !strings.Contains(out, "kabiguard: transaction stopped: nothing was installed") || !strings.Contains(out, reason[0]) {
 			t.Fatalf("dnf install %s: exit %d, want kabiguard's refusal:\n%s", nevra(bad), code, out)
 		}
@@ -144,11 +173,11 @@ Test package made by kabiguard's tests.
 		if fc := forecastRPM(t, kg, root, rpms[bad]); fc.Gate != "refuse" {
 			t.Fatalf("forecast of %s now: %+v, want refuse", nevra(bad), fc)
 		}
-		out, code := dnf("warn", "install", nevra(bad))
+		out, code := dnf(root, "warn", "install", nevra(bad))
 		if code != 0 || !strings.Contains(out, "kabiguard: policy warn: installing it all the same") || !strings.Contains(out, reason[1]) {
 			t.Fatalf("dnf install %s with policy warn: exit %d:\n%s", nevra(bad), code, out)
 		}
-		if !installed(nevra(bad)) {
+		if !installed(root, nevra(bad)) {
 			t.Errorf("%s is not installed", nevra(bad))
 		}
 		if _, err := os.Stat(filepath.Join(root, "lib/modules", bad.Release, "vmlinuz")); err != nil {
@@ -157,9 +186,9 @@ Test package made by kabiguard's tests.
 	})
 }
 
-// newDNF returns a runner of the real dnf on root with repo as its only repository and the
+// newDNF returns a runner of the real dnf on an installroot with repo as its only repository and the
 // repository's plugin (dnf/kabiguard.py) loaded with a kabiguard.conf of the given policy.
-func newDNF(t *testing.T, root, repo, kabiguard string) func(policy string, args ...string) (string, int) {
+func newDNF(t *testing.T, repo, kabiguard string) func(root, policy string, args ...string) (string, int) {
 	conf := filepath.Join(t.TempDir(), "dnf.conf")
 	writeTestFile(t, conf, "[main]\n")
 	reposd := t.TempDir()
@@ -167,7 +196,7 @@ func newDNF(t *testing.T, root, repo, kabiguard string) func(policy string, args
 	if err != nil {
 		t.Fatal(err)
 	}
-	return func(policy string, args ...string) (string, int) {
+	return func(root, policy string, args ...string) (string, int) {
 		t.Helper()
 		pconf := t.TempDir()
 		c := strings.Replace(string(shipped), "\npolicy = refuse\n", "\npolicy = "+policy+"\n", 1)
