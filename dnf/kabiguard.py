@@ -7,10 +7,11 @@
 # kernel packages (dnf's own download, into its cache, so the later download finds them), has
 # kabiguard forecast each one against the host (--installroot's root when given), and for a
 # kernel that would lose a required module (policy refuse) excludes it and what in the
-# transaction needs it, then resolves again: the rest of the transaction goes on, and a kernel
-# picked instead (an older candidate) is forecast in turn. When dnf cannot resolve without it
-# (the kernel was asked for by exact name, for example), the plugin raises an error, which
-# stops dnf before anything is downloaded or installed.
+# transaction needs it, then resolves again on a new goal: first the command line's requests
+# (as if the kernel had been given to --exclude, so an upgrade takes the best kernel left,
+# which is forecast in turn), else, when a request named the kernel itself, the transaction dnf
+# had resolved less what was taken out. When nothing is left or dnf cannot resolve, the plugin
+# raises dnf.exceptions.Error, which stops dnf before anything is downloaded or installed.
 
 import json
 import logging
@@ -263,7 +264,7 @@ class Kabiguard(dnf.Plugin):
         """Whether one of pkg's requirements has providers, all of them among gone."""
         for req in pkg.requires:
             providers = self.base.sack.query().filterm(provides=req)
-            if providers and all(p in gone for p in providers):
+            if providers and all(q in gone for q in providers):
                 return True
         return False
 
