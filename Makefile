@@ -83,6 +83,8 @@ clean:
 #   $(SYSCONFDIR)/apt/apt.conf.d/60kabiguard  the APT gate (kabiguard apt-hook before dpkg)
 #   $(PREFIX)/lib/systemd/system       kabiguard-metrics.{service,timer} (Prometheus textfile
 #                                      metrics; not enabled)
+#   $(DNF_PLUGINDIR)/kabiguard.py      the dnf 4 gate (when dnf 4 is installed; DNF_PLUGINDIR= skips
+#   $(SYSCONFDIR)/dnf/plugins/kabiguard.conf  it) and its settings (an existing file is kept)
 #   $(MANDIR)/man5, man8               kabiguard(8), weak-modules(8), kabiguard-gate(8),
 #                                      kabiguard.conf(5), kabiguard-required(5) (make man)
 #   $(PREFIX)/share/kabiguard/         the pristine kabiguard.conf and the manifest of every
@@ -98,6 +100,9 @@ KG_MANIFEST = $(KG_DATADIR)/installed-files
 KG_DRACUT   = $(wildcard dracut/90kabiguard/*)
 KG_DRACONF  = $(wildcard dracut/dracut.conf.d/90-kabiguard.conf)
 KG_ITOOLS   = initramfs-tools/hooks/kabiguard initramfs-tools/scripts/init-premount/kabiguard
+# dnf 4's plugin directory, from the Python dnf runs on (platform-python on RHEL 8).
+DNF_PLUGINDIR ?= $(shell for py in /usr/libexec/platform-python /usr/bin/python3; do \
+	$$py -c 'import dnf.const; print(dnf.const.PLUGINPATH)' 2>/dev/null && break; done)
 
 .PHONY: install uninstall
 
@@ -122,6 +127,10 @@ install: build man
 	comp completion/_kabiguard.zsh $(PREFIX)/share/zsh/vendor-completions/_kabiguard; \
 	comp apt/60kabiguard $(SYSCONFDIR)/apt/apt.conf.d/60kabiguard; \
 	for u in systemd/kabiguard-metrics.service systemd/kabiguard-metrics.timer; do comp $$u $(PREFIX)/lib/systemd/system/$${u##*/}; done; \
+	if [ -n "$(DNF_PLUGINDIR)" ]; then put 644 dnf/kabiguard.py $(DNF_PLUGINDIR)/kabiguard.py; pc=$(SYSCONFDIR)/dnf/plugins/kabiguard.conf; \
+	  if [ ! -e "$$D$$pc" ]; then mkdir -p "$$D$${pc%/*}"; sed 's#^kabiguard = /usr/sbin/kabiguard$$#kabiguard = $(SBINDIR)/kabiguard#' dnf/kabiguard.conf >"$$D$$pc"; \
+	    chmod 644 "$$D$$pc"; echo "file $$pc" >>"$$new"; echo "  $$pc"; \
+	  else echo "  $$pc: exists, kept"; if [ -f "$$M" ] && grep -qx "file $$pc" "$$M"; then echo "file $$pc" >>"$$new"; fi; fi; fi; \
 	if [ -n "$(KG_DRACUT)" ]; then mkd $(PREFIX)/lib/dracut/modules.d/90kabiguard; fi; \
 	for f in $(KG_DRACUT); do m=644; [ -x $$f ] && m=755; put $$m $$f $(PREFIX)/lib/dracut/modules.d/90kabiguard/$${f##*/}; done; \
 	for f in $(KG_DRACONF); do put 644 $$f $(PREFIX)/lib/dracut/dracut.conf.d/$${f##*/}; done; \

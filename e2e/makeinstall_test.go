@@ -84,6 +84,10 @@ func TestMakeInstallUninstall(t *testing.T) {
 		}
 		sort.Strings(want)
 	}
+	if pd := dnfPluginDir(); pd != "" { // the dnf gate, where dnf 4 is installed (.ci/run installs it)
+		want = append(want, pd+"/kabiguard.py", "/etc/dnf/plugins/kabiguard.conf")
+		sort.Strings(want)
+	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("installed:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -153,4 +157,14 @@ func TestMakeInstallUninstall(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(weak, "drbd.ko")); err != nil {
 		t.Fatalf("uninstall removed a weak-updates link: %v", err)
 	}
+}
+
+// dnfPluginDir is dnf 4's plugin directory as the Makefile finds it, or "" without dnf 4.
+func dnfPluginDir() string {
+	for _, py := range []string{"/usr/libexec/platform-python", "/usr/bin/python3"} {
+		if out, err := exec.Command(py, "-c", "import dnf.const; print(dnf.const.PLUGINPATH)").Output(); err == nil {
+			return strings.TrimSpace(string(out))
+		}
+	}
+	return ""
 }

@@ -16,7 +16,8 @@ version=${DEB_VERSION:-0~git$stamp.$sha}
 stage=$(mktemp -d "${TMPDIR:-/tmp}/kabiguard-deb.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 
-make -s install DESTDIR="$stage/root" BIN="$bin" GO="$go" >/dev/null
+# The dnf gate stays out: Debian hosts have the APT gate.
+make -s install DESTDIR="$stage/root" BIN="$bin" GO="$go" DNF_PLUGINDIR= >/dev/null
 root=$stage/root
 rm -f "$root/usr/share/kabiguard/installed-files"
 gzip -9n "$root"/usr/share/man/man*/*   # Debian policy 12.1: manual pages compressed

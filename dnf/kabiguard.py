@@ -1,0 +1,273 @@
+# kabiguard's dnf 4 plugin: keep a kernel that would boot without a required module out of the
+# transaction. A thin caller of `kabiguard forecast --json`: every decision is kabiguard's.
+#
+# Hook: resolved(). Forecasting needs the package file, which exists only once downloaded, and
+# taking a package out needs a transaction that has not started. So, once dnf has resolved the
+# transaction (before the summary and the prompt), the plugin downloads only the transaction's
+# kernel packages (dnf's own download, into its cache, so the later download finds them), has
+# kabiguard forecast each one against the host (--installroot's root when given), and for a
+# kernel that would lose a required module (policy refuse) excludes it and what in the
+# transaction needs it, then resolves again on a new goal: first the command line's requests
+# (as if the kernel had been given to --exclude, so an upgrade takes the best kernel left,
+# which is forecast in turn), else, when a request named the kernel itself, the transaction dnf
+# had resolved less what was taken out. When nothing is left or dnf cannot resolve, the plugin
+# raises dnf.exceptions.Error, which stops dnf before anything is downloaded or installed.
+
+import json
+import logging
+import os
+import subprocess
+
+import rpm
+
+import dnf
+import dnf.exceptions
+import dnf.transaction
+import libdnf.transaction
+
+logger = logging.getLogger('dnf.plugin')
+
+PREFIX = 'kabiguard: '
+MAX_PROBLEMS = 3  # symbols shown per module; the forecast has them all (--json)
+
+
+def is_image(path):
+    """Whether path is a kernel image where RHEL's kernel-core ships it: lib/modules/K/vmlinuz."""
+    parts = path.strip('/').split('/')
+    if parts[:1] == ['usr']:
+        parts = parts[1:]
+    return len(parts) == 4 and parts[:2] == ['lib', 'modules'] and parts[3] == 'vmlinuz'
+
+
+def may_be_kernel(pkg):
+    """A package that may ship a kernel image: its file list says so, or, where dnf did not
+    load the repositories' file lists, its name starts with kernel. The package's own header
+    decides (ships_image) once it is downloaded."""
+    return pkg.name.startswith('kernel') or any(is_image(f) for f in pkg.files)
+
+
+def ships_image(path):
+    """Whether the package file at path ships a kernel image, from its header's file list."""
+    ts = rpm.TransactionSet()
+    ts.setVSFlags(rpm._RPMVSF_NOSIGNATURES | rpm._RPMVSF_NODIGESTS)  # dnf verifies them
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        hdr = ts.hdrFromFdno(fd)
+    finally:
+        os.close(fd)
+    for f in hdr[rpm.RPMTAG_FILENAMES] or []:
+        if is_image(f.decode('utf-8', 'replace') if isinstance(f, bytes) else f):
+            return True
+    return False
+
+
+class Verdict(object):
+    """kabiguard's forecast of one kernel package."""
+
+    def __init__(self, pkg, code, report, error):
+        self.pkg = pkg
+        self.code = code  # forecast's exit status: 0 keeps, 1 would not, 2 error
+        self.report = report  # the package's forecast (JSON object), when there is one
+        self.error = error  # what went wrong, when code is 2
+        self.told = False  # a passing verdict is printed once
+
+    def refused(self):
+        return self.code == 1
+
+    def lines(self):
+        """Why the kernel would boot without some required module: module, symbol, CRCs."""
+        r = self.report or {}
+        kernel = r.get('kernel', '?')
+        lost = r.get('lost') or []
+        out = ['%s (%s) would boot without %s' % (self.pkg, kernel, ', '.join(lost) or 'a required module')]
+        for m in r.get('modules') or []:
+            if m.get('module') not in lost:
+                continue
+            problems = m.get('problems') or []
+            if not problems:
+                out.append('  %s: %s: %s' % (m.get('module'), m.get('state'), m.get('reason', '')))
+                continue
+            out.append('  %s: %s, %d symbol(s):' % (m.get('module'), m.get('state'), len(problems)))
+            for p in problems[:MAX_PROBLEMS]:
+                if p.get('kind') == 'crc':
+                    out.append('    %s: module wants CRC %s, kernel has %s' % (p.get('symbol'), p.get('want'), p.get('have')))
+                else:
+                    out.append('    %s: not exported by the kernel (module wants %s)' % (p.get('symbol'), p.get('want')))
+            if len(problems) > MAX_PROBLEMS:
+                out.append('    and %d more' % (len(problems) - MAX_PROBLEMS))
+        return out
+
+
+class Kabiguard(dnf.Plugin):
+    name = 'kabiguard'
+
+    def __init__(self, base, cli):
+        super(Kabiguard, self).__init__(base, cli)
+        self.policy = 'refuse'
+        self.binary = '/usr/sbin/kabiguard'
+        self.verdicts = {}  # str(pkg) -> Verdict, so a kernel is forecast once per run
+        self.busy = False  # resolved() resolves again, and dnf calls resolved() again then
+
+    def config(self):
+        conf = self.read_config(self.base.conf)
+        if conf.has_section('main'):
+            if conf.has_option('main', 'policy'):
+                self.policy = conf.get('main', 'policy').strip()
+            if conf.has_option('main', 'kabiguard'):
+                self.binary = conf.get('main', 'kabiguard').strip()
+        if self.policy not in ('refuse', 'warn'):
+            raise dnf.exceptions.ConfigError(
+                PREFIX + 'policy = %s in kabiguard.conf: want refuse or warn' % self.policy)
+
+    def resolved(self):
+        if self.busy or self.base.transaction is None:
+            return
+        if not os.access(self.binary, os.X_OK):
+            logger.warning(PREFIX + '%s not found: kernels in this transaction are not checked', self.binary)
+            return
+        self.busy = True
+        try:
+            self.judge_transaction()
+        finally:
+            self.busy = False
+
+    def judge_transaction(self):
+        # Each round takes refused kernels out and resolves again; a round either ends the
+        # loop or excludes at least one more package, so it ends.
+        while True:
+            verdicts = self.forecast([p for p in self.base.transaction.install_set if may_be_kernel(p)])
+            failed = [v for v in verdicts if v.code not in (0, 1)]
+            for v in failed:
+                if self.policy == 'refuse':
+                    self.deny('cannot forecast %s: %s' % (v.pkg, v.error))
+                logger.warning(PREFIX + 'cannot forecast %s: %s', v.pkg, v.error)
+            for v in verdicts:
+                if v.code == 0 and not v.told:
+                    v.told = True
+                    logger.info(PREFIX + '%s (%s) keeps every required module', v.pkg, v.report.get('kernel', '?'))
+            refused = [v for v in verdicts if v.refused()]
+            if not refused:
+                return
+            for v in refused:
+                for line in v.lines():
+                    logger.warning(PREFIX + line)
+            if self.policy == 'warn':
+                logger.warning(PREFIX + 'policy warn: installing it all the same')
+                return
+            self.take_out([v.pkg for v in refused])
+
+    def forecast(self, candidates):
+        """The verdicts on the candidates that ship a kernel image (downloading them first)."""
+        todo = [p for p in candidates if str(p) not in self.verdicts]
+        if todo:
+            self.base.download_packages(todo)
+            for p in todo:
+                try:
+                    kernel = ships_image(p.localPkg())
+                except (OSError, rpm.error) as e:
+                    self.verdicts[str(p)] = Verdict(p, 2, None, '%s: %s' % (p.localPkg(), e))
+                    continue
+                self.verdicts[str(p)] = self.run_forecast(p) if kernel else None
+        return [self.verdicts[str(p)] for p in candidates if self.verdicts[str(p)] is not None]
+
+    def run_forecast(self, pkg):
+        cmd = [self.binary, 'forecast', '--json', '--root', self.base.conf.installroot, pkg.localPkg()]
+        try:
+            res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+        except OSError as e:
+            return Verdict(pkg, 2, None, str(e))
+        if res.returncode not in (0, 1):
+            return Verdict(pkg, 2, None, (res.stderr.strip() or 'exit status %d' % res.returncode))
+        try:
+            reports = json.loads(res.stdout)
+        except ValueError as e:
+            return Verdict(pkg, 2, None, '%s: unreadable JSON: %s' % (' '.join(cmd), e))
+        if len(reports) != 1:
+            return Verdict(pkg, 2, None, '%s: %d forecasts, want 1' % (' '.join(cmd), len(reports)))
+        return Verdict(pkg, res.returncode, reports[0], None)
+
+    def take_out(self, refused):
+        """Exclude the refused kernels and what in the transaction needs them; resolve again."""
+        out = self.with_dependents(refused)
+        for p in out:
+            if p not in refused:
+                logger.warning(PREFIX + 'taking %s out too: it needs a kernel kept out', p)
+        items = [(tsi.action, tsi.reason, tsi.pkg) for tsi in self.base.transaction]
+        self.base.sack.add_excludes(out)
+        # A goal cannot be solved again after its packages change (libdnf keeps the installonly
+        # packages it chose), so each way below starts from a new one.
+        if not self.replay_command():
+            self.resolve_without(items, out)
+        logger.warning(PREFIX + 'kept out of this transaction: %s; the rest goes on',
+                       ', '.join(str(p) for p in out))
+
+    def replay_command(self):
+        """Resolve the command line's requests again, now that the refused packages are
+        excluded, as if they had been given to --exclude: an upgrade or an install by name
+        picks the best candidate left. False when there is no command to replay or it names
+        an excluded package itself (dnf install kernel-core-VERSION)."""
+        command = getattr(self.cli, 'command', None)
+        if command is None:
+            return False
+        self.base.reset(goal=True)
+        try:
+            command.run()
+            self.base.resolve(self.allow_erasing())
+        except dnf.exceptions.Error as e:
+            logger.debug(PREFIX + 'the command cannot be resolved again without the refused packages: %s', e)
+            return False
+        return True
+
+    def resolve_without(self, items, out):
+        """Resolve anew the transaction dnf had resolved, less the packages in out: each
+        package the user asked for, upgrade, downgrade, reinstall and removal becomes a request
+        of its own, the dependencies are left to the solver."""
+        names = ', '.join(str(p) for p in out)
+        self.base.reset(goal=True)
+        user = libdnf.transaction.TransactionItemReason_USER
+        for action, reason, pkg in items:
+            if pkg in out:
+                continue
+            if action == dnf.transaction.PKG_INSTALL and reason == user:
+                self.base.package_install(pkg, strict=False)
+            elif action == dnf.transaction.PKG_UPGRADE:
+                self.base.package_upgrade(pkg)
+            elif action == dnf.transaction.PKG_DOWNGRADE:
+                self.base.package_downgrade(pkg)
+            elif action == dnf.transaction.PKG_REINSTALL:
+                self.base.package_reinstall(pkg)
+            elif action == dnf.transaction.PKG_REMOVE and reason == user:
+                self.base.package_remove(pkg)
+        try:
+            self.base.resolve(self.allow_erasing())
+        except dnf.exceptions.DepsolveError as e:
+            self.deny('the transaction cannot go on without %s:\n%s' % (names, e))
+        if not self.base.transaction:
+            self.deny('nothing is left of the transaction without %s' % names)
+
+    def allow_erasing(self):
+        return bool(self.cli and self.cli.demands.allow_erasing)
+
+    def with_dependents(self, refused):
+        """refused plus the transaction's packages that need something only those provide."""
+        sack = self.base.sack
+        out = list(refused)
+        pending = sack.query().filterm(pkg=list(self.base.transaction.install_set))
+        while True:
+            gone = sack.query().filterm(pkg=out)
+            more = [p for p in pending.filter(requires=gone) if p not in out and self.needs(p, out)]
+            if not more:
+                return out
+            out.extend(more)
+
+    def needs(self, pkg, gone):
+        """Whether one of pkg's requirements has providers, all of them among gone."""
+        for req in pkg.requires:
+            providers = self.base.sack.query().filterm(provides=req)
+            if providers and all(q in gone for q in providers):
+                return True
+        return False
+
+    def deny(self, why):
+        raise dnf.exceptions.Error(
+            PREFIX + why + '\n' + PREFIX + 'transaction stopped: nothing was installed')
