@@ -81,6 +81,7 @@ clean:
 #                                      never overwritten), required.d/ (empty)
 #   $(PREFIX)/share/{bash-completion,fish,zsh}/...  completion for both commands (completion/)
 #   $(SYSCONFDIR)/apt/apt.conf.d/60kabiguard  the APT gate (kabiguard apt-hook before dpkg)
+#   $(RPM_FILEATTRSDIR)/kabiguard.attr  rpmbuild's kmod Requires generator (kabiguard requires)
 #   $(MANDIR)/man5, man8               kabiguard(8), weak-modules(8), kabiguard-gate(8),
 #                                      kabiguard.conf(5), kabiguard-required(5) (make man)
 #   $(PREFIX)/share/kabiguard/         the pristine kabiguard.conf and the manifest of every
@@ -91,6 +92,7 @@ clean:
 SYSCONFDIR ?= /etc
 SBINDIR    ?= $(PREFIX)/sbin
 MANDIR     ?= $(PREFIX)/share/man
+RPM_FILEATTRSDIR ?= $(PREFIX)/lib/rpm/fileattrs
 KG_DATADIR  = $(PREFIX)/share/kabiguard
 KG_MANIFEST = $(KG_DATADIR)/installed-files
 KG_DRACUT   = $(wildcard dracut/90kabiguard/*)
@@ -119,6 +121,7 @@ install: build man
 	  comp completion/kabiguard.fish $(PREFIX)/share/fish/vendor_completions.d/$$c.fish; done; \
 	comp completion/_kabiguard.zsh $(PREFIX)/share/zsh/vendor-completions/_kabiguard; \
 	comp apt/60kabiguard $(SYSCONFDIR)/apt/apt.conf.d/60kabiguard; \
+	comp rpm/kabiguard.attr $(RPM_FILEATTRSDIR)/kabiguard.attr; \
 	if [ -n "$(KG_DRACUT)" ]; then mkd $(PREFIX)/lib/dracut/modules.d/90kabiguard; fi; \
 	for f in $(KG_DRACUT); do m=644; [ -x $$f ] && m=755; put $$m $$f $(PREFIX)/lib/dracut/modules.d/90kabiguard/$${f##*/}; done; \
 	for f in $(KG_DRACONF); do put 644 $$f $(PREFIX)/lib/dracut/dracut.conf.d/$${f##*/}; done; \
