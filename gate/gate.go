@@ -59,6 +59,9 @@ type Result struct {
 	Action  string   `json:"action"`
 	Initrds []string `json:"initrds"` // images looked into for early modules
 	Modules []Module `json:"modules"`
+	// BootEntries are the kernel's BLS entries (/boot/loader/entries/*-K.conf) that exist
+	// now: the ones a refusal cannot keep the boot loader from offering (BootEntryNote).
+	BootEntries []string `json:"boot_entries"`
 }
 
 // Failed returns the modules that did not pass.
@@ -78,8 +81,16 @@ func Check(opt Options) (*Result, error) {
 	cfg := opt.Config
 	res := &Result{Kernel: opt.Kernel, OK: true, Action: Pass, Initrds: []string{}, Modules: []Module{}}
 	if len(cfg.Required) == 0 {
+		res.BootEntries = []string{}
 		return res, nil
 	}
+	// The entries only inform the refusal's message: one that cannot be read must not keep
+	// the gate from deciding (an error here would refuse the kernel).
+	entries, err := bootEntries(opt.Root, opt.Kernel)
+	if err != nil {
+		entries = []string{}
+	}
+	res.BootEntries = entries
 	prev, err := weakupdates.Preview(cfg, opt.Root, nil, nil)
 	if err != nil {
 		return nil, err

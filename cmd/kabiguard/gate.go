@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/kabiguard/kabiguard/bls"
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/gate"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
@@ -107,6 +108,9 @@ func printGate(e *env, res *gate.Result, verbose bool, root, mainFile string) {
 		fmt.Fprintln(e.stderr, "Ways out:")
 		for _, a := range gate.Advice(res, root, mainFile) {
 			fmt.Fprintf(e.stderr, "  - %s\n", a)
+		}
+		if note := gate.BootEntryNote(res, bls.Used(root) || os.Getenv("KERNEL_INSTALL_LAYOUT") == "bls"); note != "" {
+			fmt.Fprintf(e.stderr, "Note: %s\n", note)
 		}
 	case gate.Warn:
 		fmt.Fprintf(e.stderr, "kabiguard: warning: kernel %s will boot without a required module (on_missing_required = warn):\n", res.Kernel)
