@@ -31,14 +31,21 @@ var tries = regexp.MustCompile(`\+[0-9]+(-[0-9]+)?$`)
 
 // ForKernel returns the entries of release under root, sorted by path: an entry whose
 // version key is the release, or whose file name (boot counting aside) ends in
-// "-RELEASE.conf". No entry directory at all is no error: the host does not use BLS.
-func ForKernel(root, release string) ([]Entry, error) {
+// "-RELEASE.conf". No entry directory at all is no error: the host does not use BLS. bootRoot,
+// when not "", is one more $BOOT (kernel-install's $KERNEL_INSTALL_BOOT_ROOT) below root.
+func ForKernel(root, release, bootRoot string) ([]Entry, error) {
 	r, err := rootfs.At(root)
 	if err != nil {
 		return nil, err
 	}
+	dirs := Dirs
+	if b := strings.Trim(filepath.Clean("/"+bootRoot), "/"); bootRoot != "" && b != "" {
+		if d := b + "/loader/entries"; !slices.Contains(Dirs, d) {
+			dirs = append(slices.Clip(Dirs), d)
+		}
+	}
 	var out []Entry
-	for _, d := range Dirs {
+	for _, d := range dirs {
 		dir := filepath.Join(root, d)
 		des, err := r.ReadDir(dir)
 		if errors.Is(err, fs.ErrNotExist) {

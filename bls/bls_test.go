@@ -64,7 +64,7 @@ func TestForKernel(t *testing.T) {
 	if Used(root) {
 		t.Fatal("Used: true without an entry directory")
 	}
-	if got, err := ForKernel(root, k); err != nil || len(got) != 0 {
+	if got, err := ForKernel(root, k, ""); err != nil || len(got) != 0 {
 		t.Fatalf("no entries: %v, %v", got, err)
 	}
 	entries := filepath.Join(root, "boot", "loader", "entries")
@@ -77,7 +77,7 @@ func TestForKernel(t *testing.T) {
 	if !Used(root) {
 		t.Fatal("Used: false with /boot/loader/entries")
 	}
-	got, err := ForKernel(root, k)
+	got, err := ForKernel(root, k, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,5 +92,19 @@ func TestForKernel(t *testing.T) {
 	}
 	if !slices.Equal(paths, want) {
 		t.Errorf("ForKernel:\n got %q\nwant %q", paths, want)
+	}
+}
+
+// TestForKernelBootRoot: kernel-install's $BOOT elsewhere (KERNEL_INSTALL_BOOT_ROOT) is one
+// more place, below the root like the others.
+func TestForKernelBootRoot(t *testing.T) {
+	const k = "6.1.0-54-amd64"
+	root := t.TempDir()
+	write(t, filepath.Join(root, "srv", "esp", "loader", "entries", "testtoken-"+k+".conf"), loaderEntry(k))
+	for bootRoot, want := range map[string]int{"": 0, "/srv/esp": 1, "srv/esp/": 1, "/boot": 0} {
+		got, err := ForKernel(root, k, bootRoot)
+		if err != nil || len(got) != want {
+			t.Errorf("bootRoot %q: %v, %v; want %d entries", bootRoot, got, err, want)
+		}
 	}
 }

@@ -8,8 +8,8 @@ import (
 )
 
 // bootEntries are the BLS entries of the kernel under root (package bls), by path.
-func bootEntries(root, kernel string) ([]string, error) {
-	entries, err := bls.ForKernel(root, kernel)
+func bootEntries(root, kernel, bootRoot string) ([]string, error) {
+	entries, err := bls.ForKernel(root, kernel, bootRoot)
 	if err != nil {
 		return nil, fmt.Errorf("reading the boot entries: %w", err)
 	}

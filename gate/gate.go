@@ -28,6 +28,9 @@ type Options struct {
 	StagingArea string
 	// NoInitrd skips the initramfs check: the Debian hook that runs before the generator.
 	NoInitrd bool
+	// BootRoot is kernel-install's $KERNEL_INSTALL_BOOT_ROOT: its loader/entries is looked
+	// into for the kernel's boot entries besides /boot's and the ESP's (package bls).
+	BootRoot string
 }
 
 // Module is the verdict for one required module.
@@ -86,7 +89,7 @@ func Check(opt Options) (*Result, error) {
 	}
 	// The entries only inform the refusal's message: one that cannot be read must not keep
 	// the gate from deciding (an error here would refuse the kernel).
-	entries, err := bootEntries(opt.Root, opt.Kernel)
+	entries, err := bootEntries(opt.Root, opt.Kernel, opt.BootRoot)
 	if err != nil {
 		entries = []string{}
 	}

@@ -21,6 +21,7 @@ type gateCmd struct {
 	Initrd   []string `placeholder:"IMAGE" help:"An initramfs the kernel will boot with (repeatable). Default: the initrd* files of $$KERNEL_INSTALL_STAGING_AREA, else /boot/initrd.img-RELEASE and the like." type:"path"`
 	Staging  string   `placeholder:"DIR" env:"KERNEL_INSTALL_STAGING_AREA" help:"kernel-install's staging area; its initrd* files are looked into."`
 	NoInitrd bool     `help:"Do not look into any initramfs (the Debian hook that runs before the initramfs generator)."`
+	BootRoot string   `placeholder:"DIR" env:"KERNEL_INSTALL_BOOT_ROOT" help:"kernel-install's $$BOOT: its loader/entries is looked into for the kernel's boot entry, besides /boot's."`
 	JSON     bool     `help:"Print the verdict as JSON: {kernel, ok, action, initrds, modules: [{name, early, source, state, from, path, depends, initrd, ok, reason, problems}]}."`
 	Verbose  bool     `short:"v" help:"Also say what passed."`
 }
@@ -62,7 +63,7 @@ func (c *gateCmd) Run(e *env) error {
 	}
 	res, err := gate.Check(gate.Options{
 		Root: c.Root, Kernel: c.Kernel, Config: cfg,
-		Initrds: c.Initrd, StagingArea: c.Staging, NoInitrd: c.NoInitrd,
+		Initrds: c.Initrd, StagingArea: c.Staging, NoInitrd: c.NoInitrd, BootRoot: c.BootRoot,
 	})
 	if err != nil {
 		return fmt.Errorf("gate for %s could not decide: %w", c.Kernel, err)

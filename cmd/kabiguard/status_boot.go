@@ -33,7 +33,7 @@ func bootStates(root string, kernels []string, rows []weakupdates.Row) ([]bootSt
 	var out []bootState
 	byKernel := map[string][]string{}
 	for _, k := range kernels {
-		entries, err := bls.ForKernel(root, k)
+		entries, err := bls.ForKernel(root, k, "")
 		if err != nil {
 			return nil, err
 		}

@@ -33,6 +33,7 @@ func writeBLSEntry(t *testing.T, root, k string) string {
 func bootRoot(t *testing.T) string {
 	t.Helper()
 	t.Setenv("KERNEL_INSTALL_LAYOUT", "")
+	t.Setenv("KERNEL_INSTALL_BOOT_ROOT", "")
 	root := testkit.SampleDemoRoot(t)
 	var out, errOut bytes.Buffer
 	if code := run([]string{"link", "--root", root, "--no-initramfs"}, &out, &errOut); code != exitOK {
