@@ -39,7 +39,7 @@ else are derived from its image. A module without symbol versions is an error (e
 As an RPM dependency generator, 'make install' ships the file attribute kabiguard.attr
 (rpm's fileattrs directory): every .ko, .ko.xz, .ko.zst and .ko.gz under /lib/modules of a
 package gets these Requires. A spec passes options with
-  %global kabiguard_requires_opts --symvers %{_builddir}/Module.symvers
+  %global kabiguard_requires_opts --symvers %{_sourcedir}/Module.symvers
 
 Example:
   kabiguard requires extra/drbd.ko.xz extra/drbd_transport_tcp.ko.xz
@@ -47,6 +47,9 @@ Example:
 }
 
 func (c *requiresCmd) Run(e *env) error {
+	if len(c.Modules) == 0 && !c.Stdin {
+		return errors.New("requires: name the package's module files, or pass --stdin")
+	}
 	files := c.Modules
 	if c.Stdin {
 		names, err := moduleNames(os.Stdin)
