@@ -104,6 +104,27 @@ func Provides(t *symvers.Table) []Dep {
 	return deps
 }
 
+// ModuleProvides returns ksym(SYMBOL) = 0xCRC for every symbol mods export with a CRC: what
+// a kmod package provides for another package's ksym() requirements (find-provides.ksyms
+// gives ksym() to modules outside the kernel's own kernel/ directory, the only ones the file
+// attribute hands to kabiguard). An export without a CRC (a module built without
+// modversions) can satisfy no versioned requirement and is left out.
+func ModuleProvides(mods []*module.Module) []Dep {
+	seen := map[Dep]bool{}
+	var deps []Dep
+	for _, m := range mods {
+		for _, e := range m.Exports {
+			d := Dep{Kind: KSym, Symbol: e.Name, CRC: e.CRC}
+			if e.HasCRC && !seen[d] {
+				seen[d] = true
+				deps = append(deps, d)
+			}
+		}
+	}
+	sortDeps(deps)
+	return deps
+}
+
 // sortDeps orders as LC_ALL=C sort orders the printed lines: a symbol's characters all sort
 // after ')', so comparing kind, symbol, then CRC gives the same order.
 func sortDeps(deps []Dep) {

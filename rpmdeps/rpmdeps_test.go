@@ -111,3 +111,13 @@ func TestPackageModules(t *testing.T) {
 		}
 	}
 }
+
+// TestModuleProvides: ksym() for each export with a CRC, once, sorted; none without one.
+func TestModuleProvides(t *testing.T) {
+	a := mod("1.0-a", nil, module.Export{Name: "b_fn", CRC: 2, HasCRC: true}, module.Export{Name: "a_fn", CRC: 1, HasCRC: true}, module.Export{Name: "nocrc"})
+	b := mod("1.0-a", nil, module.Export{Name: "a_fn", CRC: 1, HasCRC: true})
+	want := []string{"ksym(a_fn) = 0x00000001", "ksym(b_fn) = 0x00000002"}
+	if got := strs(ModuleProvides([]*module.Module{a, b})); !slices.Equal(got, want) {
+		t.Errorf("ModuleProvides: %q, want %q", got, want)
+	}
+}

@@ -155,6 +155,7 @@ func printDeps(w io.Writer, deps []rpmdeps.Dep) error {
 type providesCmd struct {
 	Kernel  string `placeholder:"RELEASE" help:"Kernel release (uname -r form) whose exports to print." xor:"source" required:""`
 	Symvers string `placeholder:"FILE" type:"path" help:"Print the exports of this symvers file instead." xor:"source" required:""`
+	Stdin   bool   `help:"Print instead ksym(SYMBOL) = 0xCRC for what the modules named on stdin export (rpm's dependency generator protocol, rpm/kabiguard.attr)." xor:"source" required:""`
 	Root    string `default:"/" placeholder:"DIR" type:"path" help:"Root directory holding boot and lib/modules."`
 }
 
@@ -163,6 +164,9 @@ func (providesCmd) Help() string {
 kernel packages provide (rpm's kabi.sh for vmlinux, find-provides.ksyms for in-tree modules),
 and what 'kabiguard requires' asks of them. The exports come from the kernel's symvers file
 or, when none is installed, are derived from its image and in-tree modules; stderr says which.
+With --stdin, as rpm's generator for a kmod package (kabiguard.attr), it prints instead
+ksym(SYMBOL) = 0xCRC for each symbol the named modules export: what another package's
+ksym() requirements ask for.
 
 Example:
   kabiguard provides --kernel 6.1.0-55-amd64 | grep -c .
@@ -170,6 +174,17 @@ Example:
 }
 
 func (c *providesCmd) Run(e *env) error {
+	if c.Stdin {
+		names, err := moduleNames(os.Stdin)
+		if err != nil {
+			return err
+		}
+		mods, err := openModules(names)
+		if err != nil {
+			return err
+		}
+		return printDeps(e.stdout, rpmdeps.ModuleProvides(mods))
+	}
 	var t *symvers.Table
 	if c.Symvers != "" {
 		var err error

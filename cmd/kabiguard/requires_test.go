@@ -170,11 +170,14 @@ func TestProvidesFromSymvers(t *testing.T) {
 	}
 }
 
-// TestRequiresGeneratorInRpmbuild: a kmod package built by the real rpmbuild with the shipped
-// file attribute (rpm/kabiguard.attr, its path filled in as make install does, as the only
-// attribute in _fileattrsdir, loaded with rpm 4.18's --load) requires exactly the kernel(...) lines the real modprobe
-// --dump-modversions of its modules gives: rpm runs the generator once per module, one of
-// them xz-compressed, and kabiguard finds the other module of the package itself.
+// TestRequiresGeneratorInRpmbuild: kmod packages built by the real rpmbuild with the shipped
+// file attribute (rpm/kabiguard.attr, its path filled in as make install does, the only
+// attribute in _fileattrsdir, loaded with rpm 4.18's --load) require exactly the lines the
+// real modprobe --dump-modversions of their modules gives, and provide ksym() for what
+// modpost's Module.symvers of the build says they export. rpm runs the generators once per
+// module, one of them xz-compressed; kabiguard finds the package's other module itself, so the
+// package of both requires no ksym(), and the one of kabiuser alone requires what the one of
+// kabiprov alone provides.
 func TestRequiresGeneratorInRpmbuild(t *testing.T) {
 	testkit.Slow(t, "runs rpmbuild")
 	for _, tool := range []string{"rpmbuild", "rpm", "xz"} {
@@ -184,54 +187,106 @@ func TestRequiresGeneratorInRpmbuild(t *testing.T) {
 	}
 	k := testkit.FetchKernel(t, "6.1.0-50")
 	pair := testkit.BuildModules(t, k, filepath.Join("..", "..", "testdata", "src", "kabipair"))
-	want := expectedRequires(t, symversCRCs(t, k.Symvers),
-		symversCRCs(t, filepath.Join(filepath.Dir(pair["kabiprov"]), "Module.symvers")), pair["kabiuser"], pair["kabiprov"])
+	kernel := symversCRCs(t, k.Symvers)
+	own := symversCRCs(t, filepath.Join(filepath.Dir(pair["kabiprov"]), "Module.symvers"))
+	var provided []string
+	for sym, crc := range own {
+		provided = append(provided, "ksym("+sym+") = "+crc)
+	}
+	slices.Sort(provided)
+	b := newKmodBuilder(t, k)
+	user, prov := "install -m 644 "+pair["kabiuser"]+" %{buildroot}%{dir}/kabiuser.ko", "xz -c "+pair["kabiprov"]+" >%{buildroot}%{dir}/kabiprov.ko.xz"
 
+	both := b.build("kmod-kabipair", user, prov)
+	if got, want := deps(t, both, "--requires"), expectedRequires(t, kernel, own, pair["kabiuser"], pair["kabiprov"]); !slices.Equal(got, want) {
+		t.Errorf("kmod-kabipair requires:\n got %q\nwant %q", got, want)
+	}
+	if got := deps(t, both, "--provides"); !slices.Equal(got, provided) {
+		t.Errorf("kmod-kabipair provides:\n got %q\nwant %q", got, provided)
+	}
+	alone := b.build("kmod-kabiuser", user)
+	want := expectedRequires(t, kernel, nil, pair["kabiuser"])
+	if got := deps(t, alone, "--requires"); !slices.Equal(got, want) {
+		t.Errorf("kmod-kabiuser requires:\n got %q\nwant %q", got, want)
+	}
+	if got := deps(t, b.build("kmod-kabiprov", prov), "--provides"); !slices.Equal(got, provided) {
+		t.Errorf("kmod-kabiprov provides:\n got %q\nwant %q", got, provided)
+	}
+	var ksyms []string
+	for _, l := range want {
+		if strings.HasPrefix(l, "ksym(") {
+			ksyms = append(ksyms, l)
+		}
+	}
+	if !slices.Equal(ksyms, provided) {
+		t.Errorf("kmod-kabiuser's ksym() requirements %q are not what kmod-kabiprov provides %q", ksyms, provided)
+	}
+}
+
+// kmodBuilder builds kmod packages for a kernel with the real rpmbuild and kabiguard's file
+// attribute.
+type kmodBuilder struct {
+	t          *testing.T
+	k          *testkit.Kernel
+	top, attrs string
+}
+
+func newKmodBuilder(t *testing.T, k *testkit.Kernel) *kmodBuilder {
 	bin := testkit.BuildBinary(t, "kabiguard")
-	top := t.TempDir()
-	attrs := filepath.Join(top, "fileattrs")
+	b := &kmodBuilder{t: t, k: k, top: t.TempDir()}
+	b.attrs = filepath.Join(b.top, "fileattrs")
 	attr, err := os.ReadFile(filepath.Join(testkit.RepoDir(), "rpm", "kabiguard.attr"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.MkdirAll(attrs, 0o755)
-	if err := os.WriteFile(filepath.Join(attrs, "kabiguard.attr"), bytes.ReplaceAll(attr, []byte("@SBINDIR@"), []byte(filepath.Dir(bin))), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	extra := "/lib/modules/" + k.Release + "/extra/kabipair"
-	spec := filepath.Join(top, "kmod-kabipair.spec")
-	if err := os.WriteFile(spec, []byte(`Name: kmod-kabipair
+	must(t, os.MkdirAll(b.attrs, 0o755))
+	must(t, os.WriteFile(filepath.Join(b.attrs, "kabiguard.attr"), bytes.ReplaceAll(attr, []byte("@SBINDIR@"), []byte(filepath.Dir(bin))), 0o644))
+	return b
+}
+
+// build makes package name whose %install runs the commands (%{dir} is its module directory)
+// and returns the .rpm.
+func (b *kmodBuilder) build(name string, install ...string) string {
+	t := b.t
+	t.Helper()
+	spec := filepath.Join(b.top, name+".spec")
+	must(t, os.WriteFile(spec, []byte(`Name: `+name+`
 Version: 1
 Release: 1
 Summary: kabiguard test kmod
 License: GPL-2.0
-%global kabiguard_requires_opts --symvers `+k.Symvers+`
+%global dir /lib/modules/`+b.k.Release+`/extra/`+name+`
+%global kabiguard_requires_opts --symvers `+b.k.Symvers+`
 %description
 test
 %install
-mkdir -p %{buildroot}`+extra+`
-install -m 644 `+pair["kabiuser"]+` %{buildroot}`+extra+`/kabiuser.ko
-xz -c `+pair["kabiprov"]+` >%{buildroot}`+extra+`/kabiprov.ko.xz
+mkdir -p %{buildroot}%{dir}
+`+strings.Join(install, "\n")+`
 %files
-`+extra+`
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+%{dir}
+`), 0o644))
 	// rpm reads attribute names from _fileattrsdir but their macros from its macro path
 	// (/usr/lib/rpm/fileattrs/*.attr, where make install puts the file): --load stands in.
-	cmd := exec.Command("rpmbuild", "-bb", "--nodeps", "--define", "_topdir "+top, "--define", "_fileattrsdir "+attrs,
-		"--load", filepath.Join(attrs, "kabiguard.attr"),
+	cmd := exec.Command("rpmbuild", "-bb", "--nodeps", "--define", "_topdir "+b.top, "--define", "_fileattrsdir "+b.attrs,
+		"--load", filepath.Join(b.attrs, "kabiguard.attr"),
 		"--define", "__os_install_post %{nil}", "--define", "debug_package %{nil}", "--define", "_build_id_links none", spec)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("rpmbuild: %v\n%s", err, out)
+		t.Fatalf("rpmbuild %s: %v\n%s", name, err, out)
 	}
-	rpms, _ := filepath.Glob(filepath.Join(top, "RPMS", "*", "*.rpm"))
+	rpms, _ := filepath.Glob(filepath.Join(b.top, "RPMS", "*", name+"-1-1.*.rpm"))
 	if len(rpms) != 1 {
 		t.Fatalf("rpmbuild made %v", rpms)
 	}
-	out, err := exec.Command("rpm", "-qp", "--requires", rpms[0]).Output()
+	return rpms[0]
+}
+
+// deps is what rpm -qp --requires or --provides says of a package: its kernel() and ksym()
+// lines, sorted.
+func deps(t *testing.T, rpm, query string) []string {
+	t.Helper()
+	out, err := exec.Command("rpm", "-qp", query, rpm).Output()
 	if err != nil {
-		t.Fatalf("rpm -qp --requires: %v", err)
+		t.Fatalf("rpm -qp %s %s: %v", query, rpm, err)
 	}
 	var got []string
 	for _, l := range lines(string(out)) {
@@ -240,7 +295,5 @@ xz -c `+pair["kabiprov"]+` >%{buildroot}`+extra+`/kabiprov.ko.xz
 		}
 	}
 	slices.Sort(got)
-	if !slices.Equal(got, want) {
-		t.Errorf("rpm -qp --requires:\n got %q\nwant %q\n(all: %s)", got, want, out)
-	}
+	return got
 }
