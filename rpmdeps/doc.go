@@ -29,5 +29,7 @@
 //
 // Provides are the other half: every export of a kernel as kernel(SYMBOL) = 0xCRC, the
 // union of what kernel-core (kabi.sh, vmlinux exports) and the kernel's module packages
-// (find-provides.ksyms, in-tree modules) provide.
+// (find-provides.ksyms, in-tree modules) provide; and, for a kmod package, ksym(SYMBOL) =
+// 0xCRC for each symbol its modules export with a CRC (ModuleProvides), which another
+// package's ksym() requirements ask for.
 package rpmdeps
