@@ -116,3 +116,27 @@ func Parse(data []byte) Entry {
 	}
 	return e
 }
+
+// ConfiguredBootRoot is BOOT_ROOT= of kernel-install's install.conf under root (the first of
+// /etc/kernel/install.conf and /usr/lib/kernel/install.conf that exists, as kernel-install
+// reads them), or "": an admin who set it has entries there, not in /boot.
+func ConfiguredBootRoot(root string) string {
+	r, err := rootfs.At(root)
+	if err != nil {
+		return ""
+	}
+	for _, f := range []string{"etc/kernel/install.conf", "usr/lib/kernel/install.conf"} {
+		data, err := r.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			continue
+		}
+		var v string
+		for _, line := range strings.Split(string(data), "\n") {
+			if val, ok := strings.CutPrefix(strings.TrimSpace(line), "BOOT_ROOT="); ok {
+				v = strings.Trim(strings.TrimSpace(val), `"'`) // the last one wins, as in a shell
+			}
+		}
+		return v
+	}
+	return ""
+}

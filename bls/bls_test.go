@@ -108,3 +108,19 @@ func TestForKernelBootRoot(t *testing.T) {
 		}
 	}
 }
+
+// TestConfiguredBootRoot: BOOT_ROOT= of the install.conf kernel-install reads, /etc's first.
+func TestConfiguredBootRoot(t *testing.T) {
+	root := t.TempDir()
+	if got := ConfiguredBootRoot(root); got != "" {
+		t.Errorf("no install.conf: %q", got)
+	}
+	write(t, filepath.Join(root, "usr/lib/kernel/install.conf"), "# stock\nlayout=bls\nBOOT_ROOT=/efi\n")
+	if got := ConfiguredBootRoot(root); got != "/efi" {
+		t.Errorf("/usr/lib's: %q", got)
+	}
+	write(t, filepath.Join(root, "etc/kernel/install.conf"), "layout=bls\n#BOOT_ROOT=/nope\nBOOT_ROOT=\"/srv/boot\"\n")
+	if got := ConfiguredBootRoot(root); got != "/srv/boot" {
+		t.Errorf("/etc's: %q", got)
+	}
+}

@@ -21,7 +21,8 @@ type bootState struct {
 // gate refuses is marked, so the table can say which entry still boots it, or that
 // kernel-install writes none. Nothing on a host without BLS entries (nil).
 func bootStates(root string, kernels []string, rows []weakupdates.Row) ([]bootState, error) {
-	if !bls.Used(root) {
+	bootRoot := bls.ConfiguredBootRoot(root)
+	if !bls.Used(root) && bootRoot == "" {
 		return nil, nil
 	}
 	refused := map[string]bool{}
@@ -33,7 +34,7 @@ func bootStates(root string, kernels []string, rows []weakupdates.Row) ([]bootSt
 	var out []bootState
 	byKernel := map[string][]string{}
 	for _, k := range kernels {
-		entries, err := bls.ForKernel(root, k, "")
+		entries, err := bls.ForKernel(root, k, bootRoot)
 		if err != nil {
 			return nil, err
 		}

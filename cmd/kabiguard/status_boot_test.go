@@ -134,3 +134,22 @@ func TestStatusNamesTheBootEntries(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusBootRootFromInstallConf: entries below the BOOT_ROOT an admin set in
+// /etc/kernel/install.conf are found too, for status and the gate.
+func TestStatusBootRootFromInstallConf(t *testing.T) {
+	root := bootRoot(t)
+	must(t, os.MkdirAll(filepath.Join(root, "etc", "kernel"), 0o755))
+	must(t, os.WriteFile(filepath.Join(root, "etc", "kernel", "install.conf"), []byte("layout=bls\nBOOT_ROOT=/srv/boot\n"), 0o644))
+	entry := "/srv/boot/loader/entries/" + bootMachineID + "-" + testkit.SampleK54 + ".conf"
+	must(t, os.MkdirAll(filepath.Dir(filepath.Join(root, entry)), 0o755))
+	must(t, os.WriteFile(filepath.Join(root, entry), []byte("title T\nversion "+testkit.SampleK54+"\nlinux /vmlinuz-"+testkit.SampleK54+"\n"), 0o644))
+	var out, errOut bytes.Buffer
+	run([]string{"status", "--root", root}, &out, &errOut)
+	if !strings.Contains(out.String(), testkit.SampleK54+"  "+entry+"  the gate refuses this kernel, but this entry still boots it") {
+		t.Errorf("status does not name %s:\n%s", entry, out.String())
+	}
+	if code, out := gateRun(t, root, testkit.SampleK54, false); code != exitProblem || !strings.Contains(out, "boot entry "+entry+" exists already") {
+		t.Errorf("gate: exit %d, not naming %s:\n%s", code, entry, out)
+	}
+}
