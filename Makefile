@@ -85,6 +85,7 @@ clean:
 #                                      metrics; not enabled)
 #   $(DNF_PLUGINDIR)/kabiguard.py      the dnf 4 gate (when dnf 4 is installed; DNF_PLUGINDIR= skips
 #   $(SYSCONFDIR)/dnf/plugins/kabiguard.conf  it) and its settings (an existing file is kept)
+#   $(RPM_FILEATTRSDIR)/kabiguard.attr  rpmbuild's kmod Requires generator (kabiguard requires)
 #   $(MANDIR)/man5, man8               kabiguard(8), weak-modules(8), kabiguard-gate(8),
 #                                      kabiguard.conf(5), kabiguard-required(5) (make man)
 #   $(PREFIX)/share/kabiguard/         the pristine kabiguard.conf and the manifest of every
@@ -95,6 +96,7 @@ clean:
 SYSCONFDIR ?= /etc
 SBINDIR    ?= $(PREFIX)/sbin
 MANDIR     ?= $(PREFIX)/share/man
+RPM_FILEATTRSDIR ?= $(PREFIX)/lib/rpm/fileattrs
 KG_DATADIR  = $(PREFIX)/share/kabiguard
 KG_MANIFEST = $(KG_DATADIR)/installed-files
 KG_DRACUT   = $(wildcard dracut/90kabiguard/*)
@@ -131,6 +133,7 @@ install: build man
 	  if [ ! -e "$$D$$pc" ]; then mkdir -p "$$D$${pc%/*}"; sed 's#^kabiguard = /usr/sbin/kabiguard$$#kabiguard = $(SBINDIR)/kabiguard#' dnf/kabiguard.conf >"$$D$$pc"; \
 	    chmod 644 "$$D$$pc"; echo "file $$pc" >>"$$new"; echo "  $$pc"; \
 	  else echo "  $$pc: exists, kept"; if [ -f "$$M" ] && grep -qx "file $$pc" "$$M"; then echo "file $$pc" >>"$$new"; fi; fi; fi; \
+	comp rpm/kabiguard.attr $(RPM_FILEATTRSDIR)/kabiguard.attr; \
 	if [ -n "$(KG_DRACUT)" ]; then mkd $(PREFIX)/lib/dracut/modules.d/90kabiguard; fi; \
 	for f in $(KG_DRACUT); do m=644; [ -x $$f ] && m=755; put $$m $$f $(PREFIX)/lib/dracut/modules.d/90kabiguard/$${f##*/}; done; \
 	for f in $(KG_DRACONF); do put 644 $$f $(PREFIX)/lib/dracut/dracut.conf.d/$${f##*/}; done; \

@@ -136,6 +136,9 @@ func TestKernelInstall(t *testing.T) {
 		if exists(sb.entry(r54)) {
 			t.Fatalf("loader entry written for a refused kernel")
 		}
+		if want := "no boot entry for " + r54 + ": kernel-install writes it in 90-loaderentry, after this gate"; !strings.Contains(out, want) {
+			t.Errorf("the refusal does not say %q:\n%s", want, out)
+		}
 		if exists(filepath.Join(sb.modDir(r54), "weak-updates", "kabidemo.ko")) {
 			t.Fatalf("incompatible build linked into %s", r54)
 		}
@@ -148,6 +151,13 @@ func TestKernelInstall(t *testing.T) {
 		out, code := sb.kernelInstall("add", r54, sb.vmlinuz(r54))
 		if code != 0 || !exists(sb.entry(r54)) || !strings.Contains(out, "warning") || !namesMismatch(out, "kabidemo", f.bad) {
 			t.Fatalf("exit %d, entry %v:\n%s", code, exists(sb.entry(r54)), out)
+		}
+		// Back to refuse with the entry of that install on disk: adding the kernel again is
+		// refused, and the refusal names the entry that still boots it (kabiguard leaves it).
+		sb.writeEtc("kabiguard/kabiguard.conf", "")
+		out, code = sb.kernelInstall("add", r54, sb.vmlinuz(r54))
+		if want := "boot entry " + sb.entry(r54) + " exists already"; code == 0 || !strings.Contains(out, want) || !exists(sb.entry(r54)) {
+			t.Fatalf("add again under refuse: exit %d, want the refusal naming %q:\n%s", code, want, out)
 		}
 		if out, code := sb.kernelInstall("remove", r54); code != 0 || exists(sb.entry(r54)) {
 			t.Fatalf("remove: exit %d:\n%s", code, out)

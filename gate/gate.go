@@ -28,6 +28,9 @@ type Options struct {
 	StagingArea string
 	// NoInitrd skips the initramfs check: the Debian hook that runs before the generator.
 	NoInitrd bool
+	// BootRoot is kernel-install's $KERNEL_INSTALL_BOOT_ROOT: its loader/entries is looked
+	// into for the kernel's boot entries besides /boot's and the ESP's (package bls).
+	BootRoot string
 }
 
 // Module is the verdict for one required module.
@@ -59,6 +62,9 @@ type Result struct {
 	Action  string   `json:"action"`
 	Initrds []string `json:"initrds"` // images looked into for early modules
 	Modules []Module `json:"modules"`
+	// BootEntries are the kernel's BLS entries (/boot/loader/entries/*-K.conf) that exist
+	// now: the ones a refusal cannot keep the boot loader from offering (BootEntryNote).
+	BootEntries []string `json:"boot_entries"`
 }
 
 // Failed returns the modules that did not pass.
@@ -78,8 +84,16 @@ func Check(opt Options) (*Result, error) {
 	cfg := opt.Config
 	res := &Result{Kernel: opt.Kernel, OK: true, Action: Pass, Initrds: []string{}, Modules: []Module{}}
 	if len(cfg.Required) == 0 {
+		res.BootEntries = []string{}
 		return res, nil
 	}
+	// The entries only inform the refusal's message: one that cannot be read must not keep
+	// the gate from deciding (an error here would refuse the kernel).
+	entries, err := bootEntries(opt.Root, opt.Kernel, opt.BootRoot)
+	if err != nil {
+		entries = []string{}
+	}
+	res.BootEntries = entries
 	prev, err := weakupdates.Preview(cfg, opt.Root, nil, nil)
 	if err != nil {
 		return nil, err

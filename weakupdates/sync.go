@@ -197,6 +197,8 @@ type Row struct {
 	// unreadable), for the modules it holds and the required early ones.
 	Image  string `json:"image,omitempty"`
 	Initrd string `json:"initrd,omitempty"`
+	// BootEntries, filled in by `kabiguard status` too: the kernel's BLS entries (package bls).
+	BootEntries []string `json:"boot_entries,omitempty"`
 }
 
 // Status describes, for every installed kernel and every external or required module, what is

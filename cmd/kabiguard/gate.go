@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/kabiguard/kabiguard/bls"
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/gate"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
@@ -20,6 +21,7 @@ type gateCmd struct {
 	Initrd   []string `placeholder:"IMAGE" help:"An initramfs the kernel will boot with (repeatable). Default: the initrd* files of $$KERNEL_INSTALL_STAGING_AREA, else /boot/initrd.img-RELEASE and the like." type:"path"`
 	Staging  string   `placeholder:"DIR" env:"KERNEL_INSTALL_STAGING_AREA" help:"kernel-install's staging area; its initrd* files are looked into."`
 	NoInitrd bool     `help:"Do not look into any initramfs (the Debian hook that runs before the initramfs generator)."`
+	BootRoot string   `placeholder:"DIR" env:"KERNEL_INSTALL_BOOT_ROOT" help:"kernel-install's $$BOOT: its loader/entries is looked into for the kernel's boot entry, besides /boot's. Default: BOOT_ROOT= of etc/kernel/install.conf."`
 	JSON     bool     `help:"Print the verdict as JSON: {kernel, ok, action, initrds, modules: [{name, early, source, state, from, path, depends, initrd, ok, reason, problems}]}."`
 	Verbose  bool     `short:"v" help:"Also say what passed."`
 }
@@ -59,9 +61,12 @@ func (c *gateCmd) Run(e *env) error {
 			return err
 		}
 	}
+	if c.BootRoot == "" {
+		c.BootRoot = bls.ConfiguredBootRoot(c.Root)
+	}
 	res, err := gate.Check(gate.Options{
 		Root: c.Root, Kernel: c.Kernel, Config: cfg,
-		Initrds: c.Initrd, StagingArea: c.Staging, NoInitrd: c.NoInitrd,
+		Initrds: c.Initrd, StagingArea: c.Staging, NoInitrd: c.NoInitrd, BootRoot: c.BootRoot,
 	})
 	if err != nil {
 		return fmt.Errorf("gate for %s could not decide: %w", c.Kernel, err)
@@ -107,6 +112,9 @@ func printGate(e *env, res *gate.Result, verbose bool, root, mainFile string) {
 		fmt.Fprintln(e.stderr, "Ways out:")
 		for _, a := range gate.Advice(res, root, mainFile) {
 			fmt.Fprintf(e.stderr, "  - %s\n", a)
+		}
+		if note := gate.BootEntryNote(res, bls.Used(root) || len(res.BootEntries) > 0 || os.Getenv("KERNEL_INSTALL_LAYOUT") == "bls"); note != "" {
+			fmt.Fprintf(e.stderr, "Note: %s\n", note)
 		}
 	case gate.Warn:
 		fmt.Fprintf(e.stderr, "kabiguard: warning: kernel %s will boot without a required module (on_missing_required = warn):\n", res.Kernel)

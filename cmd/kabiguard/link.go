@@ -110,6 +110,9 @@ Then one line per kernel's initramfs, verified against its tree as 'kabiguard in
 verify' does: current, stale (copies of other builds, or of modules the tree no longer
 has), lacks-early (a required early module is not in it), no-image, unreadable. In --json
 each row also carries "image" and "initrd" (the state of that module's copy there).
+On a host with Boot Loader Specification entries (/boot/loader/entries), a last table
+names each kernel's entry ("boot_entries" in --json), and, for a kernel the gate refuses,
+whether an entry still boots it or kernel-install will write none.
 Exit status: 0 every required module is native or weak everywhere and every early one has a
 current copy in its kernel's image (what the gate checks), 1 otherwise, 2 error.
 
@@ -128,6 +131,10 @@ func (c *statusCmd) Run(e *env) error {
 		return err
 	}
 	rows, errs, images := rep.Rows, rep.Errs, rep.Images
+	boot, err := bootStates(c.Root, rep.Kernels, rows, rep.Ready)
+	if err != nil {
+		return err
+	}
 	if c.JSON {
 		if rows == nil {
 			rows = []weakupdates.Row{}
@@ -157,6 +164,7 @@ func (c *statusCmd) Run(e *env) error {
 		tw.Flush()
 		fmt.Fprintln(e.stdout)
 		printImages(e.stdout, images)
+		printBoot(e.stdout, boot)
 	}
 	for _, err := range errs {
 		fmt.Fprintf(e.stderr, "kabiguard: %v\n", err)

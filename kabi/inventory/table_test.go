@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -335,8 +336,8 @@ func TestScanWeakLinks(t *testing.T) {
 }
 
 // TestSymversSourceNamed: a kernel's symvers is the first of symvers.Candidates that exists
-// (RHEL's /boot/symvers-K.xz before lib/modules/K/symvers.xz), named by its path; without
-// one, the error names where it looked first.
+// (RHEL's /boot/symvers-K.xz before lib/modules/K/symvers.xz; .gz as RHEL 8+ ships it), named
+// by its path and read whole; without one, the error names where it looked first.
 func TestSymversSourceNamed(t *testing.T) {
 	cases := []struct {
 		name  string
@@ -367,6 +368,15 @@ func TestSymversSourceNamed(t *testing.T) {
 			}
 		},
 		want: "boot/symvers-" + k53 + ".xz",
+	}, {
+		// RHEL 8+ kernel-core: lib/modules/K/symvers.gz, the sample's xz made gzip by the tools.
+		name:  "lib/modules/K/symvers.gz",
+		setup: func(t *testing.T, root string) { regzip(t, root, filepath.Join(modDir(root, k53), "symvers.gz")) },
+		want:  "lib/modules/" + k53 + "/symvers.gz",
+	}, {
+		name:  "/boot/symvers-K.gz",
+		setup: func(t *testing.T, root string) { regzip(t, root, filepath.Join(root, "boot", "symvers-"+k53+".gz")) },
+		want:  "boot/symvers-" + k53 + ".gz",
 	}, {
 		name: "none",
 		setup: func(t *testing.T, root string) {
@@ -400,6 +410,30 @@ func TestSymversSourceNamed(t *testing.T) {
 			if got := k.SymversPath(); got != filepath.Join(root, c.want) {
 				t.Errorf("symvers %s, want %s", got, filepath.Join(root, c.want))
 			}
+			sample, err := symvers.Load(filepath.Join(testkit.RepoDir(), "testdata", "sample", "kernels", k53, "symvers.xz"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(sample.Exports) == 0 || len(k.Symvers.Exports) != len(sample.Exports) {
+				t.Errorf("%s holds %d exports, the sample's symvers.xz %d", c.want, len(k.Symvers.Exports), len(sample.Exports))
+			}
 		})
+	}
+}
+
+// regzip replaces 53's lib/modules/K/symvers.xz with dst, its content recompressed by the real
+// xz and gzip, as RHEL ships it.
+func regzip(t *testing.T, root, dst string) {
+	t.Helper()
+	src := filepath.Join(modDir(root, k53), "symvers.xz")
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-c", `xz -dc "$1" | gzip -9 >"$2"`, "sh", src, dst)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("xz -dc | gzip (xz-utils, gzip): %v %s", err, out)
+	}
+	if err := os.Remove(src); err != nil {
+		t.Fatal(err)
 	}
 }
