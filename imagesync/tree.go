@@ -3,6 +3,7 @@ package imagesync
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -84,6 +85,12 @@ func (t *kernelTree) file(name string) (string, error) {
 	p, err := rootfs.Resolve(t.root, rel)
 	if err != nil {
 		return "", err
+	}
+	if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+		// modules.dep still lists it, but its weak-updates link dangles (the build is gone):
+		// modprobe finds nothing there, so the tree has no such module and a copy in an
+		// image is one of a module the tree no longer has.
+		p = ""
 	}
 	t.mu.Lock()
 	if t.resolved == nil {

@@ -215,6 +215,11 @@ func Status(res *Result, c *config.Config) ([]Row, []error) {
 		for _, b := range t.Builds {
 			names[b.Name] = true
 		}
+		for _, l := range t.Links {
+			if l.Dangling && kmod.IsModule(l.Sub) {
+				names[kmod.ModuleName(l.Sub)] = true // its build is gone everywhere: the link is all that is left
+			}
+		}
 	}
 	for _, kp := range res.Plan.Kernels {
 		for n := range kp.Decisions {

@@ -9,6 +9,7 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -608,4 +609,50 @@ func TestImageEmptyOrNotRegular(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A build removed behind kabiguard's back leaves its weak-updates links dangling while
+// modules.dep still lists them: status shows the dangling links (not silence: the module has
+// no build anywhere any more), the images that hold a copy are stale (not "unreadable": the
+// tree simply has no such module now), verify says so without an error, and the next link
+// removes the links and refreshes the images.
+func TestDanglingLinkMakesImageStale(t *testing.T) {
+	s := newImgRoot(t)
+	s.dropKabiuser()
+	rep, err := s.verify(sample.K53)
+	if err != nil {
+		t.Fatalf("verify with a dangling link in the tree: %v", err)
+	}
+	for _, m := range rep.Modules {
+		if m.Name == "kabiuser" && m.State != imagesync.ModNotInTree {
+			t.Errorf("kabiuser's copy is %s, want %s", m.State, imagesync.ModNotInTree)
+		}
+	}
+	var rows []weakupdates.Row
+	var stdout, stderr bytes.Buffer
+	run([]string{"status", "--root", s.root, "--json"}, &stdout, &stderr)
+	out := stdout.String()
+	if err := json.Unmarshal(stdout.Bytes(), &rows); err != nil {
+		t.Fatalf("status --json: %v\n%s%s", err, out, stderr.String())
+	}
+	dangling := map[string]bool{}
+	for _, r := range rows {
+		if r.Module == "kabiuser" && r.State == weakupdates.Dangling {
+			dangling[r.Kernel] = true
+		}
+	}
+	for _, k := range []string{sample.K53, sample.K54} {
+		if _, err := os.Readlink(filepath.Join(s.root, "lib/modules", k, "weak-updates/kabiuser/kabiuser.ko.xz")); err == nil && !dangling[k] {
+			t.Errorf("status shows no dangling kabiuser row for %s, whose link dangles:\n%s", k, out)
+		}
+	}
+	_, text := s.kg("status", "--root", s.root)
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, s.img(sample.K53)) && !strings.Contains(line, " stale ") {
+			t.Errorf("the image line of %s is not stale:\n%s", sample.K53, text)
+		}
+	}
+	s.mustKG(0, "link", "--root", s.root)
+	s.mustCurrent(sample.K53)
+	s.mustCurrent(sample.K54)
 }
