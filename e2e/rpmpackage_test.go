@@ -219,6 +219,10 @@ func TestRPMPackage(t *testing.T) {
 		}
 	}
 	checkDiverted("installed", "1")
+	// The installed binary runs in the root: no kernel there, nothing required, exit 0.
+	if out, err := exec.Command("chroot", root, "/usr/sbin/kabiguard", "status").CombinedOutput(); err != nil {
+		t.Errorf("kabiguard status in the root: %v\n%s", err, out)
+	}
 	if out, err := exec.Command("chroot", root, "/usr/sbin/weak-modules", "--help").CombinedOutput(); err != nil || !strings.Contains(string(out), "weak-modules") {
 		t.Errorf("the diverted /usr/sbin/weak-modules --help: %v\n%s", err, out)
 	}
