@@ -169,33 +169,7 @@ func TestRPMPackage(t *testing.T) {
 	bin := t.TempDir()
 	v1 := makeRPM(t, bin, "0.1~test1")
 	want := intendedRPMFiles(t, bin)
-	got := strings.Fields(strings.TrimSpace(rpmQuery(t, "-qlp", v1)))
-	if !slices.Equal(got, want) {
-		t.Errorf("rpm -qlp lists\n%s\nwant (make install's manifest, less the documented exclusions)\n%s",
-			strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-	if c := strings.TrimSpace(rpmQuery(t, "-qp", "--conflicts", v1)); c != "" {
-		t.Errorf("the package declares conflicts %q; kmod must stay installable beside it", c)
-	}
-	for _, p := range strings.Split(rpmQuery(t, "-qp", "--provides", v1), "\n") {
-		if strings.Contains(p, "weak-modules") && !strings.Contains(p, "weak-modules.kabiguard") || strings.HasPrefix(p, "kmod") {
-			t.Errorf("the package provides %q: kmod owns weak-modules", p)
-		}
-	}
-	if !slices.Contains(strings.Fields(rpmQuery(t, "-qp", "--requires", v1)), "kmod") {
-		t.Error("the package does not require kmod, whose weak-modules it diverts")
-	}
-	scripts := rpmQuery(t, "-qp", "--scripts", "--triggers", v1)
-	for _, s := range []string{"postinstall scriptlet", "postuninstall scriptlet", "triggerin scriptlet (using /bin/sh) -- kmod", "weak-modules.kmod"} {
-		if !strings.Contains(scripts, s) {
-			t.Errorf("rpm -qp --scripts --triggers shows no %q:\n%s", s, scripts)
-		}
-	}
-	if rpmlint, err := exec.LookPath("rpmlint"); err != nil {
-		t.Errorf("rpmlint is not installed (.ci/run installs it): %v", err)
-	} else if out, err := exec.Command(rpmlint, "-c", filepath.Join(repoDir(), "packaging/rpm/rpmlint.toml"), v1).CombinedOutput(); err != nil {
-		t.Errorf("rpmlint %s: %v\n%s", filepath.Base(v1), err, out)
-	}
+	checkRPMHeader(t, v1, want)
 
 	root := busyboxRoot(t)
 	rpmIn(t, root, "-i", "--nodeps", fakeKmod(t, "1"))
@@ -203,36 +177,10 @@ func TestRPMPackage(t *testing.T) {
 	wm := filepath.Join(root, "usr/sbin/weak-modules")
 
 	rpmIn(t, root, "-i", "--nodeps", v1)
-	for _, p := range want {
-		if _, err := os.Lstat(filepath.Join(root, p)); err != nil {
-			t.Errorf("installed, the package's %s is missing: %v", p, err)
-		}
-	}
-	checkDiverted := func(when, kmodVersion string) {
-		t.Helper()
-		if got := readlink(t, wm); got != "weak-modules.kabiguard" {
-			t.Errorf("%s: /usr/sbin/weak-modules -> %q, want weak-modules.kabiguard", when, got)
-		}
-		saved, err := os.ReadFile(wm + ".kmod")
-		if err != nil || !strings.Contains(string(saved), "rhel-weak-modules-"+kmodVersion) {
-			t.Errorf("%s: kmod's script is not kept as weak-modules.kmod: %.80q %v", when, saved, err)
-		}
-	}
-	checkDiverted("installed", "1")
-	// The installed binary runs in the root: no kernel there, nothing required, exit 0.
-	if out, err := exec.Command("chroot", root, "/usr/sbin/kabiguard", "status").CombinedOutput(); err != nil {
-		t.Errorf("kabiguard status in the root: %v\n%s", err, out)
-	}
-	if out, err := exec.Command("chroot", root, "/usr/sbin/weak-modules", "--help").CombinedOutput(); err != nil || !strings.Contains(string(out), "weak-modules") {
-		t.Errorf("the diverted /usr/sbin/weak-modules --help: %v\n%s", err, out)
-	}
-	// rpm -V kmod reports the diversion (and nothing passes it off as kmod's own file).
-	if out, err := exec.Command("rpm", "--root", root, "--dbpath", "/var/lib/rpm", "-V", "--nodeps", "kmod").CombinedOutput(); err == nil || !strings.Contains(string(out), "/usr/sbin/weak-modules") {
-		t.Errorf("rpm -V kmod while diverted: %v\n%s", err, out)
-	}
+	checkInstalled(t, root, want)
 
 	rpmIn(t, root, "-U", "--nodeps", fakeKmod(t, "2"))
-	checkDiverted("after kmod's update", "2")
+	checkDiverted(t, root, "after kmod's update", "2")
 
 	conf := filepath.Join(root, "etc/kabiguard/kabiguard.conf")
 	appendLine(t, conf, "share_builds = any\n")
@@ -243,7 +191,7 @@ func TestRPMPackage(t *testing.T) {
 	if data, _ := os.ReadFile(conf); !strings.Contains(string(data), "share_builds = any") {
 		t.Error("the upgrade lost the admin's change to " + conf)
 	}
-	checkDiverted("after kabiguard's upgrade", "2")
+	checkDiverted(t, root, "after kabiguard's upgrade", "2")
 
 	// A weak-updates link that kabiguard made stays after the erase, which says so.
 	weak := filepath.Join(root, "lib/modules/6.1.0-99-amd64/weak-updates")
@@ -270,20 +218,7 @@ func TestRPMPackage(t *testing.T) {
 		}
 	}
 	os.Remove(filepath.Dir(conf))
-	added, removed := diffTrees(before, tree(t, root))
-	notDB := func(p string) bool { return !strings.HasPrefix(p, "var/lib/rpm/") }
-	added, removed = slices.DeleteFunc(added, func(p string) bool { return !notDB(p) }), slices.DeleteFunc(removed, func(p string) bool { return !notDB(p) })
-	for _, p := range added {
-		// rpm creates the parents of a package's paths that no package owns (on RHEL,
-		// systemd, dracut, bash-completion, fish and zsh own them) and leaves them: only such
-		// directories, holding no file, may stay.
-		if !strings.HasSuffix(p, "/") || !onlyDirectories(filepath.Join(root, p)) {
-			t.Errorf("after the erase %s stays", p)
-		}
-	}
-	if len(removed) > 0 {
-		t.Errorf("installing and erasing removed %v", removed)
-	}
+	checkErased(t, root, before)
 }
 
 func rpmQuery(t *testing.T, args ...string) string {
@@ -317,4 +252,95 @@ func onlyDirectories(dir string) bool {
 		return nil
 	})
 	return only
+}
+
+// checkRPMHeader checks what rpm says of the package rpm before installing it: its files are
+// want, it conflicts with nothing, does not claim weak-modules, requires kmod, carries the
+// diversion's scriptlets and kmod trigger, and rpmlint finds no error (packaging/rpm/rpmlint.toml
+// lists what it keeps on purpose).
+func checkRPMHeader(t *testing.T, v1 string, want []string) {
+	t.Helper()
+	got := strings.Fields(strings.TrimSpace(rpmQuery(t, "-qlp", v1)))
+	if !slices.Equal(got, want) {
+		t.Errorf("rpm -qlp lists\n%s\nwant (make install's manifest, less the documented exclusions)\n%s",
+			strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if c := strings.TrimSpace(rpmQuery(t, "-qp", "--conflicts", v1)); c != "" {
+		t.Errorf("the package declares conflicts %q; kmod must stay installable beside it", c)
+	}
+	for _, p := range strings.Split(rpmQuery(t, "-qp", "--provides", v1), "\n") {
+		if strings.Contains(p, "weak-modules") && !strings.Contains(p, "weak-modules.kabiguard") || strings.HasPrefix(p, "kmod") {
+			t.Errorf("the package provides %q: kmod owns weak-modules", p)
+		}
+	}
+	if !slices.Contains(strings.Fields(rpmQuery(t, "-qp", "--requires", v1)), "kmod") {
+		t.Error("the package does not require kmod, whose weak-modules it diverts")
+	}
+	scripts := rpmQuery(t, "-qp", "--scripts", "--triggers", v1)
+	for _, s := range []string{"postinstall scriptlet", "postuninstall scriptlet", "triggerin scriptlet (using /bin/sh) -- kmod", "weak-modules.kmod"} {
+		if !strings.Contains(scripts, s) {
+			t.Errorf("rpm -qp --scripts --triggers shows no %q:\n%s", s, scripts)
+		}
+	}
+	if rpmlint, err := exec.LookPath("rpmlint"); err != nil {
+		t.Errorf("rpmlint is not installed (.ci/run installs it): %v", err)
+	} else if out, err := exec.Command(rpmlint, "-c", filepath.Join(repoDir(), "packaging/rpm/rpmlint.toml"), v1).CombinedOutput(); err != nil {
+		t.Errorf("rpmlint %s: %v\n%s", filepath.Base(v1), err, out)
+	}
+}
+
+// checkDiverted checks that root's /usr/sbin/weak-modules leads to ours and kmod's script of
+// kmodVersion is kept as weak-modules.kmod.
+func checkDiverted(t *testing.T, root, when, kmodVersion string) {
+	t.Helper()
+	wm := filepath.Join(root, "usr/sbin/weak-modules")
+	if got := readlink(t, wm); got != "weak-modules.kabiguard" {
+		t.Errorf("%s: /usr/sbin/weak-modules -> %q, want weak-modules.kabiguard", when, got)
+	}
+	saved, err := os.ReadFile(wm + ".kmod")
+	if err != nil || !strings.Contains(string(saved), "rhel-weak-modules-"+kmodVersion) {
+		t.Errorf("%s: kmod's script is not kept as weak-modules.kmod: %.80q %v", when, saved, err)
+	}
+}
+
+// checkErased checks that root is as before the package came, but for its database and the
+// directories rpm made for the package's paths and leaves: no package owned them here (on
+// RHEL, systemd, dracut, bash-completion, fish and zsh do); only such directories, holding
+// no file, may stay.
+func checkErased(t *testing.T, root string, before map[string]bool) {
+	t.Helper()
+	inDB := func(p string) bool { return strings.HasPrefix(p, "var/lib/rpm/") }
+	added, removed := diffTrees(before, tree(t, root))
+	for _, p := range slices.DeleteFunc(added, inDB) {
+		if !strings.HasSuffix(p, "/") || !onlyDirectories(filepath.Join(root, p)) {
+			t.Errorf("after the erase %s stays", p)
+		}
+	}
+	if removed = slices.DeleteFunc(removed, inDB); len(removed) > 0 {
+		t.Errorf("installing and erasing removed %v", removed)
+	}
+}
+
+// checkInstalled checks root after the first installation: every file of want is there, the
+// diversion is in place, the binaries run in the root, and rpm -V kmod reports the diverted
+// path (nothing passes it off as kmod's own file).
+func checkInstalled(t *testing.T, root string, want []string) {
+	t.Helper()
+	for _, p := range want {
+		if _, err := os.Lstat(filepath.Join(root, p)); err != nil {
+			t.Errorf("installed, the package's %s is missing: %v", p, err)
+		}
+	}
+	checkDiverted(t, root, "installed", "1")
+	// The installed binary runs in the root: no kernel there, nothing required, exit 0.
+	if out, err := exec.Command("chroot", root, "/usr/sbin/kabiguard", "status").CombinedOutput(); err != nil {
+		t.Errorf("kabiguard status in the root: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("chroot", root, "/usr/sbin/weak-modules", "--help").CombinedOutput(); err != nil || !strings.Contains(string(out), "weak-modules") {
+		t.Errorf("the diverted /usr/sbin/weak-modules --help: %v\n%s", err, out)
+	}
+	// rpm -V kmod reports the diversion (and nothing passes it off as kmod's own file).
+	if out, err := exec.Command("rpm", "--root", root, "--dbpath", "/var/lib/rpm", "-V", "--nodeps", "kmod").CombinedOutput(); err == nil || !strings.Contains(string(out), "/usr/sbin/weak-modules") {
+		t.Errorf("rpm -V kmod while diverted: %v\n%s", err, out)
+	}
 }
