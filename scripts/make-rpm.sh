@@ -11,7 +11,8 @@ version=${RPM_VERSION:-$1} sha=$2
 stage=$(mktemp -d "${TMPDIR:-/tmp}/kabiguard-rpm.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 
-make -s install DESTDIR="$stage/root" BIN="$bin" GO="$go" >/dev/null
+# Binaries where the spec's %{_sbindir} says (/usr/sbin on RHEL; /usr/bin where sbin is merged).
+make -s install DESTDIR="$stage/root" BIN="$bin" GO="$go" SBINDIR="$(rpm --eval '%{_sbindir}')" >/dev/null
 spec=$stage/kabiguard.spec
 log=$(git log -1 --format='%s' 2>/dev/null | cut -c1-60 | sed 's/%/%%/g' || echo build)
 when=$(LC_ALL=C date -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)" '+%a %b %d %Y')
