@@ -9,7 +9,7 @@ GOFLAGS_STATIC := -trimpath -ldflags='-s -w -X main.version=$(shell git describe
 FUZZ      := ./kabi/module:FuzzParse ./kabi/exports:FuzzDecode ./kabi/symvers:FuzzParse ./internal/compression:FuzzDecode ./internal/compression:FuzzXZ ./initramfs:FuzzRead ./cmd/kabiguard-gate:FuzzModulesDep ./forecast/pkgfile:FuzzWalk ./kmod:FuzzParseDep
 FUZZTIME  ?= 15s
 
-.PHONY: all build man deb demo test short unit fuzz bench vet clean
+.PHONY: all build man deb rpm demo test short unit fuzz bench vet clean
 
 all: build
 
@@ -31,6 +31,11 @@ man: build
 # A Debian package of what 'make install' places (scripts/make-deb.sh); prints its path.
 deb: build
 	@sh scripts/make-deb.sh $(abspath $(BIN)) $(GO)
+
+# An RPM for RHEL of what 'make install' places, less Debian's parts, with kmod's weak-modules
+# diverted (packaging/rpm/kabiguard.spec says why; scripts/make-rpm.sh); prints its path.
+rpm: build
+	@sh scripts/make-rpm.sh $(abspath $(BIN)) $(GO)
 
 # The main job on the embedded sample (testdata/sample): offline, a few seconds.
 demo: build

@@ -16,11 +16,18 @@ import (
 // Debian version, and returns its path.
 func makeDeb(t *testing.T, version string) string {
 	t.Helper()
-	cmd := exec.Command("make", "-s", "-C", repoDir(), "deb", "BIN="+t.TempDir(), "GO="+testkit.GoTool())
-	cmd.Env = append(os.Environ(), "DEB_VERSION="+version)
+	return makePackage(t, "deb", t.TempDir(), "DEB_VERSION="+version)
+}
+
+// makePackage runs `make TARGET` (deb, rpm) with BIN=bin and the environment variable env set
+// (its version), and returns the package's path, which the target prints last.
+func makePackage(t *testing.T, target, bin, env string) string {
+	t.Helper()
+	cmd := exec.Command("make", "-s", "-C", repoDir(), target, "BIN="+bin, "GO="+testkit.GoTool())
+	cmd.Env = append(os.Environ(), env)
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("make deb: %v\n%s", err, out)
+		t.Fatalf("make %s: %v\n%s", target, err, out)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	return lines[len(lines)-1]

@@ -8,11 +8,8 @@
 set -eu
 bin=$1 go=$2
 arch=$(dpkg --print-architecture)
-# A version that sorts by commit time: 0~gitYYYYMMDDhhmmss.SHA (or .dirty for local changes).
-stamp=$(git log -1 --format=%cd --date=format:%Y%m%d%H%M%S 2>/dev/null || echo 0)
-sha=$(git rev-parse --short=8 HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD 2>/dev/null || sha=$sha.dirty
-version=${DEB_VERSION:-0~git$stamp.$sha}
+set -- $(sh scripts/pkg-version.sh)
+version=${DEB_VERSION:-$1} sha=$2
 stage=$(mktemp -d "${TMPDIR:-/tmp}/kabiguard-deb.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 

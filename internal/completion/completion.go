@@ -2,8 +2,8 @@
 // zsh and fish scripts run the command itself with COMP_LINE (and COMP_POINT) set, and it
 // prints the candidates. Subcommands and flags come from the grammar, so completion never
 // lags behind it; values are predicted from each flag's or argument's placeholder: RELEASE
-// completes the kernel releases under /lib/modules, MODULE module files, DIR directories,
-// IMAGE and FILE files, an enum its values.
+// completes the kernel releases under /lib/modules, MODULE module files (named by kmod's
+// rule), DIR directories, IMAGE and FILE files, an enum its values.
 //
 // The protocol and matching are github.com/posener/complete's (v1), which the scripts speak.
 package completion
@@ -12,10 +12,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/alecthomas/kong"
+	"github.com/kabiguard/kabiguard/kmod"
 	"github.com/posener/complete"
 )
 
@@ -38,10 +40,8 @@ func command(n *kong.Node) complete.Command {
 			cmd.Sub[ch.Name] = command(ch)
 		}
 	}
-	for _, f := range n.Flags {
-		if f.Hidden {
-			continue
-		}
+	// A command accepts its ancestors' flags too (kong: --help, --version after a command).
+	for _, f := range slices.Concat(n.AllFlags(true)...) {
 		p := complete.PredictNothing
 		if !f.IsBool() && !f.IsCounter() {
 			p = predictor(f.Value, f.FormatPlaceHolder())
@@ -75,13 +75,25 @@ func predictor(v *kong.Value, placeholder string) complete.Predictor {
 	case "RELEASE", "KERNEL":
 		return complete.PredictFunc(releases)
 	case "MODULE":
-		return complete.PredictOr(complete.PredictFiles("*.ko"), complete.PredictFiles("*.ko.*"))
+		return complete.PredictFunc(modules)
 	case "DIR":
 		return complete.PredictDirs("*")
 	case "IMAGE", "FILE", "PATH", "PACKAGE":
 		return complete.PredictFiles("*")
 	}
 	return complete.PredictNothing
+}
+
+// modules are the module files (named by kmod's rule: .ko, .ko.gz, .ko.xz, .ko.zst) and
+// the directories, to descend into, that match the word being completed.
+func modules(a complete.Args) []string {
+	var out []string
+	for _, f := range complete.PredictFiles("*").Predict(a) {
+		if strings.HasSuffix(f, "/") || kmod.IsModule(f) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // releases are the kernel release directories under ROOT/lib/modules, ROOT the value of a
