@@ -54,6 +54,7 @@ func TestMakeInstallUninstall(t *testing.T) {
 		"/usr/lib/depmod.d/kabiguard.conf",
 		"/usr/lib/kernel/install.d/45-kabiguard.install",
 		"/usr/lib/kernel/install.d/86-kabiguard-gate.install",
+		"/usr/lib/rpm/fileattrs/kabiguard.attr",
 		"/usr/lib/systemd/system/kabiguard-metrics.service",
 		"/usr/lib/systemd/system/kabiguard-metrics.timer",
 		"/usr/sbin/kabiguard",

@@ -39,7 +39,12 @@ func makeRPM(t *testing.T, bin, version string) string {
 func intendedRPMFiles(t *testing.T, bin string) []string {
 	t.Helper()
 	stage := t.TempDir()
-	cmd := exec.Command("make", "-s", "-C", repoDir(), "install", "DESTDIR="+stage, "BIN="+bin, "GO="+testkit.GoTool())
+	dnfDir, err := exec.Command("sh", filepath.Join(repoDir(), "scripts/rpm-dnf-plugindir.sh")).Output()
+	if err != nil {
+		t.Fatalf("scripts/rpm-dnf-plugindir.sh: %v", err)
+	}
+	cmd := exec.Command("make", "-s", "-C", repoDir(), "install", "DESTDIR="+stage, "BIN="+bin, "GO="+testkit.GoTool(),
+		"DNF_PLUGINDIR="+strings.TrimSpace(string(dnfDir)))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make install: %v\n%s", err, out)
 	}

@@ -12,7 +12,10 @@ stage=$(mktemp -d "${TMPDIR:-/tmp}/kabiguard-rpm.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 
 # Binaries where the spec's %{_sbindir} says (/usr/sbin on RHEL; /usr/bin where sbin is merged).
-make -s install DESTDIR="$stage/root" BIN="$bin" GO="$go" SBINDIR="$(rpm --eval '%{_sbindir}')" >/dev/null
+# The dnf 4 plugin goes to the target release's python3 site-packages (see the script).
+dnfdir=$(sh scripts/rpm-dnf-plugindir.sh)
+make -s install DESTDIR="$stage/root" BIN="$bin" GO="$go" SBINDIR="$(rpm --eval '%{_sbindir}')" \
+	DNF_PLUGINDIR="$dnfdir" >/dev/null
 spec=$stage/kabiguard.spec
 log=$(git log -1 --format='%s' 2>/dev/null | cut -c1-60 | sed 's/%/%%/g' || echo build)
 when=$(LC_ALL=C date -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)" '+%a %b %d %Y')
@@ -23,6 +26,7 @@ rpmbuild -bb --quiet \
 	--define "_topdir $stage/rpmbuild" \
 	--define "kg_stage $stage/root" \
 	--define "kg_version $version" \
+	--define "kg_dnf_plugindir $dnfdir" \
 	--define "_rpmdir $bin" \
 	--define '_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm' \
 	"$spec" >&2
