@@ -2,9 +2,7 @@ package forecast
 
 import (
 	"fmt"
-	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -80,14 +78,15 @@ func Run(pkgPath string, opt Options) ([]*Report, error) {
 	installed := weakupdates.LoadKernels(inv, pol)
 	var out []*Report
 	for _, k := range kernels {
-		out = append(out, judge(pkg, k, inv, pol, installed, opt.Config))
+		out = append(out, judge(pkg, k, inv, pol, installed, opt.Config, hostDKMS(opt.Root)))
 	}
 	return out, nil
 }
 
 // judge plans the host with k installed, as the planner would once it is, and reads k's
-// decisions.
-func judge(pkg *pkgfile.Package, k *Kernel, inv *inventory.Inventory, pol weakupdates.Policy, installed map[string]*weakupdates.KernelPlan, cfg *config.Config) *Report {
+// decisions. dkms is what DKMS will build for a release when the kernel is installed (nil
+// unless its headers are there): see DKMSBuilds.
+func judge(pkg *pkgfile.Package, k *Kernel, inv *inventory.Inventory, pol weakupdates.Policy, installed map[string]*weakupdates.KernelPlan, cfg *config.Config, dkms func(release string) map[string]string) *Report {
 	tree := packageTree(pkg, k, inv)
 	with := &inventory.Inventory{Root: inv.Root}
 	for _, t := range inv.Trees {
@@ -118,8 +117,8 @@ func judge(pkg *pkgfile.Package, k *Kernel, inv *inventory.Inventory, pol weakup
 		m.Required, m.Early = isReq, req.Early
 		rep.Modules = append(rep.Modules, m)
 	}
-	if fi, err := os.Stat(filepath.Join(inv.Root, "usr", "src", "linux-headers-"+k.Release)); err == nil && fi.IsDir() {
-		rep.ExpectDKMS(DKMSBuilds(inv.Root)) // its headers are installed already
+	if builds := dkms(k.Release); builds != nil {
+		rep.ExpectDKMS(builds) // its headers are installed already
 	}
 	rep.settle()
 	return rep

@@ -34,6 +34,7 @@ type cli struct {
 	Hook      hookCmd      `cmd:"" help:"What kernel-install and the Debian kernel hooks run when a kernel is added or removed."`
 	Exports   exportsCmd   `cmd:"" help:"Print a kernel's exports derived from its image and in-tree modules, as a symvers file."`
 	Forecast  forecastCmd  `cmd:"" help:"Read a kernel package without installing it: which modules would it keep, would the gate refuse it."`
+	Manifest  manifestCmd  `cmd:"" help:"Print, as JSON, what 'forecast --manifest' needs to judge a kernel package for this host centrally."`
 	AptHook   aptHookCmd   `cmd:"" name:"apt-hook" help:"What APT runs before dpkg (DPkg::Pre-Install-Pkgs): refuse a transaction whose kernels would boot without a required module."`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`

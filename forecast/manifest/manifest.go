@@ -1,0 +1,166 @@
+package manifest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/kabiguard/kabiguard/config"
+	"github.com/kabiguard/kabiguard/kabi/module"
+)
+
+// Format is the manifest format this package writes and reads.
+const Format = 1
+
+// ErrFormat means a file is not a manifest of a format this kabiguard reads.
+var ErrFormat = errors.New("not a kabiguard manifest of format 1")
+
+// Manifest is one host's facts for a forecast.
+type Manifest struct {
+	Format int    `json:"format"`
+	Host   string `json:"host"` // the host's name (its hostname, or --host)
+	Root   string `json:"root"` // the root it was read from; paths below are relative to it, as the host sees them
+	Config Config `json:"config"`
+	// Kernels are the release directories under lib/modules, oldest first: installed
+	// kernels and directories left with only external builds, which still offer them.
+	Kernels []Kernel `json:"kernels"`
+	// Headers lists the releases whose headers are installed (usr/src/linux-headers-R): DKMS
+	// builds its automatic modules for such a kernel when it is installed.
+	Headers []string `json:"headers,omitempty"`
+	// DKMS maps each module DKMS builds automatically to its DKMS "name/version".
+	DKMS map[string]string `json:"dkms,omitempty"`
+}
+
+// Config is the part of the host's configuration a forecast reads.
+type Config struct {
+	Required          []config.Required `json:"required"`
+	NeverWeak         []string          `json:"never_weak,omitempty"`
+	ShareBuilds       string            `json:"share_builds"`
+	OnMissingRequired string            `json:"on_missing_required"`
+}
+
+// Kernel is one lib/modules/RELEASE directory of the host.
+type Kernel struct {
+	Release   string `json:"release"`
+	Dir       string `json:"dir"`
+	Installed bool   `json:"installed"` // it holds a kernel, not only external builds
+	// Exports says where the host reads this kernel's exports from (a symvers file, or the
+	// image they are derived from); for the reader: a forecast of another kernel needs none.
+	Exports string   `json:"exports,omitempty"`
+	Builds  []Build  `json:"builds,omitempty"`
+	Links   []Link   `json:"links,omitempty"`  // symlinks in weak-updates/
+	Others  []string `json:"others,omitempty"` // regular files in weak-updates/, never replaced
+}
+
+// Build is one external module file (extra/, updates/, ...).
+type Build struct {
+	Path   string  `json:"path"`
+	Sub    string  `json:"sub"` // below its top directory: where its weak link goes
+	Name   string  `json:"name"`
+	Module *Module `json:"module,omitempty"`
+	Error  string  `json:"error,omitempty"` // why the file cannot be read (then no module)
+}
+
+// Link is a symlink in a kernel's weak-updates/. One kabiguard did not make (the admin's)
+// carries the module it points at, which serves the builds that use it.
+type Link struct {
+	Path     string  `json:"path"`
+	Sub      string  `json:"sub"`
+	Target   string  `json:"target"`
+	Resolved string  `json:"resolved,omitempty"`
+	Dangling bool    `json:"dangling,omitempty"`
+	Escapes  bool    `json:"escapes,omitempty"`
+	Admin    bool    `json:"admin,omitempty"`
+	Module   *Module `json:"module,omitempty"` // Admin: the module behind it
+	Error    string  `json:"error,omitempty"`  // Admin: why it cannot be read
+}
+
+// Module is what the kernel's loader checks of a module (kabi.Check), and its dependencies.
+type Module struct {
+	Name     string   `json:"name"`
+	Vermagic string   `json:"vermagic"`
+	License  string   `json:"license,omitempty"`
+	Depends  []string `json:"depends,omitempty"` // modinfo's depends: the modules it needs loaded first
+	ImportNS []string `json:"import_ns,omitempty"`
+	// Versions is __versions; ExtVersions the extended table (null: the module has none).
+	Versions    []module.Symbol `json:"versions"`
+	ExtVersions []module.Symbol `json:"ext_versions"`
+	Exports     []module.Export `json:"exports,omitempty"`
+	// Undefined are the symbols it needs; Weak those of them that may stay unresolved.
+	Undefined      []string `json:"undefined,omitempty"`
+	Weak           []string `json:"weak,omitempty"`
+	ThisModuleSize uint64   `json:"this_module_size"`
+}
+
+// fromModule keeps what a forecast needs of m.
+func fromModule(m *module.Module) *Module {
+	out := &Module{Name: m.Name, Vermagic: m.Vermagic, License: m.License, Depends: m.Depends, ImportNS: m.ImportNS,
+		Versions: m.Versions, ExtVersions: m.ExtVersions, Exports: m.Exports, ThisModuleSize: m.ThisModuleSize}
+	if out.Versions == nil {
+		out.Versions = []module.Symbol{}
+	}
+	for _, u := range m.Undefined {
+		out.Undefined = append(out.Undefined, u.Name)
+		if u.Weak {
+			out.Weak = append(out.Weak, u.Name)
+		}
+	}
+	return out
+}
+
+// module rebuilds the module found at path.
+func (m *Module) module(path string) *module.Module {
+	weak := map[string]bool{}
+	for _, w := range m.Weak {
+		weak[w] = true
+	}
+	out := &module.Module{Path: path, Name: m.Name, Vermagic: m.Vermagic, License: m.License, Depends: m.Depends,
+		ImportNS: m.ImportNS, Versions: m.Versions, ExtVersions: m.ExtVersions, Exports: m.Exports, ThisModuleSize: m.ThisModuleSize}
+	if len(out.Versions) == 0 {
+		out.Versions = nil
+	}
+	out.Undefined = make([]module.Undefined, len(m.Undefined))
+	for i, u := range m.Undefined {
+		out.Undefined[i] = module.Undefined{Name: u, Weak: weak[u]}
+	}
+	return out
+}
+
+// Parse reads a manifest from JSON; name is said in errors.
+func Parse(name string, data []byte) (*Manifest, error) {
+	var head struct {
+		Format int `json:"format"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", name, ErrFormat, err)
+	}
+	if head.Format != Format {
+		return nil, fmt.Errorf("%s: %w (its format is %d)", name, ErrFormat, head.Format)
+	}
+	m := &Manifest{}
+	if err := json.Unmarshal(data, m); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if m.Host == "" {
+		return nil, fmt.Errorf("%s: %w: no host name", name, ErrFormat)
+	}
+	return m, nil
+}
+
+// Load reads the manifest file at path ("-" or a pipe such as <(ssh host kabiguard manifest)
+// work too).
+func Load(path string) (*Manifest, error) {
+	var data []byte
+	var err error
+	if path == "-" {
+		data, err = io.ReadAll(os.Stdin)
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
