@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/kabi/module"
@@ -85,13 +86,13 @@ type Module struct {
 	Depends  []string `json:"depends,omitempty"` // modinfo's depends: the modules it needs loaded first
 	ImportNS []string `json:"import_ns,omitempty"`
 	// Versions is __versions; ExtVersions the extended table (null: the module has none).
-	Versions    []module.Symbol `json:"versions"`
-	ExtVersions []module.Symbol `json:"ext_versions"`
+	Versions    Symbols         `json:"versions"`
+	ExtVersions Symbols         `json:"ext_versions"`
 	Exports     []module.Export `json:"exports,omitempty"`
 	// Undefined are the symbols it needs; Weak those of them that may stay unresolved.
-	Undefined      []string `json:"undefined,omitempty"`
-	Weak           []string `json:"weak,omitempty"`
-	ThisModuleSize uint64   `json:"this_module_size"`
+	Undefined      Names  `json:"undefined,omitempty"`
+	Weak           Names  `json:"weak,omitempty"`
+	ThisModuleSize uint64 `json:"this_module_size"`
 }
 
 // fromModule keeps what a forecast needs of m.
@@ -99,7 +100,7 @@ func fromModule(m *module.Module) *Module {
 	out := &Module{Name: m.Name, Vermagic: m.Vermagic, License: m.License, Depends: m.Depends, ImportNS: m.ImportNS,
 		Versions: m.Versions, ExtVersions: m.ExtVersions, Exports: m.Exports, ThisModuleSize: m.ThisModuleSize}
 	if out.Versions == nil {
-		out.Versions = []module.Symbol{}
+		out.Versions = Symbols{}
 	}
 	for _, u := range m.Undefined {
 		out.Undefined = append(out.Undefined, u.Name)
@@ -130,17 +131,13 @@ func (m *Module) module(path string) *module.Module {
 
 // Parse reads a manifest from JSON; name is said in errors.
 func Parse(name string, data []byte) (*Manifest, error) {
-	var head struct {
-		Format int `json:"format"`
-	}
-	if err := json.Unmarshal(data, &head); err != nil {
-		return nil, fmt.Errorf("%s: %w: %v", name, ErrFormat, err)
-	}
-	if head.Format != Format {
-		return nil, fmt.Errorf("%s: %w (its format is %d)", name, ErrFormat, head.Format)
-	}
 	m := &Manifest{}
-	if err := json.Unmarshal(data, m); err != nil {
+	err := json.Unmarshal(data, m)
+	if m.Format != Format {
+		// Said first: a manifest of another format may well not decode as this one.
+		return nil, fmt.Errorf("%s: %w (its format is %d)", name, ErrFormat, m.Format)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if m.Host == "" {
@@ -163,4 +160,36 @@ func Load(path string) (*Manifest, error) {
 		return nil, err
 	}
 	return Parse(path, data)
+}
+
+// seen keeps each distinct module entry decoded once per process: across a fleet the same
+// build (one DKMS or kmod package's file for one kernel) appears on many hosts, and its
+// symbol tables are most of a manifest's bytes. Entries are keyed by their exact JSON.
+var seen struct {
+	sync.Mutex
+	modules map[string]*Module
+}
+
+// UnmarshalJSON decodes a module entry, or reuses the identical one decoded before. The
+// slices are then shared: modules are only read once decoded.
+func (m *Module) UnmarshalJSON(data []byte) error {
+	seen.Lock()
+	known := seen.modules[string(data)]
+	seen.Unlock()
+	if known != nil {
+		*m = *known
+		return nil
+	}
+	type plain Module // without this method
+	if err := json.Unmarshal(data, (*plain)(m)); err != nil {
+		return err
+	}
+	decoded := *m
+	seen.Lock()
+	if seen.modules == nil {
+		seen.modules = map[string]*Module{}
+	}
+	seen.modules[string(data)] = &decoded
+	seen.Unlock()
+	return nil
 }
