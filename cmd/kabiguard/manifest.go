@@ -40,14 +40,25 @@ func (c *manifestCmd) Run(e *env) error {
 	return json.NewEncoder(e.stdout).Encode(m)
 }
 
-// runFleet is forecast --manifest: the package read once, judged for every host.
+// runFleet is forecast --manifest: the manifests are read while the package is (both take
+// every core for a while), then each package is judged for every host.
 func (c *forecastCmd) runFleet(e *env) error {
 	files, err := manifest.Files(c.Manifest)
 	if err != nil {
 		return err
 	}
+	type loaded struct {
+		manifests []*manifest.Manifest
+		err       error
+	}
+	loading := make(chan loaded, 1)
+	go func() {
+		ms, err := manifest.LoadAll(files)
+		loading <- loaded{ms, err}
+	}()
+	var manifests []*manifest.Manifest
 	var hosts []*manifest.HostReport
-	for _, p := range c.Packages {
+	for i, p := range c.Packages {
 		if !c.JSON {
 			fmt.Fprintf(e.stderr, "kabiguard: reading %s%s ...\n", p, sizeOf(p))
 		}
@@ -59,11 +70,14 @@ func (c *forecastCmd) runFleet(e *env) error {
 		if err != nil {
 			return err
 		}
-		hs, err := manifest.Judge(pkg, kernels, files)
-		if err != nil {
-			return err
+		if i == 0 {
+			l := <-loading
+			if l.err != nil {
+				return l.err
+			}
+			manifests = l.manifests
 		}
-		hosts = append(hosts, hs...)
+		hosts = append(hosts, manifest.Judge(pkg, kernels, manifests)...)
 	}
 	if c.JSON {
 		if err := writeJSON(e.stdout, hosts); err != nil {

@@ -59,9 +59,12 @@ func BenchmarkFleet(b *testing.B) {
 	b.Run("judge", func(b *testing.B) {
 		for b.Loop() {
 			seen.modules = nil // as a fresh process: every distinct module decoded once
-			reports, err := Judge(pkg, kernels, files)
-			if err != nil || len(reports) != len(files) {
-				b.Fatalf("%d reports: %v", len(reports), err)
+			manifests, err := LoadAll(files)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if reports := Judge(pkg, kernels, manifests); len(reports) != len(files) {
+				b.Fatalf("%d reports for %d manifests", len(reports), len(files))
 			}
 		}
 	})

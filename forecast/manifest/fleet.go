@@ -54,12 +54,33 @@ func Files(args []string) ([]string, error) {
 	return out, nil
 }
 
-// Judge forecasts the kernels read once from pkg against every manifest file, on every core,
-// and returns one report per file in their order. A manifest that cannot be read stops it:
-// a fleet report that silently skips a host would pass for a fleet that is fine.
-func Judge(pkg *pkgfile.Package, kernels []*forecast.Kernel, files []string) ([]*HostReport, error) {
-	out := make([]*HostReport, len(files))
+// LoadAll reads every manifest file, on every core, in order. A manifest that cannot be read
+// stops it: a fleet report that silently skipped a host would pass for a fleet that is fine.
+func LoadAll(files []string) ([]*Manifest, error) {
+	out := make([]*Manifest, len(files))
 	errs := make([]error, len(files))
+	each(len(files), func(i int) { out[i], errs[i] = Load(files[i]) })
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Judge forecasts the kernels read once from pkg against every manifest, on every core, and
+// returns one report per manifest in their order.
+func Judge(pkg *pkgfile.Package, kernels []*forecast.Kernel, manifests []*Manifest) []*HostReport {
+	out := make([]*HostReport, len(manifests))
+	each(len(manifests), func(i int) {
+		m := manifests[i]
+		out[i] = &HostReport{Host: m.Host, Manifest: m.File, Reports: m.Rebuild().Forecast(pkg, kernels)}
+	})
+	return out
+}
+
+// each runs fn(0..n-1) on every core.
+func each(n int, fn func(i int)) {
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
@@ -67,24 +88,13 @@ func Judge(pkg *pkgfile.Package, kernels []*forecast.Kernel, files []string) ([]
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				m, err := Load(files[i])
-				if err != nil {
-					errs[i] = err
-					continue
-				}
-				out[i] = &HostReport{Host: m.Host, Manifest: files[i], Reports: m.Rebuild().Forecast(pkg, kernels)}
+				fn(i)
 			}
 		}()
 	}
-	for i := range files {
+	for i := range n {
 		next <- i
 	}
 	close(next)
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
 }

@@ -32,6 +32,8 @@ type Manifest struct {
 	Headers []string `json:"headers,omitempty"`
 	// DKMS maps each module DKMS builds automatically to its DKMS "name/version".
 	DKMS map[string]string `json:"dkms,omitempty"`
+
+	File string `json:"-"` // the file it was read from (Load)
 }
 
 // Config is the part of the host's configuration a forecast reads.
@@ -159,7 +161,11 @@ func Load(path string) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Parse(path, data)
+	m, err := Parse(path, data)
+	if m != nil {
+		m.File = path
+	}
+	return m, err
 }
 
 // seen keeps each distinct module entry decoded once per process: across a fleet the same
