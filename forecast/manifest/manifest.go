@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"sort"
 	"sync"
 
 	"github.com/kabiguard/kabiguard/config"
@@ -91,8 +93,11 @@ type Module struct {
 	Versions    Symbols         `json:"versions"`
 	ExtVersions Symbols         `json:"ext_versions"`
 	Exports     []module.Export `json:"exports,omitempty"`
-	// Undefined are the symbols it needs; Weak those of them that may stay unresolved.
-	Undefined      Names  `json:"undefined,omitempty"`
+	// The symbols it needs (undefined in it) are those of its version tables but Defined,
+	// and Unversioned; Weak are those that may stay unresolved. Said so, a name is written
+	// once, not in both a table and a list.
+	Unversioned    Names  `json:"unversioned,omitempty"`
+	Defined        Names  `json:"defined,omitempty"` // in a version table, yet not undefined (module_layout)
 	Weak           Names  `json:"weak,omitempty"`
 	ThisModuleSize uint64 `json:"this_module_size"`
 }
@@ -104,30 +109,65 @@ func fromModule(m *module.Module) *Module {
 	if out.Versions == nil {
 		out.Versions = Symbols{}
 	}
+	versioned := versionNames(out)
+	undefined := make(map[string]bool, len(m.Undefined))
 	for _, u := range m.Undefined {
-		out.Undefined = append(out.Undefined, u.Name)
+		undefined[u.Name] = true
+		if !versioned[u.Name] {
+			out.Unversioned = append(out.Unversioned, u.Name)
+		}
 		if u.Weak {
 			out.Weak = append(out.Weak, u.Name)
+		}
+	}
+	for _, t := range []Symbols{out.Versions, out.ExtVersions} {
+		for _, s := range t {
+			if !undefined[s.Name] && !slices.Contains(out.Defined, s.Name) {
+				out.Defined = append(out.Defined, s.Name)
+			}
 		}
 	}
 	return out
 }
 
+// versionNames is the set of names in m's version tables.
+func versionNames(m *Module) map[string]bool {
+	names := make(map[string]bool, len(m.Versions)+len(m.ExtVersions))
+	for _, t := range []Symbols{m.Versions, m.ExtVersions} {
+		for _, s := range t {
+			names[s.Name] = true
+		}
+	}
+	return names
+}
+
 // module rebuilds the module found at path.
 func (m *Module) module(path string) *module.Module {
-	weak := map[string]bool{}
-	for _, w := range m.Weak {
-		weak[w] = true
-	}
 	out := &module.Module{Path: path, Name: m.Name, Vermagic: m.Vermagic, License: m.License, Depends: m.Depends,
 		ImportNS: m.ImportNS, Versions: m.Versions, ExtVersions: m.ExtVersions, Exports: m.Exports, ThisModuleSize: m.ThisModuleSize}
 	if len(out.Versions) == 0 {
 		out.Versions = nil
 	}
-	out.Undefined = make([]module.Undefined, len(m.Undefined))
-	for i, u := range m.Undefined {
-		out.Undefined[i] = module.Undefined{Name: u, Weak: weak[u]}
+	names := versionNames(m)
+	for _, n := range m.Defined {
+		delete(names, n)
 	}
+	for _, n := range m.Unversioned {
+		names[n] = true
+	}
+	if len(names) == 0 {
+		return out
+	}
+	weak := make(map[string]bool, len(m.Weak))
+	for _, w := range m.Weak {
+		weak[w] = true
+	}
+	out.Undefined = make([]module.Undefined, 0, len(names))
+	for n := range names {
+		out.Undefined = append(out.Undefined, module.Undefined{Name: n, Weak: weak[n]})
+	}
+	// module.Parse's order.
+	sort.Slice(out.Undefined, func(i, j int) bool { return out.Undefined[i].Name < out.Undefined[j].Name })
 	return out
 }
 

@@ -13,23 +13,25 @@ import (
 
 // A module's symbol lists are its bulk (hundreds of entries, a thousand manifests at a time):
 // they are written as one string each, which JSON decoders read far faster than an object
-// per symbol. Symbols reads like `modprobe --dump-modversions` ("0x1e1dfe5f\tmisc_register"
-// lines); names are space-separated.
+// per symbol, and with spaces only, which need no escape: Symbols as "CRC NAME" pairs
+// ("0x1e1dfe5f misc_register 0x6a45ac49 misc_deregister"), Names separated by spaces.
 
 // Symbols is a symbol version table; null for a table the module does not have.
 type Symbols []module.Symbol
 
-// MarshalJSON writes "0xCRC\tNAME\n" lines.
+// MarshalJSON writes "0xCRC NAME" pairs separated by spaces.
 func (s Symbols) MarshalJSON() ([]byte, error) {
 	if s == nil {
 		return []byte("null"), nil
 	}
 	var b strings.Builder
-	for _, sym := range s {
+	for i, sym := range s {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
 		b.WriteString(kabi.FormatCRC(sym.CRC))
-		b.WriteByte('\t')
+		b.WriteByte(' ')
 		b.WriteString(sym.Name)
-		b.WriteByte('\n')
 	}
 	return json.Marshal(b.String())
 }
@@ -43,15 +45,19 @@ func (s *Symbols) UnmarshalJSON(data []byte) error {
 	if err != nil {
 		return err
 	}
-	out := make(Symbols, 0, strings.Count(text, "\n"))
-	for line := range strings.Lines(text) {
-		crc, name, ok := strings.Cut(strings.TrimSuffix(line, "\n"), "\t")
+	f := strings.Fields(text)
+	if len(f)%2 != 0 {
+		return fmt.Errorf("symbol versions: want 0xCRC NAME pairs, %q is alone", f[len(f)-1])
+	}
+	out := make(Symbols, len(f)/2)
+	for i := range out {
+		crc, name := f[2*i], f[2*i+1]
 		hex, isHex := strings.CutPrefix(crc, "0x")
 		v, err := strconv.ParseUint(hex, 16, 32)
-		if !ok || !isHex || err != nil || name == "" {
-			return fmt.Errorf("symbol version %q: want 0xCRC<tab>NAME", line)
+		if !isHex || err != nil {
+			return fmt.Errorf("symbol version %q %q: want 0xCRC NAME", crc, name)
 		}
-		out = append(out, module.Symbol{Name: name, CRC: uint32(v)})
+		out[i] = module.Symbol{Name: name, CRC: uint32(v)}
 	}
 	*s = out
 	return nil
