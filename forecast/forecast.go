@@ -2,6 +2,7 @@ package forecast
 
 import (
 	"fmt"
+	"maps"
 	"path"
 	"sort"
 	"strings"
@@ -156,20 +157,21 @@ func (r *Report) settle() {
 // package's own modules (kernel/ and any other directory it ships) and, when that release is
 // installed already, the external builds there that the package does not own (DKMS's).
 func packageTree(pkg *pkgfile.Package, k *Kernel, inv *inventory.Inventory) *inventory.Tree {
-	t := &inventory.Tree{Release: k.Release, Dir: kmod.ModulesDir(inv.Root, k.Release), Installed: true, Native: map[string]string{}}
+	t := &inventory.Tree{Release: k.Release, Dir: kmod.ModulesDir(inv.Root, k.Release), Installed: true, Native: k.packageNative(pkg)}
 	if old := inv.Tree(k.Release); old != nil {
 		t.Builds, t.Links, t.Others = old.Builds, old.Links, old.Others
+		var kept map[string]string // the package's own modules win over the old tree's
 		for n, p := range old.Native {
-			if !strings.HasPrefix(p, t.Dir+"/kernel/") {
-				t.Native[n] = p
+			if _, own := t.Native[n]; !own && !strings.HasPrefix(p, t.Dir+"/kernel/") {
+				if kept == nil {
+					kept = maps.Clone(t.Native)
+				}
+				kept[n] = p
 			}
 		}
-	}
-	for n, p := range k.InTree {
-		t.Native[n] = pkg.Path + ":" + p
-	}
-	for _, m := range k.External {
-		t.Native[m.Name] = m.Path
+		if kept != nil {
+			t.Native = kept
+		}
 	}
 	return t
 }

@@ -100,6 +100,15 @@ type Module struct {
 	Defined        Names  `json:"defined,omitempty"` // in a version table, yet not undefined (module_layout)
 	Weak           Names  `json:"weak,omitempty"`
 	ThisModuleSize uint64 `json:"this_module_size"`
+
+	built *built // shared by the copies of one decoded entry (UnmarshalJSON)
+}
+
+// built keeps the modules rebuilt from one manifest entry, by path: the same build on a
+// thousand hosts is rebuilt once, and read only afterwards.
+type built struct {
+	sync.Mutex
+	at map[string]*module.Module
 }
 
 // fromModule keeps what a forecast needs of m.
@@ -141,8 +150,23 @@ func versionNames(m *Module) map[string]bool {
 	return names
 }
 
-// module rebuilds the module found at path.
+// module is the module found at path, rebuilt once per decoded entry and path.
 func (m *Module) module(path string) *module.Module {
+	if m.built == nil {
+		return m.rebuild(path)
+	}
+	m.built.Lock()
+	defer m.built.Unlock()
+	if mod := m.built.at[path]; mod != nil {
+		return mod
+	}
+	mod := m.rebuild(path)
+	m.built.at[path] = mod
+	return mod
+}
+
+// rebuild makes the module found at path of m.
+func (m *Module) rebuild(path string) *module.Module {
 	out := &module.Module{Path: path, Name: m.Name, Vermagic: m.Vermagic, License: m.License, Depends: m.Depends,
 		ImportNS: m.ImportNS, Versions: m.Versions, ExtVersions: m.ExtVersions, Exports: m.Exports, ThisModuleSize: m.ThisModuleSize}
 	if len(out.Versions) == 0 {
@@ -230,6 +254,7 @@ func (m *Module) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, (*plain)(m)); err != nil {
 		return err
 	}
+	m.built = &built{at: map[string]*module.Module{}}
 	decoded := *m
 	seen.Lock()
 	if seen.modules == nil {

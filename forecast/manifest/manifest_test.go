@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -203,5 +204,59 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Judging many manifests at once, on every core, with their identical modules decoded and
+// rebuilt once, gives each host the report it gets alone; a manifest that cannot be read
+// stops the run, naming the file.
+func TestJudgeFleet(t *testing.T) {
+	dir := t.TempDir()
+	var files []string
+	for i, required := range []string{"kabidemo", "kabiprov", "kabiuser", "kabidemo early", "kabiprov", "kabiuser"} {
+		root := testkit.SampleDemoRoot(t)
+		write(t, root, filepath.Join(config.RequiredDir, "demo.conf"), required+"\n")
+		m, err := Collect(root, fmt.Sprintf("node%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, filepath.Join(dir, m.Host+".json"))
+		write(t, dir, m.Host+".json", jsonText(t, m))
+	}
+	seen.modules = nil
+	manifests, err := LoadAll(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := samplePackage(t, testkit.SampleK54)
+	pkg, err := pkgfile.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernels, err := forecast.Read(pkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := Judge(pkg, kernels, manifests)
+	keeps := 0
+	for i, h := range hosts {
+		alone, err := Load(files[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := jsonText(t, alone.Rebuild().Forecast(pkg, kernels))
+		if h.Host != alone.Host || h.Manifest != files[i] || jsonText(t, h.Reports) != want {
+			t.Errorf("%s in the fleet: %s\nalone: %s", h.Host, jsonText(t, h.Reports), want)
+		}
+		if h.Keeps() {
+			keeps++
+		}
+	}
+	if keeps == 0 || keeps == len(hosts) {
+		t.Errorf("%d of %d hosts keep their modules: the fleet should mix both", keeps, len(hosts))
+	}
+	write(t, dir, "bad.json", `{"format": 1, "host": "x", "kernels": 7}`)
+	if _, err := LoadAll(append(files, filepath.Join(dir, "bad.json"))); err == nil || !strings.Contains(err.Error(), "bad.json") {
+		t.Errorf("a broken manifest: %v", err)
 	}
 }
