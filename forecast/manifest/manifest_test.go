@@ -62,18 +62,9 @@ func TestManifestForecastEqualsHost(t *testing.T) {
 			root := testkit.SampleDemoRoot(t)
 			tc.setup(t, root)
 			m, err := Collect(root, "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Through JSON, as a central machine receives it.
-			data, err := json.Marshal(m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err = Parse("test.json", data)
-			if err != nil {
-				t.Fatal(err)
-			}
+			must(t, err)
+			m, err = Parse("test.json", []byte(jsonText(t, m))) // as a central machine receives it
+			must(t, err)
 			cfg, err := config.Load(root)
 			if err != nil {
 				t.Fatal(err)
@@ -83,14 +74,7 @@ func TestManifestForecastEqualsHost(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				pkg, err := pkgfile.Open(p)
-				if err != nil {
-					t.Fatal(err)
-				}
-				kernels, err := forecast.Read(pkg)
-				if err != nil {
-					t.Fatal(err)
-				}
+				pkg, kernels := readPackage(t, p)
 				central := m.Rebuild().Forecast(pkg, kernels)
 				want := strings.ReplaceAll(jsonText(t, host), root+"/", "/")
 				if got := jsonText(t, central); got != want {
@@ -175,6 +159,16 @@ func link(t *testing.T, root string) {
 	}
 }
 
+// readPackage reads the package at p once, as forecast --manifest does.
+func readPackage(t *testing.T, p string) (*pkgfile.Package, []*forecast.Kernel) {
+	t.Helper()
+	pkg, err := pkgfile.Open(p)
+	must(t, err)
+	kernels, err := forecast.Read(pkg)
+	must(t, err)
+	return pkg, kernels
+}
+
 func jsonText(t *testing.T, v any) string {
 	t.Helper()
 	data, err := json.Marshal(v)
@@ -228,15 +222,7 @@ func TestJudgeFleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := samplePackage(t, testkit.SampleK54)
-	pkg, err := pkgfile.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kernels, err := forecast.Read(pkg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pkg, kernels := readPackage(t, samplePackage(t, testkit.SampleK54))
 	hosts := Judge(pkg, kernels, manifests)
 	keeps := 0
 	for i, h := range hosts {
