@@ -43,6 +43,9 @@ func (c *manifestCmd) Run(e *env) error {
 // runFleet is forecast --manifest: the manifests are read while the package is (both take
 // every core for a while), then each package is judged for every host.
 func (c *forecastCmd) runFleet(e *env) error {
+	if c.Root != "/" {
+		return fmt.Errorf("--root %s and --manifest exclude each other: a manifest stands for its host", c.Root)
+	}
 	files, err := manifest.Files(c.Manifest)
 	if err != nil {
 		return err

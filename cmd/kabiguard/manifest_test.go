@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -87,4 +88,45 @@ func compactJSON(t *testing.T, s string) string {
 	var b bytes.Buffer
 	must(t, json.Compact(&b, []byte(s)))
 	return b.String()
+}
+
+// The fleet commands on the sample, fast: manifest prints one compact JSON document;
+// forecast --manifest exits 0 for a kernel every host takes and 1 for one a host would lose
+// a module with, naming the host; --root with --manifest, and a file that is no manifest,
+// are errors (exit 2) that say why.
+func TestManifestCLISample(t *testing.T) {
+	root := testkit.SampleDemoRoot(t)
+	var man, errs bytes.Buffer
+	if code := run([]string{"manifest", "--root", root, "--host", "node1"}, &man, &errs); code != 0 || strings.Count(man.String(), "\n") != 1 {
+		t.Fatalf("manifest: exit %d, %d lines: %s", code, strings.Count(man.String(), "\n"), errs.String())
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "node1.json")
+	must(t, os.WriteFile(file, man.Bytes(), 0o644))
+	pkg := func(release string) string {
+		p := filepath.Join(t.TempDir(), "lib/modules", release)
+		must(t, os.MkdirAll(p, 0o755))
+		src := filepath.Join(testkit.RepoDir(), "testdata/sample/kernels", release, "symvers.xz")
+		data, err := os.ReadFile(src)
+		must(t, err)
+		must(t, os.WriteFile(filepath.Join(p, "symvers.xz"), data, 0o644))
+		return filepath.Dir(filepath.Dir(filepath.Dir(p)))
+	}
+	for release, wantCode := range map[string]int{testkit.SampleK53: 0, testkit.SampleK54: 1} {
+		var out bytes.Buffer
+		code := run([]string{"forecast", "--manifest", dir, pkg(release)}, &out, &errs)
+		if code != wantCode || !strings.Contains(out.String(), "node1") || !strings.Contains(out.String(), fmt.Sprintf("%d of 1 hosts would lose", wantCode)) {
+			t.Errorf("%s: exit %d, want %d:\n%s", release, code, wantCode, out.String())
+		}
+	}
+	errs.Reset()
+	if code := run([]string{"forecast", "--root", root, "--manifest", file, pkg(testkit.SampleK53)}, &man, &errs); code != 2 || !strings.Contains(errs.String(), "exclude each other") {
+		t.Errorf("--root with --manifest: exit %d: %s", code, errs.String())
+	}
+	bad := filepath.Join(dir, "bad.json")
+	must(t, os.WriteFile(bad, []byte(`{"format": 9}`), 0o644))
+	errs.Reset()
+	if code := run([]string{"forecast", "--manifest", bad, pkg(testkit.SampleK53)}, &man, &errs); code != 2 || !strings.Contains(errs.String(), bad+": not a kabiguard manifest of format 1 (its format is 9)") {
+		t.Errorf("a manifest of another format: exit %d: %s", code, errs.String())
+	}
 }
