@@ -2,9 +2,8 @@ package forecast
 
 import (
 	"fmt"
-	"os"
+	"maps"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -80,14 +79,15 @@ func Run(pkgPath string, opt Options) ([]*Report, error) {
 	installed := weakupdates.LoadKernels(inv, pol)
 	var out []*Report
 	for _, k := range kernels {
-		out = append(out, judge(pkg, k, inv, pol, installed, opt.Config))
+		out = append(out, judge(pkg, k, inv, pol, installed, opt.Config, hostDKMS(opt.Root)))
 	}
 	return out, nil
 }
 
 // judge plans the host with k installed, as the planner would once it is, and reads k's
-// decisions.
-func judge(pkg *pkgfile.Package, k *Kernel, inv *inventory.Inventory, pol weakupdates.Policy, installed map[string]*weakupdates.KernelPlan, cfg *config.Config) *Report {
+// decisions. dkms is what DKMS will build for a release when the kernel is installed (nil
+// unless its headers are there): see DKMSBuilds.
+func judge(pkg *pkgfile.Package, k *Kernel, inv *inventory.Inventory, pol weakupdates.Policy, installed map[string]*weakupdates.KernelPlan, cfg *config.Config, dkms func(release string) map[string]string) *Report {
 	tree := packageTree(pkg, k, inv)
 	with := &inventory.Inventory{Root: inv.Root}
 	for _, t := range inv.Trees {
@@ -118,8 +118,8 @@ func judge(pkg *pkgfile.Package, k *Kernel, inv *inventory.Inventory, pol weakup
 		m.Required, m.Early = isReq, req.Early
 		rep.Modules = append(rep.Modules, m)
 	}
-	if fi, err := os.Stat(filepath.Join(inv.Root, "usr", "src", "linux-headers-"+k.Release)); err == nil && fi.IsDir() {
-		rep.ExpectDKMS(DKMSBuilds(inv.Root)) // its headers are installed already
+	if builds := dkms(k.Release); builds != nil {
+		rep.ExpectDKMS(builds) // its headers are installed already
 	}
 	rep.settle()
 	return rep
@@ -157,20 +157,21 @@ func (r *Report) settle() {
 // package's own modules (kernel/ and any other directory it ships) and, when that release is
 // installed already, the external builds there that the package does not own (DKMS's).
 func packageTree(pkg *pkgfile.Package, k *Kernel, inv *inventory.Inventory) *inventory.Tree {
-	t := &inventory.Tree{Release: k.Release, Dir: kmod.ModulesDir(inv.Root, k.Release), Installed: true, Native: map[string]string{}}
+	t := &inventory.Tree{Release: k.Release, Dir: kmod.ModulesDir(inv.Root, k.Release), Installed: true, Native: k.packageNative(pkg)}
 	if old := inv.Tree(k.Release); old != nil {
 		t.Builds, t.Links, t.Others = old.Builds, old.Links, old.Others
+		var kept map[string]string // the package's own modules win over the old tree's
 		for n, p := range old.Native {
-			if !strings.HasPrefix(p, t.Dir+"/kernel/") {
-				t.Native[n] = p
+			if _, own := t.Native[n]; !own && !strings.HasPrefix(p, t.Dir+"/kernel/") {
+				if kept == nil {
+					kept = maps.Clone(t.Native)
+				}
+				kept[n] = p
 			}
 		}
-	}
-	for n, p := range k.InTree {
-		t.Native[n] = pkg.Path + ":" + p
-	}
-	for _, m := range k.External {
-		t.Native[m.Name] = m.Path
+		if kept != nil {
+			t.Native = kept
+		}
 	}
 	return t
 }

@@ -38,6 +38,8 @@ type Kernel struct {
 	vmlinux    chan imageResult  // its exports, decoded while the rest of the archive is read
 	symversAt  string            // the package's symvers file, if any
 	derived    map[string]symvers.Export
+	nativeOnce sync.Once         // native: packageNative, made once
+	native     map[string]string // for every host judged
 }
 
 // maxFile bounds what is read of one package file into memory (the largest Debian module,

@@ -18,6 +18,7 @@ bench ./initramfs 'List' 3x
 bench ./imagesync 'RefreshVsDracut' 1x
 bench ./forecast/pkgfile 'ReadKernelDeb' 1x
 bench ./forecast 'Forecast' 1x
+bench ./forecast/manifest 'Fleet' 1x
 
 # Lines look like "BenchmarkX/sub-2   N   123 ns/op ..."; pairs are .../kabiguard (or
 # .../weak-modules) against .../<real tool>.
@@ -37,6 +38,10 @@ function limit(title, name, maxms) {
 	if (!(name in ns)) { printf "%-48s not measured\n", title; return }
 	printf "%-48s %12s %12s %8s         goal < %d ms   %s\n", title, ms(ns[name]), "-", "", maxms, (ns[name] / 1e6 < maxms ? "PASS" : "MISS")
 }
+function info(title, name) {
+	if (!(name in ns)) { printf "%-48s not measured\n", title; return }
+	printf "%-48s %12s %12s %8s         (no goal)\n", title, ms(ns[name]), "-", ""
+}
 END {
 	printf "%-48s %12s %12s\n", "measurement", "kabiguard", "real tool"
 	pair("parse 4023 modules vs modprobe --dump-modversions", "ParseTree/kabiguard", "ParseTree/modprobe", 10)
@@ -49,9 +54,13 @@ END {
 	pair("initramfs ls vs lsinitrd (zstd)", "List/zstd/kabiguard-cli", "List/zstd/lsinitrd", 10)
 	pair("initramfs ls vs lsinitrd (xz)", "List/xz/kabiguard-cli", "List/xz/lsinitrd", 10)
 	pair("initramfs refresh vs dracut --force (zstd)", "RefreshVsDracut/zstd/kabiguard-cli", "RefreshVsDracut/zstd/dracut", 20)
-	# The issue sets the refresh goal on zstd; gzip (dracut's default) and xz are shown.
+	# The issue sets the refresh goal on zstd; gzip (the dracut default) and xz are shown.
 	pair("initramfs refresh vs dracut --force (gzip)", "RefreshVsDracut/gzip/kabiguard-cli", "RefreshVsDracut/gzip/dracut", "")
 	pair("initramfs refresh vs dracut --force (xz)", "RefreshVsDracut/xz/kabiguard-cli", "RefreshVsDracut/xz/dracut", "")
 	pair("read a kernel .deb through vs dpkg-deb -x", "ReadKernelDeb/kabiguard", "ReadKernelDeb/dpkg-deb", "")
 	pair("forecast of a kernel .deb (20 modules) vs dpkg-deb -x", "Forecast/kabiguard", "Forecast/dpkg-deb", 1)
+	# One process: read the .deb once, read and judge 1000 manifests, write the JSON.
+	limit("forecast 1 kernel .deb x 1000 host manifests", "Fleet/kabiguard", 2000)
+	info("  its parts: read the .deb once", "Fleet/read")
+	info("  its parts: read and judge 1000 manifests", "Fleet/judge")
 }' "$out"

@@ -13,7 +13,8 @@ import (
 
 type forecastCmd struct {
 	Root     string   `default:"/" placeholder:"DIR" help:"The host to judge for: its installed kernels, external modules and /etc/kabiguard." type:"path"`
-	JSON     bool     `help:"Print JSON: [{package, kernel, exports, gate, lost, modules: [{module, required, early, state, from, path, reason, problems}]}]."`
+	JSON     bool     `help:"Print JSON: [{package, kernel, exports, gate, lost, modules: [{module, required, early, state, from, path, reason, problems}]}]; with --manifest: [{host, manifest, reports: [...]}]."`
+	Manifest []string `placeholder:"FILE" sep:"none" help:"Judge the hosts these manifests describe ('kabiguard manifest' on each host; a directory means its *.json files; repeatable) instead of --root: the package is read once, no host is touched." type:"path"`
 	Packages []string `arg:"" placeholder:"PACKAGE" help:"Kernel packages (.deb, .rpm) or unpacked package directories." type:"path"`
 }
 
@@ -29,15 +30,25 @@ kernel-core), else from its vmlinuz and in-tree modules (Debian's linux-image pa
 no symvers); the output says which. The same planner that maintains weak-updates decides,
 as if the kernel were installed.
 
-Exit status: 0 every kernel keeps every required module, 1 some kernel would not, 2 error.
+With --manifest, a central machine judges a fleet: each host's 'kabiguard manifest' output
+(its external and required modules' symbol versions, dependencies, links and configuration)
+stands for the host, the package is read once, and each host gets the verdict a forecast
+on that host would give.
+
+Exit status: 0 every kernel keeps every required module (of every host), 1 some kernel
+would not, 2 error.
 
 Examples:
   kabiguard forecast /var/cache/apt/archives/linux-image-6.1.0-56-amd64_*.deb
   apt-get download linux-image-6.1.0-57-amd64-unsigned && kabiguard forecast linux-image-*.deb
-  kabiguard forecast --json kernel-core-5.14.0-503.el9.x86_64.rpm | jq '.[].lost'`
+  kabiguard forecast --json kernel-core-5.14.0-503.el9.x86_64.rpm | jq '.[].lost'
+  kabiguard forecast --manifest fleet/ linux-image-6.1.0-57-amd64-unsigned_*.deb`
 }
 
 func (c *forecastCmd) Run(e *env) error {
+	if len(c.Manifest) > 0 {
+		return c.runFleet(e)
+	}
 	cfg, err := config.Load(c.Root)
 	if err != nil {
 		return err

@@ -37,6 +37,7 @@ type cli struct {
 	Metrics   metricsCmd   `cmd:"" help:"Write what status reports as Prometheus metrics for node_exporter's textfile collector (kabiguard.prom)."`
 	Requires  requiresCmd  `cmd:"" help:"Print the RPM dependencies (kernel(SYMBOL) = 0xCRC) a kmod package's modules need; an rpm dependency generator."`
 	Provides  providesCmd  `cmd:"" help:"Print a kernel's exports as the RPM provides kernel(SYMBOL) = 0xCRC that kmod packages require."`
+	Manifest  manifestCmd  `cmd:"" help:"Print, as JSON, what 'forecast --manifest' needs to judge a kernel package for this host centrally."`
 	AptHook   aptHookCmd   `cmd:"" name:"apt-hook" help:"What APT runs before dpkg (DPkg::Pre-Install-Pkgs): refuse a transaction whose kernels would boot without a required module."`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`
