@@ -87,7 +87,7 @@ func Judge(req *apthook.Request, opt Options) (*Transaction, error) {
 		if err != nil {
 			return nil, err
 		}
-		tx.Losses = weakupdates.Losses(res, opt.Config, weakupdates.PolicyFrom(opt.Config, removing, nil))
+		tx.Losses = weakupdates.Losses(res, opt.Config, res.Policy)
 	}
 	return tx, nil
 }

@@ -24,6 +24,9 @@ type Policy struct {
 	// Gone lists build files being removed (weak-modules --remove-modules): never offered, and
 	// links to them are re-pointed or removed whether or not the files still exist.
 	Gone map[string]bool
+	// Stay lists the builds in kernels being removed that outlive the removal and so are still
+	// offered (BuildsThatStay: a kmod package's files; DKMS's go with the kernel).
+	Stay map[string]bool
 }
 
 // Rejection is a build that was considered for a kernel and refused.
@@ -157,11 +160,8 @@ func MakePlan(inv *inventory.Inventory, pol Policy, kernels map[string]*KernelPl
 func offers(inv *inventory.Inventory, pol Policy) []*inventory.Build {
 	var out []*inventory.Build
 	for _, t := range inv.Trees {
-		if pol.Removing[t.Release] {
-			continue
-		}
 		for _, b := range t.Builds {
-			if !pol.Gone[b.Path] {
+			if !pol.Gone[b.Path] && (!pol.Removing[t.Release] || pol.Stay[b.Path]) {
 				out = append(out, b)
 			}
 		}

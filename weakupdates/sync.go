@@ -32,7 +32,7 @@ func PolicyFrom(c *config.Config, removing, gone []string) Policy {
 type SyncOptions struct {
 	Root     string
 	Only     []string // change links only in these kernels (dangling links are removed everywhere)
-	Removing []string // kernels being removed: their links go, their builds are not offered
+	Removing []string // kernels being removed: their links go, their DKMS builds are not offered (BuildsThatStay)
 	Gone     []string // build files being removed: not offered, links to them re-pointed
 	DryRun   bool
 	Depmod   string
@@ -43,6 +43,7 @@ type SyncOptions struct {
 type Result struct {
 	Inventory *inventory.Inventory
 	Plan      *Plan
+	Policy    Policy // what the plan was made with
 	Changes   []Change
 	Changed   []string // kernels whose module set changed (depmod ran, initramfs is stale)
 	Losses    []Loss   // required modules that kernels staying installed lose by this change
@@ -62,7 +63,7 @@ func Sync(c *config.Config, opt SyncOptions) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.Losses = Losses(res, c, PolicyFrom(c, opt.Removing, opt.Gone))
+	res.Losses = Losses(res, c, res.Policy)
 	changes := res.Changes
 	if len(opt.Only) > 0 {
 		only := map[string]bool{}
@@ -176,8 +177,9 @@ func Preview(c *config.Config, root string, removing, gone []string) (*Result, e
 		return nil, err
 	}
 	pol := PolicyFrom(c, removing, gone)
+	pol.Stay = BuildsThatStay(inv, pol.Removing)
 	plan := MakePlan(inv, pol, LoadKernels(inv, pol))
-	return &Result{Inventory: inv, Plan: plan, Changes: Diff(inv, plan, pol)}, nil
+	return &Result{Inventory: inv, Plan: plan, Changes: Diff(inv, plan, pol), Policy: pol}, nil
 }
 
 // Row is one (kernel, module) cell of the status table.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,10 +23,13 @@ func TestRemovalThatStripsAKernelIsLoud(t *testing.T) {
 		why         string
 	}{
 		{"remove-modules", build, []string{"--remove-modules"}, "that build is being removed"},
+		// DKMS removes its builds for a kernel being removed; kmod packages' builds stay
+		// (TestRemoveKernelKeepsPackagedBuilds).
 		{"remove-kernel", "", []string{"--remove-kernel", k50}, "kernel " + k50 + ", whose build it used, is being removed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := testkit.SampleDemoRoot(t)
+			dkmsRecord(t, root, "kabidemo", k50)
 			if got := weakModulesIn(t, "", "--basedir", root, "--add-kernel", k53, "--no-initramfs"); got.code != 0 {
 				t.Fatalf("--add-kernel: exit %d\n%s", got.code, got.out)
 			}
@@ -47,5 +51,50 @@ func TestRemovalThatStripsAKernelIsLoud(t *testing.T) {
 				t.Errorf("the next run reports the loss again:\n%s", again.out)
 			}
 		})
+	}
+}
+
+// dkmsRecord records, as DKMS does for an installed build, that name's build for kernel is
+// DKMS's: var/lib/dkms/NAME/1.0/KERNEL/x86_64/module/NAME.ko.xz.
+func dkmsRecord(t *testing.T, root, name, kernel string) {
+	t.Helper()
+	dir := filepath.Join(root, "var/lib/dkms", name, "1.0", kernel, "x86_64", "module")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".ko.xz"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// RHEL's kernel-core %preun runs weak-modules --remove-kernel K while the kmod packages'
+// builds in K/extra/ stay installed (the kmod package owns them): the links other kernels have
+// into them stay, and no loss is reported, as RHEL's weak-modules leaves them. On the sample,
+// 6.1.0-53 and 6.1.0-54 load 6.1.0-50's builds through weak links.
+func TestRemoveKernelKeepsPackagedBuilds(t *testing.T) {
+	k50 := testkit.SampleK50
+	root := testkit.SampleDemoRoot(t)
+	if got := weakModulesIn(t, "", "--basedir", root, "--add-kernel", testkit.SampleK53, "--no-initramfs"); got.code != 0 {
+		t.Fatalf("--add-kernel: exit %d\n%s", got.code, got.out)
+	}
+	before := linksOf(t, root)
+	if !strings.Contains(before, k50+"/extra/") {
+		t.Fatalf("no link into %s's builds: the test exercises nothing\n%s", k50, before)
+	}
+	got := weakModulesIn(t, "", "--basedir", root, "--no-initramfs", "--remove-kernel", k50)
+	if got.code != 0 || strings.Contains(got.out, "ERROR") {
+		t.Fatalf("--remove-kernel %s: exit %d\n%s", k50, got.code, got.out)
+	}
+	var kept []string
+	for _, l := range strings.Split(before, "\n") {
+		if !strings.Contains(l, "/"+k50+"/weak-updates/") { // the removed kernel's own links go
+			kept = append(kept, l)
+		}
+	}
+	after := linksOf(t, root)
+	for _, l := range kept {
+		if !strings.Contains(after, l) {
+			t.Errorf("link %q is gone after --remove-kernel %s; its build stays installed\nbefore:\n%s\nafter:\n%s", l, k50, before, after)
+		}
 	}
 }
