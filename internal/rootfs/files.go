@@ -245,9 +245,16 @@ func (r *Root) WriteAtomic(p string, perm fs.FileMode, write func(io.Writer) err
 // Commit puts tmp, a whole file next to p (written by WriteAtomic, or by an external tool
 // such as an initramfs generator), in p's place atomically: tmp is given perm (0: the mode
 // of the p it replaces, if any), fsynced and renamed over p, and the directory fsynced. A
-// failure removes tmp and leaves p as it was; the error names p.
+// failure removes tmp and leaves p as it was; the error names p. Only a regular file (or
+// nothing) at p is replaced.
 func (r *Root) Commit(tmp, p string, perm fs.FileMode) error {
 	f, err := r.Open(tmp)
+	if fi, lerr := r.Lstat(p); err == nil && lerr == nil && !fi.Mode().IsRegular() {
+		// A FIFO, socket, device or symlink at p is not ours to replace: renaming over it
+		// would delete what kabiguard did not create.
+		f.Close()
+		err = fmt.Errorf("%w (%s): kabiguard replaces only regular files", ErrNotRegular, Kind(fi.Mode()))
+	}
 	if err == nil {
 		if st, serr := r.Stat(p); perm == 0 && serr == nil {
 			perm = st.Mode().Perm()

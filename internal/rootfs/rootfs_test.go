@@ -3,6 +3,7 @@ package rootfs
 import (
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -230,5 +231,37 @@ func TestDotDotAfterSymlinkIsPhysical(t *testing.T) {
 	}
 	if _, err := r.ReadFile(dir + "/lib/modules/K/../../../../x"); !errors.Is(err, ErrEscapes) {
 		t.Errorf("'..' above the root: err = %v, want ErrEscapes", err)
+	}
+}
+
+// Only a regular file is replaced: a FIFO, a socket or a symlink at the path is somebody
+// else's, and renaming over it would delete it. The temporary file goes; the path is as it was.
+func TestWriteAtomicReplacesOnlyRegularFiles(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fifo, link := r.Path("kabiguard.prom"), r.Path("initrd.img")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("elsewhere", link); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{fifo, link} {
+		err := r.WriteAtomic(p, 0o644, func(w io.Writer) error { _, err := w.Write([]byte("new")); return err })
+		if !errors.Is(err, ErrNotRegular) {
+			t.Errorf("WriteAtomic over %s: err = %v, want ErrNotRegular", filepath.Base(p), err)
+		}
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&fs.ModeNamedPipe == 0 {
+		t.Errorf("the FIFO was replaced: %v %v", fi, err)
+	}
+	if target, err := os.Readlink(link); err != nil || target != "elsewhere" {
+		t.Errorf("the symlink was replaced: %q %v", target, err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+		t.Errorf("temporary files left: %v", ents)
 	}
 }
