@@ -28,6 +28,18 @@ import libdnf.transaction
 logger = logging.getLogger('dnf.plugin')
 
 PREFIX = 'kabiguard: '
+
+
+def ways_out(pkgs=()):
+    """What an admin can do about a refusal, printed with it: pkgs are the refused packages,
+    whose downloaded files a later forecast can read."""
+    check = ' '.join(p.localPkg() for p in pkgs) or 'PACKAGE.rpm'
+    return (
+        "ways out: upgrade the rest without kernels: dnf upgrade --exclude='kernel*'",
+        '  the kernel passes once a build of the module for it is installed (kmod package, DKMS);',
+        '  check with: kabiguard forecast ' + check,
+        '  to install it anyway: dnf --disableplugin=kabiguard ..., or policy = warn in /etc/dnf/plugins/kabiguard.conf',
+    )
 MAX_PROBLEMS = 3  # symbols shown per module; the forecast has them all (--json)
 
 
@@ -162,6 +174,12 @@ class Kabiguard(dnf.Plugin):
         if todo:
             self.base.download_packages(todo)
             for p in todo:
+                # dnf checks signatures only once the transaction runs; kabiguard runs as root
+                # and reads what it is given, so a package is read only once it verifies.
+                sig, why = self.base.package_signature_check(p)
+                if sig != 0:
+                    self.verdicts[str(p)] = Verdict(p, 2, None, '%s: %s (not read before it verifies: import the key with rpm --import, then run dnf again)' % (p, why))
+                    continue
                 try:
                     kernel = ships_image(p.localPkg())
                 except (OSError, rpm.error) as e:
@@ -200,6 +218,12 @@ class Kabiguard(dnf.Plugin):
             self.resolve_without(items, out)
         logger.warning(PREFIX + 'kept out of this transaction: %s; the rest goes on',
                        ', '.join(str(p) for p in out))
+        for line in ways_out(refused):
+            logger.warning(PREFIX + line)
+        # Something asked for was not done: dnf exits 1 after the rest is installed, so a
+        # patching pipeline does not report the kernel as updated.
+        if self.cli is not None:
+            self.cli.demands.success_exit_status = 1
 
     def replay_command(self):
         """Resolve the command line's requests again, now that the refused packages are
@@ -270,4 +294,5 @@ class Kabiguard(dnf.Plugin):
 
     def deny(self, why):
         raise dnf.exceptions.Error(
-            PREFIX + why + '\n' + PREFIX + 'transaction stopped: nothing was installed')
+            PREFIX + why + '\n' + PREFIX + 'transaction stopped: nothing was installed\n' +
+            '\n'.join(PREFIX + line for line in ways_out()))
