@@ -42,6 +42,9 @@ func Refresh(root, kernel, image string, cfg *config.Config, dryRun bool) (*Refr
 		return nil, err
 	}
 	defer img.Close()
+	if err := tree.danglingLink(); err != nil {
+		return nil, fmt.Errorf("kernel %s: %w", kernel, err)
+	}
 	// The image is rewritten while it is being read and compared (see rewriteAhead); the
 	// plan made once the reading pass ends lets that rewrite finish or abandons it.
 	sc := newImageScan()

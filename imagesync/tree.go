@@ -7,6 +7,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
 
 	"github.com/kabiguard/kabiguard/internal/rootfs"
@@ -99,4 +101,27 @@ func (t *kernelTree) file(name string) (string, error) {
 	t.resolved[name] = p
 	t.mu.Unlock()
 	return p, nil
+}
+
+// ErrDanglingLink: the kernel's tree lists a module through a weak-updates link that points at
+// nothing. Refreshing an image from that tree would drop the module from it (required and
+// early ones too); `kabiguard link` removes or re-points the link first.
+var ErrDanglingLink = errors.New("points at nothing (its build is gone): run 'kabiguard link' first, which removes or re-points it")
+
+// danglingLink returns an error naming the first module of the tree whose weak-updates link
+// dangles, nil when there is none.
+func (t *kernelTree) danglingLink() error {
+	var names []string
+	for name, rel := range t.rel {
+		if strings.Contains(rel, "/weak-updates/") {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if p, err := t.file(name); err == nil && p == "" {
+			return fmt.Errorf("%s: %w", t.rel[name], ErrDanglingLink)
+		}
+	}
+	return nil
 }

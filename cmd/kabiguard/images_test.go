@@ -652,6 +652,12 @@ func TestDanglingLinkMakesImageStale(t *testing.T) {
 			t.Errorf("the image line of %s is not stale:\n%s", sample.K53, text)
 		}
 	}
+	// Refreshing the image from that tree would drop kabiuser (a required early module the
+	// same way): refused, naming the link, until link has removed or re-pointed it.
+	if code, out := s.kg("initramfs", "refresh", "--root", s.root, "-k", sample.K53, s.img(sample.K53)); code == 0 ||
+		!strings.Contains(out, "weak-updates/kabiuser/kabiuser.ko.xz: points at nothing") {
+		t.Errorf("initramfs refresh with a dangling link: exit %d\n%s", code, out)
+	}
 	s.mustKG(0, "link", "--root", s.root)
 	s.mustCurrent(sample.K53)
 	s.mustCurrent(sample.K54)
