@@ -211,6 +211,9 @@ func verdict(name string, k *Kernel, tree *inventory.Tree, kp *weakupdates.Kerne
 		if d.State == weakupdates.Excluded {
 			m.Reason = "never_weak in " + config.MainFile
 		}
+		if d.State == weakupdates.Unreadable {
+			m.Reason = unreadableReason(d)
+		}
 		return m
 	}
 	switch {
@@ -226,6 +229,20 @@ func verdict(name string, k *Kernel, tree *inventory.Tree, kp *weakupdates.Kerne
 		m.Reason = fmt.Sprintf("no build of %s is offered to %s (the package has none; builds are shared within a kernel series and flavour unless share_builds = any)", name, k.Release)
 	}
 	return m
+}
+
+// unreadableReason names the build that cannot be read and why: the kernel's own, or the
+// first refused one.
+func unreadableReason(d *weakupdates.Decision) string {
+	if d.Build != nil && d.Build.Err != nil {
+		return fmt.Sprintf("%s cannot be read: %v", d.Build.Path, d.Build.Err)
+	}
+	for _, rej := range d.Rejected {
+		if len(rej.Problems) > 0 {
+			return fmt.Sprintf("the build from %s: %s", rej.From, problemText(rej.Problems)) // the problem names the file
+		}
+	}
+	return "its build cannot be read"
 }
 
 func problemText(ps []kabi.Problem) string {
