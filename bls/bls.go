@@ -45,8 +45,15 @@ func ForKernel(root, release, bootRoot string) ([]Entry, error) {
 		}
 	}
 	var out []Entry
+	seen := map[string]bool{} // resolved directories: /boot/loader may be a link to the ESP's
 	for _, d := range dirs {
 		dir := filepath.Join(root, d)
+		if real, err := r.Resolve(dir); err == nil {
+			if seen[real] {
+				continue
+			}
+			seen[real] = true
+		}
 		des, err := r.ReadDir(dir)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue

@@ -124,3 +124,26 @@ func TestConfiguredBootRoot(t *testing.T) {
 		t.Errorf("/etc's: %q", got)
 	}
 }
+
+// /boot/loader linked to the ESP's loader directory (a common layout) lists each entry once.
+func TestLinkedLoaderDirListedOnce(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "efi/loader/entries")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "boot"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../efi/loader", filepath.Join(root, "boot/loader")); err != nil {
+		t.Fatal(err)
+	}
+	const k = "6.1.0-50-amd64"
+	if err := os.WriteFile(filepath.Join(dir, "abc-"+k+".conf"), []byte("title Debian\nversion "+k+"\nlinux /vmlinuz-"+k+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ForKernel(root, k, "")
+	if err != nil || len(got) != 1 {
+		t.Fatalf("ForKernel = %+v, %v; want the one entry once", got, err)
+	}
+}
