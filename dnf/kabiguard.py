@@ -58,6 +58,20 @@ def may_be_kernel(pkg):
     return pkg.name.startswith('kernel') or any(is_image(f) for f in pkg.files)
 
 
+def removed_releases(pkgs):
+    """The kernel releases whose image the packages being removed ship (lib/modules/K/vmlinuz;
+    installed packages' file lists come from the rpm database)."""
+    out = []
+    for p in pkgs:
+        for f in p.files:
+            if is_image(f):
+                parts = f.strip('/').split('/')
+                release = parts[-2]
+                if release not in out:
+                    out.append(release)
+    return out
+
+
 def ships_image(path):
     """Whether the package file at path ships a kernel image, from its header's file list."""
     ts = rpm.TransactionSet()
@@ -144,6 +158,9 @@ class Kabiguard(dnf.Plugin):
             self.busy = False
 
     def judge_transaction(self):
+        self.removing = removed_releases(self.base.transaction.remove_set)
+        if self.removing:
+            self.judge_removal()
         # Each round takes refused kernels out and resolves again; a round either ends the
         # loop or excludes at least one more package, so it ends.
         while True:
@@ -188,8 +205,41 @@ class Kabiguard(dnf.Plugin):
                 self.verdicts[str(p)] = self.run_forecast(p) if kernel else None
         return [self.verdicts[str(p)] for p in candidates if self.verdicts[str(p)] is not None]
 
+    def judge_removal(self):
+        """A removal of kernels (dnf remove, or installonly_limit dropping the oldest) that
+        would strip a kernel staying installed of a required module: the links into the
+        removed kernels' DKMS builds go with them. Refused (the transaction stops) or warned."""
+        cmd = [self.binary, 'forecast', '--json', '--root', self.base.conf.installroot]
+        for r in self.removing:
+            cmd += ['--removing', r]
+        try:
+            res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+            losses = json.loads(res.stdout)['losses'] if res.returncode in (0, 1) else None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            losses, res = None, None
+            why = str(e)
+        if losses is None:
+            why = res.stderr.strip() if res is not None else why
+            if self.policy == 'refuse':
+                self.deny('cannot judge the removal of %s: %s' % (', '.join(self.removing), why))
+            logger.warning(PREFIX + 'cannot judge the removal of %s: %s', ', '.join(self.removing), why)
+            return
+        if not losses:
+            return
+        for l in losses:
+            logger.warning(PREFIX + 'removing %s: %s stays installed but loses required module %s: %s',
+                           ', '.join(self.removing), l['kernel'], l['module'], l['reason'])
+        if self.policy == 'warn':
+            logger.warning(PREFIX + 'policy warn: removing it all the same')
+            return
+        self.deny('the removal of %s would strip a kernel staying installed; keep it: '
+                  'dnf remove without it, or raise installonly_limit in /etc/dnf/dnf.conf' % ', '.join(self.removing))
+
     def run_forecast(self, pkg):
-        cmd = [self.binary, 'forecast', '--json', '--root', self.base.conf.installroot, pkg.localPkg()]
+        cmd = [self.binary, 'forecast', '--json', '--root', self.base.conf.installroot]
+        for r in getattr(self, 'removing', ()):
+            cmd += ['--removing', r]
+        cmd.append(pkg.localPkg())
         try:
             res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
         except OSError as e:

@@ -59,6 +59,10 @@ func (r *Report) Keeps() bool { return len(r.Lost) == 0 }
 type Options struct {
 	Root   string
 	Config *config.Config
+	// Removing are installed kernels the same transaction removes (dnf's installonly_limit
+	// drops the oldest while installing the newest): they get no links, and their DKMS builds
+	// are not offered (weakupdates.BuildsThatStay); a kmod package's builds in them stay.
+	Removing []string
 }
 
 // Run reads the package at pkgPath and judges each kernel it holds against the host.
@@ -75,7 +79,8 @@ func Run(pkgPath string, opt Options) ([]*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	pol := weakupdates.PolicyFrom(opt.Config, nil, nil)
+	pol := weakupdates.PolicyFrom(opt.Config, opt.Removing, nil)
+	pol.Stay = weakupdates.BuildsThatStay(inv, pol.Removing)
 	installed := weakupdates.LoadKernels(inv, pol)
 	var out []*Report
 	for _, k := range kernels {

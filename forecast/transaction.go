@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/forecast/apthook"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/weakupdates"
@@ -83,13 +84,27 @@ func Judge(req *apthook.Request, opt Options) (*Transaction, error) {
 		}
 	}
 	if len(removing) > 0 {
-		res, err := weakupdates.Preview(opt.Config, opt.Root, removing, nil)
-		if err != nil {
+		var err error
+		if tx.Losses, err = RemovalLosses(opt.Root, opt.Config, removing); err != nil {
 			return nil, err
 		}
-		tx.Losses = weakupdates.Losses(res, opt.Config, res.Policy)
 	}
 	return tx, nil
+}
+
+// RemovalLosses are the required modules that kernels staying installed would lose if the
+// installed kernels removing went: the links into their DKMS builds go with them (a kmod
+// package's builds stay; weakupdates.BuildsThatStay).
+func RemovalLosses(root string, cfg *config.Config, removing []string) ([]weakupdates.Loss, error) {
+	res, err := weakupdates.Preview(cfg, root, removing, nil)
+	if err != nil {
+		return nil, err
+	}
+	losses := weakupdates.Losses(res, cfg, res.Policy)
+	if losses == nil {
+		losses = []weakupdates.Loss{} // JSON: [], not null
+	}
+	return losses, nil
 }
 
 // installedRelease is the kernel release an installed package holds, read from dpkg's list

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/forecast"
+	"github.com/kabiguard/kabiguard/kmod"
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
 
@@ -15,7 +16,8 @@ type forecastCmd struct {
 	Root     string   `default:"/" placeholder:"DIR" help:"The host to judge for: its installed kernels, external modules and /etc/kabiguard." type:"path"`
 	JSON     bool     `help:"Print JSON: [{package, kernel, exports, gate, lost, modules: [{module, required, early, state, from, path, reason, problems}]}]; with --manifest: [{host, manifest, reports: [...]}]."`
 	Manifest []string `placeholder:"FILE" sep:"none" help:"Judge the hosts these manifests describe ('kabiguard manifest' on each host; a directory means its *.json files; repeatable) instead of --root: the package is read once, no host is touched." type:"path"`
-	Packages []string `arg:"" placeholder:"PACKAGE" help:"Kernel packages (.deb, .rpm) or unpacked package directories." type:"path"`
+	Removing []string `placeholder:"RELEASE" sep:"none" help:"An installed kernel the same transaction removes (repeatable): its DKMS builds are not counted (a kmod package's builds stay), and the required modules kernels staying installed would lose are listed (--json: {kernels, removing, losses}). The dnf plugin asks this for removals."`
+	Packages []string `arg:"" optional:"" placeholder:"PACKAGE" help:"Kernel packages (.deb, .rpm) or unpacked package directories (none: judge only --removing)." type:"path"`
 }
 
 func (forecastCmd) Help() string {
@@ -35,53 +37,103 @@ With --manifest, a central machine judges a fleet: each host's 'kabiguard manife
 stands for the host, the package is read once, and each host gets the verdict a forecast
 on that host would give.
 
+With --removing, the kernels a transaction removes are left out as it would leave them: their
+links go, their DKMS builds go (DKMS removes them with the kernel), a kmod package's builds
+in them stay; and the required modules the kernels staying installed would lose are listed.
+
 Exit status: 0 every kernel keeps every required module (of every host), 1 some kernel
-would not, 2 error.
+would not (or one staying installed would lose one by --removing), 2 error.
 
 Examples:
   kabiguard forecast /var/cache/apt/archives/linux-image-6.1.0-56-amd64_*.deb
   apt-get download linux-image-6.1.0-57-amd64-unsigned && kabiguard forecast linux-image-*.deb
   kabiguard forecast --json kernel-core-5.14.0-503.el9.x86_64.rpm | jq '.[].lost'
-  kabiguard forecast --manifest fleet/ linux-image-6.1.0-57-amd64-unsigned_*.deb`
+  kabiguard forecast --manifest fleet/ linux-image-6.1.0-57-amd64-unsigned_*.deb
+  kabiguard forecast --removing 5.14.0-427.el9.x86_64 kernel-core-5.14.0-503.el9.x86_64.rpm`
 }
 
 func (c *forecastCmd) Run(e *env) error {
 	if len(c.Manifest) > 0 {
+		if len(c.Removing) > 0 || len(c.Packages) == 0 {
+			return fmt.Errorf("--manifest needs a kernel package, and takes no --removing (a fleet's kernels are each host's own)")
+		}
 		return c.runFleet(e)
 	}
 	cfg, err := config.Load(c.Root)
 	if err != nil {
 		return err
 	}
-	var reports []*forecast.Report
+	if len(c.Packages) == 0 && len(c.Removing) == 0 {
+		return fmt.Errorf("name a kernel package to forecast, or --removing RELEASE")
+	}
+	for _, k := range c.Removing {
+		if fi, err := os.Stat(kmod.ModulesDir(c.Root, k)); err != nil || !fi.IsDir() {
+			return fmt.Errorf("--removing %s: no such installed kernel (%s)", k, kmod.ModulesDir(c.Root, k))
+		}
+	}
+	reports := []*forecast.Report{}
 	for _, p := range c.Packages {
 		if !c.JSON {
 			fmt.Fprintf(e.stderr, "kabiguard: reading %s%s ...\n", p, sizeOf(p))
 		}
-		rs, err := forecast.Run(p, forecast.Options{Root: c.Root, Config: cfg})
+		rs, err := forecast.Run(p, forecast.Options{Root: c.Root, Config: cfg, Removing: c.Removing})
 		if err != nil {
 			return err
 		}
 		reports = append(reports, rs...)
 	}
-	if c.JSON {
-		if err := writeJSON(e.stdout, reports); err != nil {
+	losses := []weakupdates.Loss{}
+	if len(c.Removing) > 0 {
+		var err error
+		if losses, err = forecast.RemovalLosses(c.Root, cfg, c.Removing); err != nil {
 			return err
 		}
-	} else {
+	}
+	switch {
+	case c.JSON && len(c.Removing) > 0:
+		err = writeJSON(e.stdout, struct {
+			Kernels  []*forecast.Report `json:"kernels"`
+			Removing []string           `json:"removing"`
+			Losses   []weakupdates.Loss `json:"losses"`
+		}{reports, c.Removing, losses})
+	case c.JSON:
+		err = writeJSON(e.stdout, reports)
+	default:
 		for i, r := range reports {
 			if i > 0 {
 				fmt.Fprintln(e.stdout)
 			}
 			printForecast(e, r)
 		}
+		printRemoval(e, c.Removing, losses)
+	}
+	if err != nil {
+		return err
 	}
 	for _, r := range reports {
 		if !r.Keeps() {
 			return problemError{}
 		}
 	}
+	if len(losses) > 0 {
+		return problemError{}
+	}
 	return nil
+}
+
+// printRemoval says what removing the kernels does to the kernels staying installed.
+func printRemoval(e *env, removing []string, losses []weakupdates.Loss) {
+	if len(removing) == 0 {
+		return
+	}
+	what := "removing " + strings.Join(removing, ", ")
+	if len(losses) == 0 {
+		fmt.Fprintf(e.stdout, "%s: every kernel staying installed keeps its required modules\n", what)
+		return
+	}
+	for _, l := range losses {
+		fmt.Fprintf(e.stdout, "%s: %s\n", what, l)
+	}
 }
 
 // sizeOf is " (N MB)" for a package file, to say why reading takes a while.
