@@ -141,11 +141,9 @@ func (c *statusCmd) Run(e *env) error {
 	if annotate(rows, images, cfg) {
 		bad = true
 	}
+	exports := kernelExports(res.Plan) // status_exports.go
 	if c.JSON {
-		if rows == nil {
-			rows = []weakupdates.Row{}
-		}
-		if err := writeJSON(e.stdout, rows); err != nil {
+		if err := writeJSON(e.stdout, statusRows(rows, exports)); err != nil {
 			return err
 		}
 	} else {
@@ -168,6 +166,8 @@ func (c *statusCmd) Run(e *env) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Kernel, name, r.State, detail)
 		}
 		tw.Flush()
+		fmt.Fprintln(e.stdout)
+		printExports(e.stdout, res.Plan, exports)
 		fmt.Fprintln(e.stdout)
 		printImages(e.stdout, images)
 	}
