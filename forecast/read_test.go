@@ -1,7 +1,10 @@
 package forecast
 
 import (
+	"bytes"
+	"compress/gzip"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -69,6 +72,42 @@ func TestReadDerivesTheHeadersSymvers(t *testing.T) {
 			t.Logf("%s: %d of %d in-tree modules parsed, %d symbols wanted; %s", got.Release, got.parsed, len(got.InTree), len(c.wanted), got.Provenance)
 		})
 	}
+}
+
+// A package that ships its kernel's symvers file (RHEL's kernel-core: lib/modules/K/symvers.gz)
+// is judged by that file, and its in-tree modules are only scanned: here an unpacked
+// directory of a real kernel with the headers' Module.symvers put there, gzipped.
+func TestReadUsesThePackagesSymvers(t *testing.T) {
+	k := testkit.FetchKernel(t, "6.1.0-55")
+	dir := t.TempDir()
+	testkit.HardlinkTree(t, k.ModulesDir(), filepath.Join(dir, "lib", "modules", k.Release))
+	plain, err := os.ReadFile(k.Symvers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(plain)
+	zw.Close()
+	if err := os.WriteFile(filepath.Join(dir, "lib", "modules", k.Release, "symvers.gz"), gz.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	few := neededBy(t, filepath.Join(k.ModulesDir(), "kernel", "drivers", "net", "ethernet"), 10)
+	got := readKernel(t, dir, k.Release, few)
+	want, err := symvers.Load(k.Symvers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(got.Provenance, "symvers lib/modules/"+k.Release+"/symvers.gz from ") {
+		t.Errorf("provenance %q does not name the package's symvers file", got.Provenance)
+	}
+	if len(got.Symvers.Exports) != len(want.Exports) {
+		t.Errorf("%d exports, the symvers file has %d", len(got.Symvers.Exports), len(want.Exports))
+	}
+	if got.Reference == nil || got.parsed > len(got.InTree)/10 {
+		t.Errorf("reference %v; %d of %d in-tree modules parsed in full", got.Reference != nil, got.parsed, len(got.InTree))
+	}
+	t.Logf("%d of %d in-tree modules parsed; %s", got.parsed, len(got.InTree), got.Provenance)
 }
 
 func readKernel(t *testing.T, deb, release string, wanted map[string]bool) *Kernel {
