@@ -188,7 +188,7 @@ func decompress(f compression.Format, data []byte, limit int) ([]byte, error) {
 // into a buffer sized for limit up front: io.ReadAll would grow and copy its way to the tens
 // of MiB of a vmlinux. (bytes.Buffer grows when less than MinRead is free, hence the margin.)
 func readAtMost(r io.Reader, limit int) ([]byte, error) {
-	buf := bytes.NewBuffer(make([]byte, 0, min(limit, 128<<20)+bytes.MinRead+1))
+	buf := bytes.NewBuffer(make([]byte, 0, min(limit, 64<<20)+bytes.MinRead+1))
 	_, err := buf.ReadFrom(io.LimitReader(r, int64(limit)+1))
 	return buf.Bytes(), err
 }
