@@ -11,6 +11,7 @@ import (
 	"github.com/kabiguard/kabiguard/forecast/pkgfile"
 	"github.com/kabiguard/kabiguard/kabi"
 	"github.com/kabiguard/kabiguard/kabi/inventory"
+	"github.com/kabiguard/kabiguard/kabi/module"
 	"github.com/kabiguard/kabiguard/kmod"
 	"github.com/kabiguard/kabiguard/weakupdates"
 )
@@ -71,11 +72,11 @@ func Run(pkgPath string, opt Options) ([]*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	kernels, err := Read(pkg)
+	inv, err := inventory.Scan(opt.Root)
 	if err != nil {
 		return nil, err
 	}
-	inv, err := inventory.Scan(opt.Root)
+	kernels, err := Read(pkg, wantedSymbols(inv))
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +88,21 @@ func Run(pkgPath string, opt Options) ([]*Report, error) {
 		out = append(out, judge(pkg, k, inv, pol, installed, opt.Config, hostDKMS(opt.Root)))
 	}
 	return out, nil
+}
+
+// wantedSymbols are the symbols the planner may look up in a kernel's exports: those the
+// host's external builds need (only they are ever checked against a kernel; see
+// weakupdates.LoadKernels).
+func wantedSymbols(inv *inventory.Inventory) map[string]bool {
+	var builds []*module.Module
+	for _, t := range inv.Trees {
+		for _, b := range t.Builds {
+			if b.Module != nil {
+				builds = append(builds, b.Module)
+			}
+		}
+	}
+	return kabi.SymbolsNeeded(builds...)
 }
 
 // judge plans the host with k installed, as the planner would once it is, and reads k's

@@ -26,7 +26,9 @@ var ErrNoKernel = errors.New("no kernel in the package")
 type Kernel struct {
 	Release string
 	// Symvers is the kernel's exports: the package's symvers file, or derived from its image
-	// and in-tree modules. Provenance says which, naming the package.
+	// and in-tree modules. Provenance says which, naming the package. Derived for wanted
+	// symbols (see Read), it holds vmlinux's exports and those of the in-tree modules that
+	// export a wanted symbol; other modules' exports are not in it.
 	Symvers    *symvers.Table
 	Provenance string
 	Reference  *module.Module    // one in-tree module: vermagic and sizeof(struct module)
@@ -40,6 +42,8 @@ type Kernel struct {
 	derived    map[string]symvers.Export
 	nativeOnce sync.Once         // native: packageNative, made once
 	native     map[string]string // for every host judged
+	refName    string            // the package path of Reference
+	parsed     int               // in-tree modules parsed in full (the others were only scanned)
 }
 
 // maxFile bounds what is read of one package file into memory (the largest Debian module,
@@ -110,8 +114,13 @@ func trimCompression(s string) string {
 }
 
 // Read streams the package once and returns the kernels it holds, each with its exports.
-func Read(pkg *pkgfile.Package) ([]*Kernel, error) {
-	r := &reader{pkg: pkg, kernels: map[string]*Kernel{}, jobs: make(chan moduleJob, 2*runtime.GOMAXPROCS(0))}
+// wanted names the symbols the caller will look up (kabi.SymbolsNeeded of the host's external
+// modules): an in-tree module is then parsed only when its export names include one of them,
+// or when it is the reference module; the others are only scanned (section headers and
+// __ksymtab_strings), which is what makes a forecast cheaper than unpacking the package. nil
+// reads every module's exports.
+func Read(pkg *pkgfile.Package, wanted map[string]bool) ([]*Kernel, error) {
+	r := &reader{pkg: pkg, wanted: wanted, kernels: map[string]*Kernel{}, jobs: make(chan moduleJob, 2*runtime.GOMAXPROCS(0))}
 	r.startWorkers()
 	werr := pkg.Walk(r.visit)
 	close(r.jobs)
@@ -138,6 +147,8 @@ func Read(pkg *pkgfile.Package) ([]*Kernel, error) {
 
 type reader struct {
 	pkg     *pkgfile.Package
+	wanted  map[string]bool
+	buffers sync.Pool // *[]byte: module files' bytes, reused (4000 modules, 400 MB a package)
 	mu      sync.Mutex
 	kernels map[string]*Kernel
 	jobs    chan moduleJob
@@ -148,7 +159,7 @@ type moduleJob struct {
 	k        *Kernel
 	f        kernelFile
 	name     string
-	data     []byte
+	buf      *[]byte // the file's bytes, back to buffers once parsed
 	external bool
 }
 
@@ -169,6 +180,9 @@ func (r *reader) visit(f pkgfile.File, body io.Reader) error {
 	kf := classify(f.Name)
 	if kf.kind == otherFile || !f.IsRegular() {
 		return nil
+	}
+	if kf.kind == inTreeModule || kf.kind == externalModule {
+		return r.visitModule(f, kf, body)
 	}
 	data, err := io.ReadAll(io.LimitReader(body, maxFile+1))
 	if err != nil {
@@ -205,15 +219,42 @@ func (r *reader) visit(f pkgfile.File, body io.Reader) error {
 			k.Builtin[kmod.ModuleName(line)] = true
 			r.mu.Unlock()
 		}
-	case inTreeModule, externalModule:
-		r.mu.Lock()
-		if kf.kind == inTreeModule {
-			k.InTree[kmod.ModuleName(kf.rel)] = f.Name
-		}
-		r.mu.Unlock()
-		r.jobs <- moduleJob{k: k, f: kf, name: f.Name, data: data, external: kf.kind == externalModule}
 	}
 	return nil
+}
+
+// visitModule reads a module file into a reused buffer and hands it to the workers.
+func (r *reader) visitModule(f pkgfile.File, kf kernelFile, body io.Reader) error {
+	if f.Size < 0 || f.Size > maxFile {
+		return fmt.Errorf("%s: %s is larger than %d MiB", r.pkg.Path, f.Name, maxFile>>20)
+	}
+	buf := r.buffer(int(f.Size))
+	if _, err := io.ReadFull(body, *buf); err != nil {
+		return fmt.Errorf("%s: %s: %w", r.pkg.Path, f.Name, err)
+	}
+	var one [1]byte
+	if n, _ := body.Read(one[:]); n > 0 { // only an unpacked directory's file can do this
+		return fmt.Errorf("%s: %s grew while it was read", r.pkg.Path, f.Name)
+	}
+	k := r.kernel(kf.release)
+	r.mu.Lock()
+	if kf.kind == inTreeModule {
+		k.InTree[kmod.ModuleName(kf.rel)] = f.Name
+	}
+	r.mu.Unlock()
+	r.jobs <- moduleJob{k: k, f: kf, name: f.Name, buf: buf, external: kf.kind == externalModule}
+	return nil
+}
+
+// buffer returns a reused byte slice of length n.
+func (r *reader) buffer(n int) *[]byte {
+	b, _ := r.buffers.Get().(*[]byte)
+	if b == nil || cap(*b) < n {
+		s := make([]byte, n, max(n, 1<<20))
+		return &s
+	}
+	*b = (*b)[:n]
+	return b
 }
 
 // startWorkers parses modules on every core while the archive is read.
@@ -230,25 +271,55 @@ func (r *reader) startWorkers() {
 }
 
 func (r *reader) parse(j moduleJob) {
-	m, err := module.Parse(r.pkg.Path+":"+j.name, j.data)
+	defer r.buffers.Put(j.buf)
+	raw, full, err := r.worthParsing(j)
+	var m *module.Module
+	if err == nil && full {
+		m, err = module.Parse(r.pkg.Path+":"+j.name, raw)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	k := j.k
 	switch {
 	case err != nil:
 		k.Unreadable[j.name] = err
+	case m == nil:
 	case j.external:
 		k.External = append(k.External, m)
 	default:
+		k.parsed++
 		// The first module in archive order would do as the reference; the smallest path
 		// keeps it the same whatever the workers' order.
-		if k.Reference == nil || j.name < k.Reference.Path {
-			k.Reference = m
+		if k.refName == "" || j.name < k.refName {
+			k.Reference, k.refName = m, j.name
 		}
 		for name, e := range exports.ModuleExports(m, strings.TrimPrefix(j.f.rel, "kernel/")) {
 			k.derived[name] = e
 		}
 	}
+}
+
+// worthParsing says whether a module must be parsed in full: an external one always (it is
+// judged), an in-tree one when every export is read, when it may export a wanted symbol, or
+// when it may become the reference. raw is the module's ELF, decompressed.
+func (r *reader) worthParsing(j moduleJob) (raw []byte, full bool, err error) {
+	raw = *j.buf
+	if j.external || r.wanted == nil {
+		return raw, true, nil
+	}
+	if f, ok := compression.Detect(raw); ok {
+		if raw, _, err = compression.Decode(raw); err != nil {
+			return nil, false, fmt.Errorf("%s:%s: corrupt %s data: %w", r.pkg.Path, j.name, f, err)
+		}
+	}
+	may, err := exports.MayExport(raw, r.wanted)
+	if err != nil {
+		return nil, false, fmt.Errorf("%s:%s: %w", r.pkg.Path, j.name, err)
+	}
+	r.mu.Lock()
+	ref := j.k.refName == "" || j.name < j.k.refName
+	r.mu.Unlock()
+	return raw, may || ref, nil
 }
 
 // finish settles a kernel's exports once the whole package was read: its own symvers file

@@ -8,6 +8,7 @@ import (
 // Report is one look at a root: what `kabiguard status` prints and `kabiguard metrics`
 // exports.
 type Report struct {
+	Plan    *weakupdates.Plan // the plan the report describes (each kernel's exports among it)
 	Kernels []string          // the installed kernels, in the plan's order
 	Rows    []weakupdates.Row // one per kernel and external or required module, annotated
 	Images  []Image           // one per kernel, in Kernels' order
@@ -27,7 +28,7 @@ func Collect(root string, cfg *config.Config, removing, gone []string) (*Report,
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{}
+	rep := &Report{Plan: res.Plan}
 	rep.Rows, rep.Errs = weakupdates.Status(res, cfg)
 	rep.Dangling = map[string][]string{}
 	for _, kp := range res.Plan.Kernels {

@@ -75,7 +75,7 @@ func (c *aptHookCmd) Run(e *env) error {
 	for _, l := range tx.Losses {
 		fmt.Fprintf(w, "kabiguard:   removing %s strips %s, which stays installed: %s\n", removedBy(tx, l), l.Kernel, l)
 	}
-	for _, line := range aptAdvice(c.Root, req, tx) {
+	for _, line := range aptAdvice(c.Root, req, tx, cfg.OnMissingRequired == "warn") {
 		fmt.Fprintf(w, "kabiguard:   %s\n", line)
 	}
 	if cfg.OnMissingRequired == "warn" {
@@ -126,8 +126,9 @@ func removedBy(tx *forecast.Transaction, l weakupdates.Loss) string {
 var versioned = regexp.MustCompile(`^[0-9]+\.[0-9]+`)
 
 // aptAdvice is the ways out that work with APT: keep the new kernel's metapackage back so
-// everything else upgrades, or keep the old kernel.
-func aptAdvice(root string, req *apthook.Request, tx *forecast.Transaction) []string {
+// everything else upgrades, or keep the old kernel; and, unless the policy is warn already,
+// accepting the risk.
+func aptAdvice(root string, req *apthook.Request, tx *forecast.Transaction, warn bool) []string {
 	var out []string
 	// A metapackage (linux-image-amd64, linux-image-rt-amd64: no version in its name) pulls
 	// the new ABI's package in: holding it lets every other upgrade through.
@@ -167,6 +168,8 @@ func aptAdvice(root string, req *apthook.Request, tx *forecast.Transaction) []st
 	if len(tx.Losses) > 0 {
 		out = append(out, "to go on: keep the kernel package being removed until the kernels staying have their own build (e.g. 'dkms autoinstall -k RELEASE' for each)")
 	}
-	out = append(out, "or accept the risk: on_missing_required = warn in /"+config.MainFile)
+	if !warn {
+		out = append(out, "or accept the risk: on_missing_required = warn in /"+config.MainFile)
+	}
 	return out
 }

@@ -94,12 +94,8 @@ func (c *checkCmd) printText(e *env, kernels []*kabi.Kernel, all []kabi.Verdict)
 	w := bufio.NewWriter(e.stdout)
 	defer w.Flush()
 	for _, k := range kernels {
-		switch {
-		case k.Release == "": // a bare --symvers target is already named by its path
-		case strings.HasPrefix(k.Provenance, "exports derived"): // no symvers installed
-			fmt.Fprintf(w, "%s: %s\n", k.Name(), k.Provenance)
-		default:
-			fmt.Fprintf(w, "%s: exports from %s\n", k.Name(), k.SymversPath())
+		if k.Release != "" { // a bare --symvers target is already named by its path
+			fmt.Fprintf(w, "%s: %s\n", k.Name(), exportsSource(k))
 		}
 	}
 	for _, v := range all {

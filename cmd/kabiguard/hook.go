@@ -130,6 +130,19 @@ func (c *hookArgs) sync(e *env, removing []string) error {
 	}
 	res, err := hooks.Run(opt)
 	c.lost = res.Lost()
+	if res != nil && res.Sync != nil && (verbose || c.lost > 0) {
+		// What the verdicts stood on: a symvers file, or exports derived from an image.
+		to := log
+		if !verbose {
+			to = func(s string) { fmt.Fprintln(e.stderr, "kabiguard: "+s) }
+		}
+		exports := kernelExports(res.Sync.Plan) // status_exports.go
+		for _, kp := range res.Sync.Plan.Kernels {
+			if s := exports[kp.Release]; s != "" {
+				to(kp.Release + ": " + s)
+			}
+		}
+	}
 	return err
 }
 

@@ -135,11 +135,9 @@ func (c *statusCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
+	exports := kernelExports(rep.Plan) // status_exports.go
 	if c.JSON {
-		if rows == nil {
-			rows = []weakupdates.Row{}
-		}
-		if err := writeJSON(e.stdout, rows); err != nil {
+		if err := writeJSON(e.stdout, statusRows(rows, exports)); err != nil {
 			return err
 		}
 	} else {
@@ -162,6 +160,8 @@ func (c *statusCmd) Run(e *env) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Kernel, name, r.State, detail)
 		}
 		tw.Flush()
+		fmt.Fprintln(e.stdout)
+		printExports(e.stdout, rep.Plan, exports)
 		fmt.Fprintln(e.stdout)
 		printImages(e.stdout, images)
 		printBoot(e.stdout, boot)

@@ -45,7 +45,7 @@ func BenchmarkFleet(b *testing.B) {
 		for b.Loop() {
 			var err error
 			if pkg, err = pkgfile.Open(deb); err == nil {
-				kernels, err = forecast.Read(pkg)
+				kernels, err = forecast.Read(pkg, nil)
 			}
 			if err != nil {
 				b.Fatal(err)

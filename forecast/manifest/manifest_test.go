@@ -164,7 +164,7 @@ func readPackage(t *testing.T, p string) (*pkgfile.Package, []*forecast.Kernel) 
 	t.Helper()
 	pkg, err := pkgfile.Open(p)
 	must(t, err)
-	kernels, err := forecast.Read(pkg)
+	kernels, err := forecast.Read(pkg, nil)
 	must(t, err)
 	return pkg, kernels
 }

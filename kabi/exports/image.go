@@ -174,7 +174,7 @@ func decompress(f compression.Format, data []byte, limit int) ([]byte, error) {
 		return nil, err
 	}
 	defer r.Close()
-	out, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	out, err := readAtMost(r, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -184,6 +184,15 @@ func decompress(f compression.Format, data []byte, limit int) ([]byte, error) {
 	return out, nil
 }
 
+// readAtMost reads r to its end, at most limit+1 bytes (more than limit means r holds more),
+// into a buffer sized for limit up front: io.ReadAll would grow and copy its way to the tens
+// of MiB of a vmlinux. (bytes.Buffer grows when less than MinRead is free, hence the margin.)
+func readAtMost(r io.Reader, limit int) ([]byte, error) {
+	buf := bytes.NewBuffer(make([]byte, 0, min(limit, 64<<20)+bytes.MinRead+1))
+	_, err := buf.ReadFrom(io.LimitReader(r, int64(limit)+1))
+	return buf.Bytes(), err
+}
+
 // decodeXZWith decodes the first xz stream of data with xz(1) (compression.XZCommand), which
 // applies the x86 BCJ filter itself, at most limit bytes: the size the payload announces.
 func decodeXZWith(bin string, data []byte, limit int) ([]byte, error) {
@@ -191,7 +200,7 @@ func decodeXZWith(bin string, data []byte, limit int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	plain, rerr := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	plain, rerr := readAtMost(r, limit)
 	cerr := r.Close()
 	switch {
 	case len(plain) > limit:
