@@ -344,5 +344,5 @@ class Kabiguard(dnf.Plugin):
 
     def deny(self, why):
         raise dnf.exceptions.Error(
-            PREFIX + why + '\n' + PREFIX + 'transaction stopped: nothing was installed\n' +
+            PREFIX + why + '\n' + PREFIX + 'transaction stopped: nothing was installed or removed\n' +
             '\n'.join(PREFIX + line for line in ways_out()))

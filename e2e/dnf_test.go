@@ -162,13 +162,47 @@ Test package made by kabiguard's tests.
 	t.Run("refuse alone stops the transaction before anything is installed", func(t *testing.T) {
 		before := runOut(t, "rpm", "--root", root, "-qa")
 		out, code := dnf(root, "refuse", "install", nevra(bad))
-		if code == 0 || !strings.Contains(out, "kabiguard: transaction stopped: nothing was installed") || !strings.Contains(out, reason[0]) {
+		if code == 0 || !strings.Contains(out, "kabiguard: transaction stopped: nothing was installed or removed") || !strings.Contains(out, reason[0]) {
 			t.Fatalf("dnf install %s: exit %d, want kabiguard's refusal:\n%s", nevra(bad), code, out)
 		}
 		if after := runOut(t, "rpm", "--root", root, "-qa"); after != before {
 			t.Errorf("the stopped transaction changed the rpm database:\n%s\n%s", before, after)
 		}
 		mustNotExist(t, filepath.Join(root, "lib/modules", bad.Release))
+	})
+
+	// A removal: kernel-core-56 installed by rpm carries the DKMS build of v4l2loopback that
+	// 6.1.0-55 (no build of its own) loads through a weak link; DKMS removes its build with
+	// the kernel, so `dnf remove` of 56 would strip 55, which stays. Refused under refuse,
+	// done with the warning under warn.
+	t.Run("a removal that strips a kernel staying installed", func(t *testing.T) {
+		root := newRoot()
+		must(t, os.Remove(filepath.Join(root, "lib/modules", k55.Release, "updates/dkms/v4l2loopback.ko")))
+		testkit.Depmod(t, root, k55.Release)
+		runOut(t, "rpm", "--root", root, "-i", "--nodeps", rpms[good])
+		testkit.Install(t, root, good.Release, "updates/dkms/v4l2loopback.ko", testkit.V4L2Loopback(t, good))
+		testkit.Depmod(t, root, good.Release)
+		runOut(t, kg, "link", "--root", root, "--no-initramfs")
+		var fc struct{ Losses []struct{ Kernel, Module string } }
+		js, _ := exec.Command(kg, "forecast", "--json", "--root", root, "--removing", good.Release).Output()
+		if err := json.Unmarshal(js, &fc); err != nil || len(fc.Losses) != 1 || fc.Losses[0].Kernel != k55.Release {
+			t.Fatalf("this step needs %s to lose v4l2loopback when %s goes (forecast --removing: %v %s)", k55.Release, good.Release, err, js)
+		}
+		loss := k55.Release + " stays installed but loses required module v4l2loopback"
+		out, code := dnf(root, "refuse", "remove", nevra(good))
+		if code == 0 || !strings.Contains(out, loss) || !strings.Contains(out, "kabiguard: transaction stopped: nothing was installed or removed") {
+			t.Fatalf("dnf remove %s: exit %d, want kabiguard's refusal naming %q:\n%s", nevra(good), code, loss, out)
+		}
+		if !installed(root, nevra(good)) {
+			t.Fatalf("the refused removal removed %s", nevra(good))
+		}
+		out, code = dnf(root, "warn", "remove", nevra(good))
+		if code != 0 || !strings.Contains(out, loss) || !strings.Contains(out, "kabiguard: policy warn: removing it all the same") {
+			t.Fatalf("dnf remove %s with policy warn: exit %d:\n%s", nevra(good), code, out)
+		}
+		if installed(root, nevra(good)) {
+			t.Errorf("%s is still installed", nevra(good))
+		}
 	})
 
 	t.Run("warn installs the bad kernel with the warning", func(t *testing.T) {
