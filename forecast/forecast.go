@@ -68,15 +68,25 @@ type Options struct {
 
 // Run reads the package at pkgPath and judges each kernel it holds against the host.
 func Run(pkgPath string, opt Options) ([]*Report, error) {
-	pkg, err := pkgfile.Open(pkgPath)
-	if err != nil {
-		return nil, err
+	return RunTogether([]string{pkgPath}, opt)
+}
+
+// RunTogether reads packages installed together (ReadTogether: a kernel split into several
+// packages, kmod packages for it) and judges each kernel they hold against the host.
+func RunTogether(pkgPaths []string, opt Options) ([]*Report, error) {
+	var pkgs []*pkgfile.Package
+	for _, p := range pkgPaths {
+		pkg, err := pkgfile.Open(p)
+		if err != nil {
+			return nil, err
+		}
+		pkgs = append(pkgs, pkg)
 	}
 	inv, err := inventory.Scan(opt.Root)
 	if err != nil {
 		return nil, err
 	}
-	kernels, err := Read(pkg, wantedSymbols(inv))
+	kernels, err := ReadTogether(pkgs, wantedSymbols(inv))
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +95,7 @@ func Run(pkgPath string, opt Options) ([]*Report, error) {
 	installed := weakupdates.LoadKernels(inv, pol)
 	var out []*Report
 	for _, k := range kernels {
-		out = append(out, judge(pkg, k, inv, pol, installed, opt.Config, hostDKMS(opt.Root)))
+		out = append(out, judge(k.home, k, inv, pol, installed, opt.Config, hostDKMS(opt.Root)))
 	}
 	return out, nil
 }
@@ -131,7 +141,7 @@ func judge(pkg *pkgfile.Package, k *Kernel, inv *inventory.Inventory, pol weakup
 	kernels[k.Release] = kp
 	plan := weakupdates.MakePlan(with, pol, kernels).Kernel(k.Release)
 
-	rep := &Report{Package: pkg.String(), Kernel: k.Release, Exports: k.Provenance, onMissing: cfg.OnMissingRequired}
+	rep := &Report{Package: k.Packages(), Kernel: k.Release, Exports: k.Provenance, onMissing: cfg.OnMissingRequired}
 	required := cfg.RequiredNames()
 	for _, name := range moduleNames(inv, required) {
 		m := verdict(name, k, tree, plan, pkg)
@@ -240,8 +250,14 @@ func verdict(name string, k *Kernel, tree *inventory.Tree, kp *weakupdates.Kerne
 	switch {
 	case tree.Native[name] != "":
 		m.State, m.Path = weakupdates.Native, tree.Native[name]
-		if strings.HasPrefix(m.Path, pkg.Path+":") {
-			m.Reason = "shipped in the package (" + path.Base(m.Path) + ")"
+		for _, from := range k.from {
+			if strings.HasPrefix(m.Path, from.Path+":") {
+				m.Reason = "shipped in the package (" + path.Base(m.Path) + ")"
+				if from != pkg {
+					m.Reason = "shipped in " + from.String() + " (" + path.Base(m.Path) + ")"
+				}
+				break
+			}
 		}
 	case k.Builtin[name]:
 		m.State, m.Reason = weakupdates.Native, "built into the kernel (modules.builtin)"

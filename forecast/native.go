@@ -9,7 +9,11 @@ func (k *Kernel) packageNative(pkg *pkgfile.Package) map[string]string {
 	k.nativeOnce.Do(func() {
 		k.native = make(map[string]string, len(k.InTree)+len(k.External))
 		for n, p := range k.InTree {
-			k.native[n] = pkg.Path + ":" + p
+			from := pkg
+			if f := k.inTreeFrom[n]; f != nil {
+				from = f
+			}
+			k.native[n] = from.Path + ":" + p
 		}
 		for _, m := range k.External {
 			k.native[m.Name] = m.Path

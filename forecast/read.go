@@ -6,6 +6,7 @@ import (
 	"io"
 	"path"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -44,6 +45,22 @@ type Kernel struct {
 	native     map[string]string // for every host judged
 	refName    string            // the package path of Reference
 	parsed     int               // in-tree modules parsed in full (the others were only scanned)
+	// home is the package that ships the kernel itself (its image or symvers file); from,
+	// every package that ships something of it, and inTreeFrom the package of each in-tree
+	// module: RHEL splits a kernel into kernel-core, kernel-modules-core and kernel-modules,
+	// and a kmod package may bring its build for the kernel in the same transaction.
+	home       *pkgfile.Package
+	from       []*pkgfile.Package
+	inTreeFrom map[string]*pkgfile.Package
+}
+
+// Packages names the packages the kernel was assembled from, its own first.
+func (k *Kernel) Packages() string {
+	var out []string
+	for _, p := range k.from {
+		out = append(out, p.String())
+	}
+	return strings.Join(out, " + ")
 }
 
 // maxFile bounds what is read of one package file into memory (the largest Debian module,
@@ -120,26 +137,48 @@ func trimCompression(s string) string {
 // __ksymtab_strings), which is what makes a forecast cheaper than unpacking the package. nil
 // reads every module's exports.
 func Read(pkg *pkgfile.Package, wanted map[string]bool) ([]*Kernel, error) {
-	r := &reader{pkg: pkg, wanted: wanted, kernels: map[string]*Kernel{}, jobs: make(chan moduleJob, 2*runtime.GOMAXPROCS(0))}
+	return ReadTogether([]*pkgfile.Package{pkg}, wanted)
+}
+
+// ReadTogether is Read of packages installed together: the files of one kernel release from
+// any of them make one kernel (kernel-core with kernel-modules-core and kernel-modules, or a
+// kernel with a kmod package's build for it). A package holding only modules for a release
+// that none of them ships the kernel of is no kernel (ErrNoKernel when nothing else is).
+func ReadTogether(pkgs []*pkgfile.Package, wanted map[string]bool) ([]*Kernel, error) {
+	r := &reader{wanted: wanted, kernels: map[string]*Kernel{}, jobs: make(chan moduleJob, 2*runtime.GOMAXPROCS(0))}
 	r.startWorkers()
-	werr := pkg.Walk(r.visit)
+	var werr error
+	for _, pkg := range pkgs {
+		r.pkg = pkg // only the walk reads it; jobs carry their package
+		if werr = pkg.Walk(r.visit); werr != nil {
+			break
+		}
+	}
 	close(r.jobs)
 	r.workers.Wait()
 	if werr != nil {
 		return nil, werr
 	}
 	var out []*Kernel
+	var names []string
+	for _, pkg := range pkgs {
+		names = append(names, pkg.Path)
+	}
 	for _, k := range r.kernels {
-		if k.imagePath == "" && k.symversAt == "" && len(k.InTree) == 0 {
-			continue // a lib/modules directory with only extra/: not a kernel package
+		if k.imagePath == "" && k.symversAt == "" {
+			if len(k.InTree) > 0 && len(pkgs) == 1 {
+				return nil, fmt.Errorf("%s: kernel %s has neither a symvers file nor a vmlinuz to read its exports from (its in-tree modules only: forecast it together with the package of its kernel, e.g. kernel-core)", pkgs[0].Path, k.Release)
+			}
+			continue // modules for a kernel none of the packages ships (a kmod, kernel-modules)
 		}
-		if err := k.finish(pkg); err != nil {
+		k.orderFrom()
+		if err := k.finish(k.home); err != nil {
 			return nil, err
 		}
 		out = append(out, k)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: %w (no lib/modules/RELEASE with modules or a vmlinuz)", pkg.Path, ErrNoKernel)
+		return nil, fmt.Errorf("%s: %w (no lib/modules/RELEASE with modules or a vmlinuz)", strings.Join(names, ", "), ErrNoKernel)
 	}
 	sort.Slice(out, func(i, j int) bool { return kabi.CompareReleases(out[i].Release, out[j].Release) < 0 })
 	return out, nil
@@ -159,6 +198,7 @@ type moduleJob struct {
 	k        *Kernel
 	f        kernelFile
 	name     string
+	pkg      string  // the path of the package it is in
 	buf      *[]byte // the file's bytes, back to buffers once parsed
 	external bool
 }
@@ -169,10 +209,20 @@ func (r *reader) kernel(release string) *Kernel {
 	k := r.kernels[release]
 	if k == nil {
 		k = &Kernel{Release: release, InTree: map[string]string{}, Builtin: map[string]bool{},
-			Unreadable: map[string]error{}, derived: map[string]symvers.Export{}}
+			Unreadable: map[string]error{}, derived: map[string]symvers.Export{}, inTreeFrom: map[string]*pkgfile.Package{}}
 		r.kernels[release] = k
 	}
+	if !slices.Contains(k.from, r.pkg) {
+		k.from = append(k.from, r.pkg)
+	}
 	return k
+}
+
+// orderFrom puts the kernel's own package first among the packages it came from.
+func (k *Kernel) orderFrom() {
+	if i := slices.Index(k.from, k.home); i > 0 {
+		k.from = append(append([]*pkgfile.Package{k.home}, k.from[:i]...), k.from[i+1:]...)
+	}
 }
 
 // visit takes what a kernel needs from one package entry.
@@ -196,7 +246,7 @@ func (r *reader) visit(f pkgfile.File, body io.Reader) error {
 	case imageFile:
 		// Decoding the image takes a second or two of one core: start it now, beside the
 		// archive's decompression, which takes the others.
-		k.imagePath, k.vmlinux = f.Name, make(chan imageResult, 1)
+		k.imagePath, k.vmlinux, k.home = f.Name, make(chan imageResult, 1), r.pkg
 		go func() {
 			es, form, err := exports.ImageExports(data)
 			k.vmlinux <- imageResult{es, form, err}
@@ -212,6 +262,9 @@ func (r *reader) visit(f pkgfile.File, body io.Reader) error {
 		}
 		r.mu.Lock()
 		k.Symvers, k.symversAt = t, f.Name
+		if k.home == nil || k.imagePath == "" {
+			k.home = r.pkg
+		}
 		r.mu.Unlock()
 	case builtinFile:
 		for _, line := range strings.Fields(string(data)) {
@@ -240,9 +293,10 @@ func (r *reader) visitModule(f pkgfile.File, kf kernelFile, body io.Reader) erro
 	r.mu.Lock()
 	if kf.kind == inTreeModule {
 		k.InTree[kmod.ModuleName(kf.rel)] = f.Name
+		k.inTreeFrom[kmod.ModuleName(kf.rel)] = r.pkg
 	}
 	r.mu.Unlock()
-	r.jobs <- moduleJob{k: k, f: kf, name: f.Name, buf: buf, external: kf.kind == externalModule}
+	r.jobs <- moduleJob{k: k, f: kf, name: f.Name, pkg: r.pkg.Path, buf: buf, external: kf.kind == externalModule}
 	return nil
 }
 
@@ -275,7 +329,7 @@ func (r *reader) parse(j moduleJob) {
 	raw, full, err := r.worthParsing(j)
 	var m *module.Module
 	if err == nil && full {
-		m, err = module.Parse(r.pkg.Path+":"+j.name, raw)
+		m, err = module.Parse(j.pkg+":"+j.name, raw)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -309,12 +363,12 @@ func (r *reader) worthParsing(j moduleJob) (raw []byte, full bool, err error) {
 	}
 	if f, ok := compression.Detect(raw); ok {
 		if raw, _, err = compression.Decode(raw); err != nil {
-			return nil, false, fmt.Errorf("%s:%s: corrupt %s data: %w", r.pkg.Path, j.name, f, err)
+			return nil, false, fmt.Errorf("%s:%s: corrupt %s data: %w", j.pkg, j.name, f, err)
 		}
 	}
 	may, err := exports.MayExport(raw, r.wanted)
 	if err != nil {
-		return nil, false, fmt.Errorf("%s:%s: %w", r.pkg.Path, j.name, err)
+		return nil, false, fmt.Errorf("%s:%s: %w", j.pkg, j.name, err)
 	}
 	r.mu.Lock()
 	ref := j.k.refName == "" || j.name < j.k.refName
@@ -326,7 +380,7 @@ func (r *reader) worthParsing(j moduleJob) (raw []byte, full bool, err error) {
 // when it ships one, else vmlinux's exports and its in-tree modules'.
 func (k *Kernel) finish(pkg *pkgfile.Package) error {
 	if k.Reference != nil {
-		k.Reference.Path = strings.TrimPrefix(k.Reference.Path, pkg.Path+":")
+		k.Reference.Path = k.refName // its path in its package, whichever package that is
 	}
 	sort.Slice(k.External, func(i, j int) bool { return k.External[i].Path < k.External[j].Path })
 	var img imageResult

@@ -17,7 +17,7 @@ type forecastCmd struct {
 	JSON     bool     `help:"Print JSON: [{package, kernel, exports, gate, lost, modules: [{module, required, early, state, from, path, reason, problems}]}]; with --manifest: [{host, manifest, reports: [...]}]."`
 	Manifest []string `placeholder:"FILE" sep:"none" help:"Judge the hosts these manifests describe ('kabiguard manifest' on each host; a directory means its *.json files; repeatable) instead of --root: the package is read once, no host is touched." type:"path"`
 	Removing []string `placeholder:"RELEASE" sep:"none" help:"An installed kernel the same transaction removes (repeatable): its DKMS builds are not counted (a kmod package's builds stay), and the required modules kernels staying installed would lose are listed (--json: {kernels, removing, losses}). The dnf plugin asks this for removals."`
-	Packages []string `arg:"" optional:"" placeholder:"PACKAGE" help:"Kernel packages (.deb, .rpm) or unpacked package directories (none: judge only --removing)." type:"path"`
+	Packages []string `arg:"" optional:"" placeholder:"PACKAGE" help:"Kernel packages (.deb, .rpm) or unpacked package directories, read as installed together: the packages of one kernel release make one kernel (RHEL's kernel-core, kernel-modules-core, kernel-modules), and a kmod package's build for it counts as its own (none: judge only --removing)." type:"path"`
 }
 
 func (forecastCmd) Help() string {
@@ -72,15 +72,19 @@ func (c *forecastCmd) Run(e *env) error {
 		}
 	}
 	reports := []*forecast.Report{}
-	for _, p := range c.Packages {
+	if len(c.Packages) > 0 {
 		if !c.JSON {
-			fmt.Fprintf(e.stderr, "kabiguard: reading %s%s ...\n", p, sizeOf(p))
+			for _, p := range c.Packages {
+				fmt.Fprintf(e.stderr, "kabiguard: reading %s%s ...\n", p, sizeOf(p))
+			}
 		}
-		rs, err := forecast.Run(p, forecast.Options{Root: c.Root, Config: cfg, Removing: c.Removing})
+		// Read together: a kernel split into packages (kernel-core, kernel-modules-core,
+		// kernel-modules) is one kernel, and a kmod package for it counts as its build.
+		rs, err := forecast.RunTogether(c.Packages, forecast.Options{Root: c.Root, Config: cfg, Removing: c.Removing})
 		if err != nil {
 			return err
 		}
-		reports = append(reports, rs...)
+		reports = rs
 	}
 	losses := []weakupdates.Loss{}
 	if len(c.Removing) > 0 {
