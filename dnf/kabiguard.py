@@ -52,10 +52,23 @@ def is_image(path):
 
 
 def may_be_kernel(pkg):
-    """A package that may ship a kernel image: its file list says so, or, where dnf did not
-    load the repositories' file lists, its name starts with kernel. The package's own header
-    decides (ships_image) once it is downloaded."""
-    return pkg.name.startswith('kernel') or any(is_image(f) for f in pkg.files)
+    """A package that may ship a kernel image or modules for one: its file list says so, or,
+    where dnf did not load the repositories' file lists, its name starts with kernel (RHEL
+    splits a kernel into kernel-core, kernel-modules-core, kernel-modules) or kmod- (a build
+    for the new kernel, which counts as its own). The package's own header decides once it is
+    downloaded."""
+    return (pkg.name.startswith('kernel') or pkg.name.startswith('kmod-') or
+            any(f.lstrip('/').startswith(('lib/modules/', 'usr/lib/modules/')) for f in pkg.files))
+
+
+def modules_release(path):
+    """The release of lib/modules/RELEASE/... in a file path, or None."""
+    parts = path.strip('/').split('/')
+    if parts[:1] == ['usr']:
+        parts = parts[1:]
+    if len(parts) >= 4 and parts[:2] == ['lib', 'modules']:
+        return parts[2]
+    return None
 
 
 def removed_releases(pkgs):
@@ -72,19 +85,16 @@ def removed_releases(pkgs):
     return out
 
 
-def ships_image(path):
-    """Whether the package file at path ships a kernel image, from its header's file list."""
+def header_files(path):
+    """The file list in the header of the package file at path (its signature was checked)."""
     ts = rpm.TransactionSet()
-    ts.setVSFlags(rpm._RPMVSF_NOSIGNATURES | rpm._RPMVSF_NODIGESTS)  # dnf verifies them
+    ts.setVSFlags(rpm._RPMVSF_NOSIGNATURES | rpm._RPMVSF_NODIGESTS)  # checked before (package_signature_check)
     fd = os.open(path, os.O_RDONLY)
     try:
         hdr = ts.hdrFromFdno(fd)
     finally:
         os.close(fd)
-    for f in hdr[rpm.RPMTAG_FILENAMES] or []:
-        if is_image(f.decode('utf-8', 'replace') if isinstance(f, bytes) else f):
-            return True
-    return False
+    return [f.decode('utf-8', 'replace') if isinstance(f, bytes) else f for f in hdr[rpm.RPMTAG_FILENAMES] or []]
 
 
 class Verdict(object):
@@ -132,6 +142,7 @@ class Kabiguard(dnf.Plugin):
         self.policy = 'refuse'
         self.binary = '/usr/sbin/kabiguard'
         self.verdicts = {}  # str(pkg) -> Verdict, so a kernel is forecast once per run
+        self.files = {}  # str(pkg) -> its header's file list, once downloaded and verified
         self.busy = False  # resolved() resolves again, and dnf calls resolved() again then
 
     def config(self):
@@ -198,12 +209,29 @@ class Kabiguard(dnf.Plugin):
                     self.verdicts[str(p)] = Verdict(p, 2, None, '%s: %s (not read before it verifies: import the key with rpm --import, then run dnf again)' % (p, why))
                     continue
                 try:
-                    kernel = ships_image(p.localPkg())
+                    self.files[str(p)] = header_files(p.localPkg())
                 except (OSError, rpm.error) as e:
                     self.verdicts[str(p)] = Verdict(p, 2, None, '%s: %s' % (p.localPkg(), e))
                     continue
-                self.verdicts[str(p)] = self.run_forecast(p) if kernel else None
+                self.verdicts[str(p)] = None
+            for p in todo:
+                if self.verdicts[str(p)] is None and any(is_image(f) for f in self.files.get(str(p), ())):
+                    self.verdicts[str(p)] = self.run_forecast(p, self.companions(p, candidates))
         return [self.verdicts[str(p)] for p in candidates if self.verdicts[str(p)] is not None]
+
+    def companions(self, kernel, candidates):
+        """The transaction's packages that bring modules for kernel's release and no image of
+        their own: kernel-modules-core, kernel-modules, a kmod- package built for it. They are
+        forecast together with the kernel, as one installation."""
+        releases = {modules_release(f) for f in self.files[str(kernel)] if is_image(f)}
+        out = []
+        for q in candidates:
+            files = self.files.get(str(q))
+            if q is kernel or not files or any(is_image(f) for f in files):
+                continue
+            if any(modules_release(f) in releases for f in files):
+                out.append(q)
+        return out
 
     def judge_removal(self):
         """A removal of kernels (dnf remove, or installonly_limit dropping the oldest) that
@@ -235,11 +263,12 @@ class Kabiguard(dnf.Plugin):
         self.deny('the removal of %s would strip a kernel staying installed; keep it: '
                   'dnf remove without it, or raise installonly_limit in /etc/dnf/dnf.conf' % ', '.join(self.removing))
 
-    def run_forecast(self, pkg):
+    def run_forecast(self, pkg, companions=()):
         cmd = [self.binary, 'forecast', '--json', '--root', self.base.conf.installroot]
         for r in getattr(self, 'removing', ()):
             cmd += ['--removing', r]
         cmd.append(pkg.localPkg())
+        cmd += [c.localPkg() for c in companions]
         try:
             res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
         except OSError as e:
