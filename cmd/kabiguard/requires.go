@@ -43,6 +43,11 @@ package gets these Requires. rpm 4.20 and later hand it all of a (sub)package's 
 once; older rpm one module per run, so a symbol another module of the same package exports
 is then required too, and provided by the package itself. A spec passes options with
   %global kabiguard_requires_opts --symvers %{_sourcedir}/Module.symvers
+rpm's legacy interface hands each subpackage's whole file list to one run, for
+find-requires.ksyms' exact result on older rpm (it turns off the spec's other generators):
+  %global _use_internal_dependency_generator 0
+  %global __find_requires /usr/sbin/kabiguard requires --stdin
+  %global __find_provides /usr/sbin/kabiguard provides --stdin
 
 Example:
   kabiguard requires extra/drbd.ko.xz extra/drbd_transport_tcp.ko.xz
