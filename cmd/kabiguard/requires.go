@@ -33,9 +33,9 @@ in the form RHEL's find-requires.ksyms generates (kernel-srpm-macros):
 Each symbol version of each module (what 'kabiguard symbols' prints) is one dependency,
 module_layout included (the loader checks it; kernel-core provides it), except those one of
 the modules named in the same run exports with the same CRC: they are the package. The
-kernel is the module's vermagic
-release; its exports come from --symvers, else its symvers or Module.symvers under --root,
-else are derived from its image. A module without symbol versions is an error (exit 1).
+kernel is the module's vermagic release; its exports come from --symvers, else its symvers
+or Module.symvers under --root, else are derived from its image. A module without symbol
+versions is an error (exit 1).
 
 As an RPM dependency generator, 'make install' ships the file attribute kabiguard.attr
 (rpm's fileattrs directory): every .ko, .ko.xz, .ko.zst and .ko.gz under /lib/modules of a

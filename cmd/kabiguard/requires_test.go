@@ -216,7 +216,7 @@ func TestRequiresGeneratorInRpmbuild(t *testing.T) {
 }
 
 // TestRequiresLegacyFindRequires: with rpm's whole-list interface (%__find_requires and
-// %__find_provides, _use_internal_dependency_generator 0, as RHEL's kmodtool sets it), rpm
+// %__find_provides, _use_internal_dependency_generator 0; kmod specs name find-requires.ksyms there), rpm
 // 4.18 hands each subpackage's file list to one run: a package of both modules requires no
 // ksym(), as find-requires.ksyms has it, and of two subpackages the kabiuser one requires
 // what the kabiprov one provides.
