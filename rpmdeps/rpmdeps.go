@@ -3,14 +3,12 @@ package rpmdeps
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/kabiguard/kabiguard/kabi/module"
 	"github.com/kabiguard/kabiguard/kabi/symvers"
-	"github.com/kabiguard/kabiguard/kmod"
 )
 
 // Kind is the RPM namespace of a symbol dependency.
@@ -37,13 +35,34 @@ type ExportsOf func(release string) (*symvers.Table, error)
 // ErrNoVermagic is wrapped when a module names no kernel release to judge it against.
 var ErrNoVermagic = errors.New("no vermagic: cannot tell which kernel it was built for")
 
-// Requires returns the dependencies of mods (rules in the package comment). pkg is every
-// module of the package mods belong to (mods included or not): what they export with a CRC
-// satisfies a requirement. Each module's requirements are matched against the exports of its
-// own vermagic release, so a package holding builds for several kernels comes out right.
-func Requires(mods, pkg []*module.Module, exportsOf ExportsOf) ([]Dep, error) {
+// Requires returns the dependencies of mods, the modules of one package (rules in the package
+// comment), merged: what their modules export with a CRC satisfies a requirement. Each
+// module's requirements are matched against the exports of its own vermagic release, so a
+// package holding builds for several kernels comes out right.
+func Requires(mods []*module.Module, exportsOf ExportsOf) ([]Dep, error) {
+	each, err := RequiresEach(mods, exportsOf)
+	if err != nil {
+		return nil, err
+	}
+	return Merge(each), nil
+}
+
+// Merge returns the dependencies of several files as one package's: sorted and unique.
+func Merge(each [][]Dep) []Dep {
+	var deps []Dep
+	for _, ds := range each {
+		deps = append(deps, ds...)
+	}
+	sortDeps(deps)
+	return slices.Compact(deps)
+}
+
+// RequiresEach is Requires module by module, in the order of mods, for rpm's multifile
+// protocol (each file's dependencies under its name): every module of mods still counts as
+// the package's own for rule 2. Each kernel's exports are loaded once.
+func RequiresEach(mods []*module.Module, exportsOf ExportsOf) ([][]Dep, error) {
 	own := map[module.Symbol]bool{}
-	for _, m := range append(slices.Clip(pkg), mods...) {
+	for _, m := range mods {
 		for _, e := range m.Exports {
 			if e.HasCRC {
 				own[module.Symbol{Name: e.Name, CRC: e.CRC}] = true
@@ -51,13 +70,14 @@ func Requires(mods, pkg []*module.Module, exportsOf ExportsOf) ([]Dep, error) {
 		}
 	}
 	tables := map[string]*symvers.Table{}
-	seen := map[Dep]bool{}
-	var deps []Dep
+	each := make([][]Dep, 0, len(mods))
 	for _, m := range mods {
 		t, err := tableFor(m, tables, exportsOf)
 		if err != nil {
 			return nil, err
 		}
+		seen := map[Dep]bool{}
+		var deps []Dep
 		for _, s := range m.Modversions() {
 			if own[s] {
 				continue
@@ -71,9 +91,10 @@ func Requires(mods, pkg []*module.Module, exportsOf ExportsOf) ([]Dep, error) {
 				deps = append(deps, d)
 			}
 		}
+		sortDeps(deps)
+		each = append(each, deps)
 	}
-	sortDeps(deps)
-	return deps, nil
+	return each, nil
 }
 
 // tableFor returns the exports of m's kernel, loading each release once.
@@ -133,49 +154,18 @@ func sortDeps(deps []Dep) {
 	})
 }
 
-// PackageModules returns the module files a package being built installs beside file: every
-// module below buildroot's lib/modules/RELEASE (or usr/lib/modules/RELEASE) that holds file.
-// rpm (before 4.20) runs a generator once per file, so the package's other modules must be
-// found this way for rule 2. The buildroot holds every subpackage's files, so a module of a
-// sibling subpackage of the same release counts too; without a buildroot, or for a file
-// outside one, the answer is file alone.
-func PackageModules(file, buildroot string) ([]string, error) {
-	dir := releaseDir(file, buildroot)
-	if dir == "" {
-		return []string{file}, nil
+// MultifileProtocol tells whether rpm of this version (%{rpmversion}; empty before rpm 4.19
+// defined it) runs a generator whose file attribute declares %__NAME_protocol multifile
+// that way: once per package, all its matching files on stdin, expecting each file's
+// dependencies after a line ";FILE". rpm 4.20 added the protocol; older rpm ignores the
+// macro and runs the generator once per file, expecting bare dependency lines.
+func MultifileProtocol(rpmVersion string) bool {
+	major, rest, _ := strings.Cut(rpmVersion, ".")
+	minor, _, _ := strings.Cut(rest, ".")
+	ma, err1 := strconv.Atoi(major)
+	mi, err2 := strconv.Atoi(minor)
+	if err1 != nil || err2 != nil {
+		return false
 	}
-	var out []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.Type().IsRegular() && kmod.IsModule(p) {
-			out = append(out, p)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("listing the package's modules: %w", err)
-	}
-	return out, nil
-}
-
-// releaseDir is buildroot/[usr/]lib/modules/RELEASE when file lies below it, else "".
-func releaseDir(file, buildroot string) string {
-	if buildroot == "" {
-		return ""
-	}
-	rel, err := filepath.Rel(filepath.Clean(buildroot), filepath.Clean(file))
-	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-		return ""
-	}
-	parts := strings.Split(filepath.ToSlash(rel), "/")
-	n := 0 // 1 for usr/lib/modules
-	if parts[0] == "usr" {
-		n = 1
-	}
-	if len(parts) < n+4 || parts[n] != "lib" || parts[n+1] != "modules" {
-		return ""
-	}
-	return filepath.Join(append([]string{buildroot}, parts[:n+3]...)...)
+	return ma > 4 || ma == 4 && mi >= 20
 }

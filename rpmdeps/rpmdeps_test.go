@@ -2,8 +2,6 @@ package rpmdeps
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -43,7 +41,7 @@ func TestRequiresRules(t *testing.T) {
 	prov := mod("1.0-a", map[string]uint32{"printk": 0x22}, module.Export{Name: "prov_fn", CRC: 0x44, HasCRC: true}, module.Export{Name: "prov_old", CRC: 0x56, HasCRC: true})
 	other := mod("2.0-b", map[string]uint32{"printk": 0x99})
 
-	got, err := Requires([]*module.Module{user, prov, other}, nil, exportsOf)
+	got, err := Requires([]*module.Module{user, prov, other}, exportsOf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,57 +55,39 @@ func TestRequiresRules(t *testing.T) {
 	if !slices.Equal(strs(got), want) {
 		t.Errorf("Requires:\n got %q\nwant %q", strs(got), want)
 	}
-	// The package's other modules count, though not asked about.
-	got, _ = Requires([]*module.Module{user}, []*module.Module{prov}, exportsOf)
-	if slices.Contains(strs(got), "ksym(prov_fn) = 0x00000044") {
-		t.Errorf("prov_fn of a package module still required: %q", strs(got))
+	// Only the modules named count as the package: user alone needs prov_fn from elsewhere.
+	got, _ = Requires([]*module.Module{user}, exportsOf)
+	if !slices.Contains(strs(got), "ksym(prov_fn) = 0x00000044") {
+		t.Errorf("user alone: prov_fn not required: %q", strs(got))
 	}
-	if _, err := Requires([]*module.Module{{Path: "/x/none.ko"}}, nil, exportsOf); !errors.Is(err, ErrNoVermagic) {
+	// Module by module, each module's own lines, prov's export still the package's.
+	each, err := RequiresEach([]*module.Module{user, prov}, exportsOf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(each) != 2 || !slices.Equal(strs(each[1]), []string{"kernel(printk) = 0x00000022"}) ||
+		slices.Contains(strs(each[0]), "ksym(prov_fn) = 0x00000044") || !slices.Contains(strs(each[0]), "ksym(prov_old) = 0x00000055") {
+		t.Errorf("RequiresEach: %q", each)
+	}
+	if !slices.Equal(strs(Merge(each)), strs(slices.DeleteFunc(slices.Clone(got), func(d Dep) bool { return d.Symbol == "prov_fn" }))) {
+		t.Errorf("Merge %q is not user's requirements without prov_fn %q", strs(Merge(each)), strs(got))
+	}
+	if _, err := Requires([]*module.Module{{Path: "/x/none.ko"}}, exportsOf); !errors.Is(err, ErrNoVermagic) {
 		t.Errorf("no vermagic: %v", err)
 	}
-	if _, err := Requires([]*module.Module{mod("3.0-c", nil)}, nil, exportsOf); err == nil {
+	if _, err := Requires([]*module.Module{mod("3.0-c", nil)}, exportsOf); err == nil {
 		t.Error("unknown kernel: no error")
 	}
 }
 
-// TestPackageModules: below a buildroot, every module of the same release directory, /usr/lib
-// or /lib; outside one, the file alone.
-func TestPackageModules(t *testing.T) {
-	br := t.TempDir()
-	files := []string{
-		"lib/modules/1.0-a/extra/x/a.ko", "lib/modules/1.0-a/extra/y/b.ko.xz", "lib/modules/1.0-a/extra/notes.txt",
-		"lib/modules/2.0-b/extra/c.ko", "usr/lib/modules/3.0-c/updates/d.ko.zst",
-	}
-	for _, f := range files {
-		p := filepath.Join(br, f)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for file, want := range map[string][]string{
-		files[0]: {files[0], files[1]},
-		files[4]: {files[4]},
+// TestMultifileProtocol: rpm 4.20 added the protocol; older rpm, or none said, runs one file
+// at a time.
+func TestMultifileProtocol(t *testing.T) {
+	for v, want := range map[string]bool{
+		"": false, "4.14.3": false, "4.18.0": false, "4.19.1.1": false, "4.20.0": true, "4.20.1": true, "6.0.0": true, "junk": false, "4": false,
 	} {
-		got, err := PackageModules(filepath.Join(br, file), br)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rel []string
-		for _, p := range got {
-			r, _ := filepath.Rel(br, p)
-			rel = append(rel, r)
-		}
-		if !slices.Equal(rel, want) {
-			t.Errorf("%s: %q, want %q", file, rel, want)
-		}
-	}
-	outside := filepath.Join(t.TempDir(), "lib/modules/1.0-a/extra/a.ko")
-	for _, root := range []string{"", br} {
-		if got, _ := PackageModules(outside, root); !slices.Equal(got, []string{outside}) {
-			t.Errorf("buildroot %q: %q, want the file alone", root, got)
+		if got := MultifileProtocol(v); got != want {
+			t.Errorf("MultifileProtocol(%q) = %v, want %v", v, got, want)
 		}
 	}
 }

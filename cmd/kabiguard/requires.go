@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi"
@@ -17,10 +16,11 @@ import (
 )
 
 type requiresCmd struct {
-	Root    string   `default:"/" placeholder:"DIR" type:"path" help:"Root holding the kernels the modules were built for: their symvers, kernel-devel's Module.symvers, or their image to derive exports from."`
-	Symvers string   `placeholder:"FILE" type:"path" help:"Read the kernel's exports from this symvers file (Module.symvers, symvers-K.gz) instead of finding them under --root."`
-	Stdin   bool     `help:"Also read module file names from stdin, one a line, as rpm passes them to a dependency generator (rpm/kabiguard.attr). Other names are skipped; the package's other modules are found below $RPM_BUILD_ROOT."`
-	Modules []string `arg:"" optional:"" name:"module" type:"path" help:"Module files (.ko, .ko.gz, .ko.xz, .ko.zst) of one package."`
+	Root       string   `default:"/" placeholder:"DIR" type:"path" help:"Root holding the kernels the modules were built for: their symvers, kernel-devel's Module.symvers, or their image to derive exports from."`
+	Symvers    string   `placeholder:"FILE" type:"path" help:"Read the kernel's exports from this symvers file (Module.symvers, symvers-K.gz) instead of finding them under --root."`
+	Stdin      bool     `help:"Also read module file names from stdin, one a line, as rpm passes them to a dependency generator (rpm/kabiguard.attr, or %__find_requires). Other names are skipped."`
+	RPMVersion string   `name:"rpm-version" placeholder:"VERSION" help:"Version of the rpm running this generator (kabiguard.attr passes %{?rpmversion}): from 4.20 on, output follows rpm's multifile protocol, each file's lines after ';FILE'."`
+	Modules    []string `arg:"" optional:"" name:"module" type:"path" help:"Module files (.ko, .ko.gz, .ko.xz, .ko.zst) of one package."`
 }
 
 func (requiresCmd) Help() string {
@@ -31,15 +31,23 @@ in the form RHEL's find-requires.ksyms generates (kernel-srpm-macros):
   ksym(SYMBOL) = 0xCRC     another module package must provide it
 
 Each symbol version of each module (what 'kabiguard symbols' prints) is one dependency,
-module_layout included (the loader checks it; kernel-core provides it), except those a
-module of the same package exports with the same CRC. The kernel is the module's vermagic
-release; its exports come from --symvers, else its symvers or Module.symvers under --root,
-else are derived from its image. A module without symbol versions is an error (exit 1).
+module_layout included (the loader checks it; kernel-core provides it), except those one of
+the modules named in the same run exports with the same CRC: they are the package. The
+kernel is the module's vermagic release; its exports come from --symvers, else its symvers
+or Module.symvers under --root, else are derived from its image. A module without symbol
+versions is an error (exit 1).
 
 As an RPM dependency generator, 'make install' ships the file attribute kabiguard.attr
 (rpm's fileattrs directory): every .ko, .ko.xz, .ko.zst and .ko.gz under /lib/modules of a
-package gets these Requires. A spec passes options with
+package gets these Requires. rpm 4.20 and later hand it all of a (sub)package's modules at
+once; older rpm one module per run, so a symbol another module of the same package exports
+is then required too, and provided by the package itself. A spec passes options with
   %global kabiguard_requires_opts --symvers %{_sourcedir}/Module.symvers
+rpm's legacy interface hands each subpackage's whole file list to one run, for
+find-requires.ksyms' exact result on older rpm (it turns off the spec's other generators):
+  %global _use_internal_dependency_generator 0
+  %global __find_requires /usr/sbin/kabiguard requires --stdin
+  %global __find_provides /usr/sbin/kabiguard provides --stdin
 
 Example:
   kabiguard requires extra/drbd.ko.xz extra/drbd_transport_tcp.ko.xz
@@ -62,28 +70,24 @@ func (c *requiresCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	pkg, err := c.packageModules(files)
+	each, err := rpmdeps.RequiresEach(mods, c.exportsOf())
 	if err != nil {
 		return err
 	}
-	deps, err := rpmdeps.Requires(mods, pkg, c.exportsOf())
-	if err != nil {
-		return err
-	}
-	if err := printDeps(e.stdout, deps); err != nil {
+	if err := printGenerated(e.stdout, files, each, c.Stdin && rpmdeps.MultifileProtocol(c.RPMVersion)); err != nil {
 		return err
 	}
 	return reportUnversioned(e, mods)
 }
 
-// moduleNames reads rpm's generator input: file names one a line, only modules kept. All of
-// it is read, as the protocol asks.
+// moduleNames reads rpm's generator input: file names one a line, only modules kept (rpm's
+// legacy %__find_requires passes the package's whole file list). All of it is read, as the
+// protocol asks. A name is kept as rpm wrote it: the multifile protocol echoes it.
 func moduleNames(r io.Reader) ([]string, error) {
 	var out []string
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		name := strings.TrimSpace(sc.Text())
-		if name != "" && kmod.IsModule(name) {
+		if name := sc.Text(); name != "" && kmod.IsModule(name) {
 			out = append(out, name)
 		}
 	}
@@ -93,28 +97,23 @@ func moduleNames(r io.Reader) ([]string, error) {
 	return out, nil
 }
 
-// packageModules are the modules installed beside the named ones in the package being built
-// (rpm runs a generator for one file at a time); outside a build, the named modules alone.
-func (c *requiresCmd) packageModules(files []string) ([]*module.Module, error) {
-	buildroot := os.Getenv("RPM_BUILD_ROOT")
-	if !c.Stdin || buildroot == "" {
-		return nil, nil
+// printGenerated writes each file's dependencies: in rpm's multifile protocol each file's
+// after a line ";FILE" (a file without any is left out, as the protocol allows); else
+// merged, sorted and unique, as the singlefile protocol and a reader want them.
+func printGenerated(w io.Writer, files []string, each [][]rpmdeps.Dep, multifile bool) error {
+	if !multifile {
+		return printDeps(w, rpmdeps.Merge(each))
 	}
-	seen := map[string]bool{}
-	var more []string
-	for _, f := range files {
-		ps, err := rpmdeps.PackageModules(f, buildroot)
-		if err != nil {
-			return nil, err
+	bw := bufio.NewWriter(w)
+	for i, deps := range each {
+		if len(deps) > 0 {
+			fmt.Fprintf(bw, ";%s\n", files[i])
 		}
-		for _, p := range ps {
-			if !seen[p] {
-				seen[p] = true
-				more = append(more, p)
-			}
+		for _, d := range deps {
+			fmt.Fprintln(bw, d)
 		}
 	}
-	return openModules(more)
+	return bw.Flush()
 }
 
 // exportsOf finds a kernel's exports: the --symvers file, else the release's symvers file
@@ -153,10 +152,11 @@ func printDeps(w io.Writer, deps []rpmdeps.Dep) error {
 }
 
 type providesCmd struct {
-	Kernel  string `placeholder:"RELEASE" help:"Kernel release (uname -r form) whose exports to print." xor:"source" required:""`
-	Symvers string `placeholder:"FILE" type:"path" help:"Print the exports of this symvers file instead." xor:"source" required:""`
-	Stdin   bool   `help:"Print instead ksym(SYMBOL) = 0xCRC for what the modules named on stdin export (rpm's dependency generator protocol, rpm/kabiguard.attr)." xor:"source" required:""`
-	Root    string `default:"/" placeholder:"DIR" type:"path" help:"Root directory holding boot and lib/modules."`
+	Kernel     string `placeholder:"RELEASE" help:"Kernel release (uname -r form) whose exports to print." xor:"source" required:""`
+	Symvers    string `placeholder:"FILE" type:"path" help:"Print the exports of this symvers file instead." xor:"source" required:""`
+	Stdin      bool   `help:"Print instead ksym(SYMBOL) = 0xCRC for what the modules named on stdin export (rpm's dependency generator protocol, rpm/kabiguard.attr, or %__find_provides)." xor:"source" required:""`
+	Root       string `default:"/" placeholder:"DIR" type:"path" help:"Root directory holding boot and lib/modules."`
+	RPMVersion string `name:"rpm-version" placeholder:"VERSION" help:"With --stdin: version of the rpm running this generator (kabiguard.attr passes %{?rpmversion}); from 4.20 on, output follows rpm's multifile protocol."`
 }
 
 func (providesCmd) Help() string {
@@ -183,7 +183,11 @@ func (c *providesCmd) Run(e *env) error {
 		if err != nil {
 			return err
 		}
-		return printDeps(e.stdout, rpmdeps.ModuleProvides(mods))
+		each := make([][]rpmdeps.Dep, len(mods))
+		for i, m := range mods {
+			each[i] = rpmdeps.ModuleProvides([]*module.Module{m})
+		}
+		return printGenerated(e.stdout, names, each, rpmdeps.MultifileProtocol(c.RPMVersion))
 	}
 	var t *symvers.Table
 	if c.Symvers != "" {

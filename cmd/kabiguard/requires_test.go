@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -174,110 +175,249 @@ func TestProvidesFromSymvers(t *testing.T) {
 // file attribute (rpm/kabiguard.attr, its path filled in as make install does, the only
 // attribute in _fileattrsdir, loaded with rpm 4.18's --load) require exactly the lines the
 // real modprobe --dump-modversions of their modules gives, and provide ksym() for what
-// modpost's Module.symvers of the build says they export. rpm runs the generators once per
-// module, one of them xz-compressed; kabiguard finds the package's other module itself, so the
-// package of both requires no ksym(), and the one of kabiuser alone requires what the one of
-// kabiprov alone provides.
+// modpost's Module.symvers of the build says they export. One spec builds kabiprov (xz) and
+// kabiuser into two subpackages of one buildroot: the kabiuser subpackage requires what the
+// kabiprov subpackage provides. rpm 4.18 runs the generator once per module, so a package of
+// both requires kabiprov's symbols too, and provides them itself.
 func TestRequiresGeneratorInRpmbuild(t *testing.T) {
 	testkit.Slow(t, "runs rpmbuild")
-	for _, tool := range []string{"rpmbuild", "rpm", "xz"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is needed (.ci/run installs rpm and xz-utils): %v", tool, err)
-		}
+	k, pair := kabipair(t)
+	kernel := symversCRCs(t, k.Symvers)
+	provided := providedBy(t, pair)
+	b := newKmodBuilder(t, k)
+	user, prov := kmodPkg{"kmod-kabiuser", userInstall(pair)}, kmodPkg{"kmod-kabiprov", provInstall(pair)}
+
+	split := b.build("", user, prov)
+	wantUser := expectedRequires(t, kernel, nil, pair["kabiuser"])
+	if got := deps(t, split["kmod-kabiuser"], "--requires"); !slices.Equal(got, wantUser) {
+		t.Errorf("subpackage kmod-kabiuser requires:\n got %q\nwant %q", got, wantUser)
 	}
-	k := testkit.FetchKernel(t, "6.1.0-50")
-	pair := testkit.BuildModules(t, k, filepath.Join("..", "..", "testdata", "src", "kabipair"))
+	if got := ksymLines(wantUser); !slices.Equal(got, provided) {
+		t.Errorf("kmod-kabiuser's ksym() requirements %q are not what kmod-kabiprov provides %q", got, provided)
+	}
+	if got := deps(t, split["kmod-kabiprov"], "--provides"); !slices.Equal(got, provided) {
+		t.Errorf("subpackage kmod-kabiprov provides:\n got %q\nwant %q", got, provided)
+	}
+	if got, want := deps(t, split["kmod-kabiprov"], "--requires"), expectedRequires(t, kernel, nil, pair["kabiprov"]); !slices.Equal(got, want) {
+		t.Errorf("subpackage kmod-kabiprov requires:\n got %q\nwant %q", got, want)
+	}
+	if got := deps(t, split["kmod-kabiuser"], "--provides"); len(got) != 0 {
+		t.Errorf("subpackage kmod-kabiuser provides %q, it exports nothing", got)
+	}
+
+	both := b.build("", kmodPkg{"kmod-kabipair", append(userInstall(pair), provInstall(pair)...)})["kmod-kabipair"]
+	want := union(expectedRequires(t, kernel, nil, pair["kabiuser"]), expectedRequires(t, kernel, nil, pair["kabiprov"]))
+	if got := deps(t, both, "--requires"); !slices.Equal(got, want) {
+		t.Errorf("kmod-kabipair requires:\n got %q\nwant %q", got, want)
+	}
+	if got := deps(t, both, "--provides"); !slices.Equal(got, provided) || !slices.Equal(ksymLines(want), provided) {
+		t.Errorf("kmod-kabipair provides %q; its ksym() requirements %q must be just that", got, ksymLines(want))
+	}
+}
+
+// TestRequiresLegacyFindRequires: with rpm's whole-list interface (%__find_requires and
+// %__find_provides, _use_internal_dependency_generator 0; kmod specs name find-requires.ksyms there), rpm
+// 4.18 hands each subpackage's file list to one run: a package of both modules requires no
+// ksym(), as find-requires.ksyms has it, and of two subpackages the kabiuser one requires
+// what the kabiprov one provides.
+func TestRequiresLegacyFindRequires(t *testing.T) {
+	testkit.Slow(t, "runs rpmbuild")
+	k, pair := kabipair(t)
 	kernel := symversCRCs(t, k.Symvers)
 	own := symversCRCs(t, filepath.Join(filepath.Dir(pair["kabiprov"]), "Module.symvers"))
-	var provided []string
-	for sym, crc := range own {
-		provided = append(provided, "ksym("+sym+") = "+crc)
-	}
-	slices.Sort(provided)
+	provided := providedBy(t, pair)
 	b := newKmodBuilder(t, k)
-	user, prov := "install -m 644 "+pair["kabiuser"]+" %{buildroot}%{dir}/kabiuser.ko", "xz -c "+pair["kabiprov"]+" >%{buildroot}%{dir}/kabiprov.ko.xz"
+	legacy := "%global _use_internal_dependency_generator 0\n" +
+		"%global __find_requires " + b.bin + " requires --stdin --symvers " + k.Symvers + "\n" +
+		"%global __find_provides " + b.bin + " provides --stdin\n"
 
-	both := b.build("kmod-kabipair", user, prov)
-	if got, want := deps(t, both, "--requires"), expectedRequires(t, kernel, own, pair["kabiuser"], pair["kabiprov"]); !slices.Equal(got, want) {
-		t.Errorf("kmod-kabipair requires:\n got %q\nwant %q", got, want)
+	both := b.build(legacy, kmodPkg{"kmod-kabipair", append(userInstall(pair), provInstall(pair)...)})["kmod-kabipair"]
+	if got, want := deps(t, both, "--requires"), expectedRequires(t, kernel, own, pair["kabiuser"], pair["kabiprov"]); !slices.Equal(got, want) || len(ksymLines(want)) != 0 {
+		t.Errorf("kmod-kabipair requires:\n got %q\nwant %q (no ksym())", got, want)
 	}
 	if got := deps(t, both, "--provides"); !slices.Equal(got, provided) {
 		t.Errorf("kmod-kabipair provides:\n got %q\nwant %q", got, provided)
 	}
-	alone := b.build("kmod-kabiuser", user)
-	want := expectedRequires(t, kernel, nil, pair["kabiuser"])
-	if got := deps(t, alone, "--requires"); !slices.Equal(got, want) {
-		t.Errorf("kmod-kabiuser requires:\n got %q\nwant %q", got, want)
+	split := b.build(legacy, kmodPkg{"kmod-kabiuser", userInstall(pair)}, kmodPkg{"kmod-kabiprov", provInstall(pair)})
+	if got, want := deps(t, split["kmod-kabiuser"], "--requires"), expectedRequires(t, kernel, nil, pair["kabiuser"]); !slices.Equal(got, want) || !slices.Equal(ksymLines(got), provided) {
+		t.Errorf("subpackage kmod-kabiuser requires:\n got %q\nwant %q, ksym() lines %q", got, want, provided)
 	}
-	if got := deps(t, b.build("kmod-kabiprov", prov), "--provides"); !slices.Equal(got, provided) {
-		t.Errorf("kmod-kabiprov provides:\n got %q\nwant %q", got, provided)
+	if got := deps(t, split["kmod-kabiprov"], "--provides"); !slices.Equal(got, provided) {
+		t.Errorf("subpackage kmod-kabiprov provides:\n got %q\nwant %q", got, provided)
 	}
-	var ksyms []string
-	for _, l := range want {
-		if strings.HasPrefix(l, "ksym(") {
-			ksyms = append(ksyms, l)
+}
+
+// TestRequiresMultifileProtocol: told that rpm 4.20 runs it (the multifile protocol the
+// attribute declares), the generator answers with each file's lines after ";FILE", the file
+// as rpm named it, in rpm's order, and counts all the files of the run as the package: the
+// package of both requires no ksym(); provides name kabiprov only (kabiuser exports nothing).
+// rpm 4.18 here cannot run it so; rpm 4.20's build/rpmfc.c genDeps is what it follows.
+func TestRequiresMultifileProtocol(t *testing.T) {
+	k, pair := kabipair(t)
+	kernel := symversCRCs(t, k.Symvers)
+	own := symversCRCs(t, filepath.Join(filepath.Dir(pair["kabiprov"]), "Module.symvers"))
+	bin := testkit.BuildBinary(t, "kabiguard")
+	stdin := pair["kabiuser"] + "\n" + pair["kabiprov"] + "\n"
+	gen := func(args ...string) []string {
+		cmd := exec.Command(bin, args...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("kabiguard %v: %v", args, err)
 		}
+		return lines(string(out))
 	}
-	if !slices.Equal(ksyms, provided) {
-		t.Errorf("kmod-kabiuser's ksym() requirements %q are not what kmod-kabiprov provides %q", ksyms, provided)
+	want := append(append([]string{";" + pair["kabiuser"]}, expectedRequires(t, kernel, own, pair["kabiuser"])...),
+		append([]string{";" + pair["kabiprov"]}, expectedRequires(t, kernel, own, pair["kabiprov"])...)...)
+	if got := gen("requires", "--stdin", "--rpm-version=4.20.0", "--symvers", k.Symvers); !slices.Equal(got, want) {
+		t.Errorf("requires, multifile:\n got %q\nwant %q", got, want)
 	}
+	if got, want := gen("provides", "--stdin", "--rpm-version=4.20.0"), append([]string{";" + pair["kabiprov"]}, providedBy(t, pair)...); !slices.Equal(got, want) {
+		t.Errorf("provides, multifile:\n got %q\nwant %q", got, want)
+	}
+	// rpm 4.19 (and 4.18's empty %{?rpmversion}) run one file at a time: bare lines.
+	if got := gen("requires", "--stdin", "--rpm-version=4.19.1", "--symvers", k.Symvers); slices.ContainsFunc(got, func(l string) bool { return strings.HasPrefix(l, ";") }) {
+		t.Errorf("requires, singlefile: %q", got)
+	}
+}
+
+// TestRequiresReadsOnlyNamedModules: a generator run reads only the modules rpm names, not
+// the buildroot's other ones (300 of them, and one that is no module at all beside): its
+// cost does not grow with the package, so rpm's one run per module stays linear.
+func TestRequiresReadsOnlyNamedModules(t *testing.T) {
+	k, pair := kabipair(t)
+	br := t.TempDir()
+	dir := filepath.Join(br, "lib", "modules", k.Release, "extra")
+	must(t, os.MkdirAll(dir, 0o755))
+	data, err := os.ReadFile(pair["kabiuser"])
+	must(t, err)
+	for i := range 300 {
+		must(t, os.WriteFile(filepath.Join(dir, "copy"+strconv.Itoa(i)+".ko"), data, 0o644))
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "broken.ko"), []byte("not ELF"), 0o644))
+	cmd := exec.Command(testkit.BuildBinary(t, "kabiguard"), "requires", "--stdin", "--symvers", k.Symvers)
+	cmd.Env = append(os.Environ(), "RPM_BUILD_ROOT="+br)
+	cmd.Stdin = strings.NewReader(filepath.Join(dir, "copy7.ko") + "\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("requires: %v\n%s", err, out)
+	}
+	if want := expectedRequires(t, symversCRCs(t, k.Symvers), nil, pair["kabiuser"]); !slices.Equal(lines(string(out)), want) {
+		t.Errorf("requires:\n got %q\nwant %q", lines(string(out)), want)
+	}
+}
+
+func kabipair(t *testing.T) (*testkit.Kernel, map[string]string) {
+	k := testkit.FetchKernel(t, "6.1.0-50")
+	return k, testkit.BuildModules(t, k, filepath.Join("..", "..", "testdata", "src", "kabipair"))
+}
+
+// providedBy is ksym() of each export modpost's Module.symvers of the kabipair build lists.
+func providedBy(t *testing.T, pair map[string]string) []string {
+	var provided []string
+	for sym, crc := range symversCRCs(t, filepath.Join(filepath.Dir(pair["kabiprov"]), "Module.symvers")) {
+		provided = append(provided, "ksym("+sym+") = "+crc)
+	}
+	slices.Sort(provided)
+	return provided
+}
+
+func userInstall(pair map[string]string) []string {
+	return []string{"install -m 644 " + pair["kabiuser"] + " %{buildroot}%{dir}/kabiuser.ko"}
+}
+
+func provInstall(pair map[string]string) []string {
+	return []string{"xz -c " + pair["kabiprov"] + " >%{buildroot}%{dir}/kabiprov.ko.xz"}
+}
+
+func ksymLines(ls []string) []string {
+	return slices.DeleteFunc(slices.Clone(ls), func(l string) bool { return !strings.HasPrefix(l, "ksym(") })
+}
+
+func union(a, b []string) []string {
+	u := append(slices.Clone(a), b...)
+	slices.Sort(u)
+	return slices.Compact(u)
 }
 
 // kmodBuilder builds kmod packages for a kernel with the real rpmbuild and kabiguard's file
 // attribute.
 type kmodBuilder struct {
-	t          *testing.T
-	k          *testkit.Kernel
-	top, attrs string
+	t               *testing.T
+	k               *testkit.Kernel
+	bin, top, attrs string
+}
+
+// kmodPkg is a (sub)package: its name and the %install commands that fill its module
+// directory %{dir} (/lib/modules/K/extra/NAME).
+type kmodPkg struct {
+	name    string
+	install []string
 }
 
 func newKmodBuilder(t *testing.T, k *testkit.Kernel) *kmodBuilder {
-	bin := testkit.BuildBinary(t, "kabiguard")
-	b := &kmodBuilder{t: t, k: k, top: t.TempDir()}
+	for _, tool := range []string{"rpmbuild", "rpm", "xz"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is needed (.ci/run installs rpm and xz-utils): %v", tool, err)
+		}
+	}
+	b := &kmodBuilder{t: t, k: k, bin: testkit.BuildBinary(t, "kabiguard"), top: t.TempDir()}
 	b.attrs = filepath.Join(b.top, "fileattrs")
 	attr, err := os.ReadFile(filepath.Join(testkit.RepoDir(), "rpm", "kabiguard.attr"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	must(t, os.MkdirAll(b.attrs, 0o755))
-	must(t, os.WriteFile(filepath.Join(b.attrs, "kabiguard.attr"), bytes.ReplaceAll(attr, []byte("@SBINDIR@"), []byte(filepath.Dir(bin))), 0o644))
+	must(t, os.WriteFile(filepath.Join(b.attrs, "kabiguard.attr"), bytes.ReplaceAll(attr, []byte("@SBINDIR@"), []byte(filepath.Dir(b.bin))), 0o644))
 	return b
 }
 
-// build makes package name whose %install runs the commands (%{dir} is its module directory)
-// and returns the .rpm.
-func (b *kmodBuilder) build(name string, install ...string) string {
+// build makes one spec: pkgs[0] the main package, the others subpackages, with the spec
+// lines defs before them, and returns each package's .rpm by name.
+func (b *kmodBuilder) build(defs string, pkgs ...kmodPkg) map[string]string {
 	t := b.t
 	t.Helper()
-	spec := filepath.Join(b.top, name+".spec")
-	must(t, os.WriteFile(spec, []byte(`Name: `+name+`
+	dir := func(p kmodPkg) string { return "/lib/modules/" + b.k.Release + "/extra/" + p.name }
+	var sub, install, files strings.Builder
+	for i, p := range pkgs {
+		if i > 0 {
+			fmt.Fprintf(&sub, "%%package -n %s\nSummary: %s\n%%description -n %s\ntest\n", p.name, p.name, p.name)
+			fmt.Fprintf(&files, "%%files -n %s\n", p.name)
+		} else {
+			files.WriteString("%files\n")
+		}
+		fmt.Fprintf(&files, "%s\n", dir(p))
+		fmt.Fprintf(&install, "%%global dir %s\nmkdir -p %%{buildroot}%%{dir}\n%s\n", dir(p), strings.Join(p.install, "\n"))
+	}
+	spec := filepath.Join(b.top, pkgs[0].name+".spec")
+	must(t, os.WriteFile(spec, []byte(`Name: `+pkgs[0].name+`
 Version: 1
 Release: 1
 Summary: kabiguard test kmod
 License: GPL-2.0
-%global dir /lib/modules/`+b.k.Release+`/extra/`+name+`
 %global kabiguard_requires_opts --symvers `+b.k.Symvers+`
-%description
+`+defs+`%description
 test
-%install
-mkdir -p %{buildroot}%{dir}
-`+strings.Join(install, "\n")+`
-%files
-%{dir}
-`), 0o644))
+`+sub.String()+`%install
+`+install.String()+files.String()), 0o644))
 	// rpm reads attribute names from _fileattrsdir but their macros from its macro path
 	// (/usr/lib/rpm/fileattrs/*.attr, where make install puts the file): --load stands in.
-	cmd := exec.Command("rpmbuild", "-bb", "--nodeps", "--define", "_topdir "+b.top, "--define", "_fileattrsdir "+b.attrs,
+	rpmdir := t.TempDir()
+	cmd := exec.Command("rpmbuild", "-bb", "--nodeps", "--define", "_topdir "+b.top, "--define", "_rpmdir "+rpmdir, "--define", "_fileattrsdir "+b.attrs,
 		"--load", filepath.Join(b.attrs, "kabiguard.attr"),
 		"--define", "__os_install_post %{nil}", "--define", "debug_package %{nil}", "--define", "_build_id_links none", spec)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("rpmbuild %s: %v\n%s", name, err, out)
+		t.Fatalf("rpmbuild %s: %v\n%s", spec, err, out)
 	}
-	rpms, _ := filepath.Glob(filepath.Join(b.top, "RPMS", "*", name+"-1-1.*.rpm"))
-	if len(rpms) != 1 {
-		t.Fatalf("rpmbuild made %v", rpms)
+	rpms := map[string]string{}
+	for _, p := range pkgs {
+		found, _ := filepath.Glob(filepath.Join(rpmdir, "*", p.name+"-1-1.*.rpm"))
+		if len(found) != 1 {
+			t.Fatalf("rpmbuild made %v for %s", found, p.name)
+		}
+		rpms[p.name] = found[0]
 	}
-	return rpms[0]
+	return rpms
 }
 
 // deps is what rpm -qp --requires or --provides says of a package: its kernel() and ksym()
