@@ -171,6 +171,38 @@ Test package made by kabiguard's tests.
 		mustNotExist(t, filepath.Join(root, "lib/modules", bad.Release))
 	})
 
+	// A kmod package with a build of v4l2loopback for the refused kernel, in the same
+	// transaction: forecast together with the kernel, its build is the kernel's own, and both
+	// install. (RHEL's split kernel-modules packages go the same way: see
+	// forecast.TestSplitKernelReadTogether.)
+	t.Run("a kmod for the new kernel in the same transaction counts as its build", func(t *testing.T) {
+		root := newRoot()
+		v, r := testkit.RPMVersion(bad.Release)
+		kmodRepo := t.TempDir()
+		copyInto(t, testkit.RPMBuild(t, t.TempDir(), fmt.Sprintf(`Name: kmod-v4l2loopback
+Version: %[1]s
+Release: %[2]s
+Summary: v4l2loopback built for kernel %[3]s
+License: GPL-2.0-only
+Requires: kernel-core = %[1]s-%[2]s
+%%description
+Test package made by kabiguard's tests.
+%%install
+install -D -m 644 %[4]s %%{buildroot}/lib/modules/%[3]s/extra/v4l2loopback/v4l2loopback.ko
+%%files
+/lib/modules/%[3]s/extra/v4l2loopback/v4l2loopback.ko
+`, v, r, bad.Release, testkit.V4L2Loopback(t, bad))), kmodRepo)
+		copyInto(t, rpms[bad], kmodRepo)
+		runOut(t, "createrepo_c", "-q", kmodRepo)
+		out, code := newDNF(t, kmodRepo, kg)(root, "refuse", "install", nevra(bad), "kmod-v4l2loopback")
+		if code != 0 || !strings.Contains(out, passed(bad)) {
+			t.Fatalf("dnf install %s kmod-v4l2loopback: exit %d, want both installed and the kernel passed:\n%s", nevra(bad), code, out)
+		}
+		if !installed(root, nevra(bad)) || !installed(root, "kmod-v4l2loopback") {
+			t.Errorf("not installed: %s %v, kmod-v4l2loopback %v", nevra(bad), installed(root, nevra(bad)), installed(root, "kmod-v4l2loopback"))
+		}
+	})
+
 	// A removal: kernel-core-56 installed by rpm carries the DKMS build of v4l2loopback that
 	// 6.1.0-55 (no build of its own) loads through a weak link; DKMS removes its build with
 	// the kernel, so `dnf remove` of 56 would strip 55, which stays. Refused under refuse,
