@@ -41,6 +41,7 @@ def ways_out(pkgs=()):
         '  to install it anyway: dnf --disableplugin=kabiguard ..., or policy = warn in /etc/dnf/plugins/kabiguard.conf',
     )
 MAX_PROBLEMS = 3  # symbols shown per module; the forecast has them all (--json)
+MAX_ROUNDS = 4  # refused kernels forecast one after the other before the rest are kept out unread
 
 
 def is_image(path):
@@ -173,8 +174,19 @@ class Kabiguard(dnf.Plugin):
         if self.removing:
             self.judge_removal()
         # Each round takes refused kernels out and resolves again; a round either ends the
-        # loop or excludes at least one more package, so it ends.
+        # loop or excludes at least one more package, so it ends. After a kABI break every
+        # newer kernel of the series is usually refused too: past MAX_ROUNDS the kernels left
+        # are all kept out at once rather than downloaded one after the other.
+        rounds = 0
         while True:
+            rounds += 1
+            if rounds > MAX_ROUNDS and self.policy == 'refuse':
+                # Only what was never read: a kernel that passed stays, with its companions.
+                left = [p for p in self.base.transaction.install_set if may_be_kernel(p) and str(p) not in self.verdicts]
+                if left:
+                    logger.warning(PREFIX + '%d kernels refused in a row: keeping every kernel package out of this transaction', MAX_ROUNDS)
+                    self.take_out(left)
+                return
             verdicts = self.forecast([p for p in self.base.transaction.install_set if may_be_kernel(p)])
             failed = [v for v in verdicts if v.code not in (0, 1)]
             for v in failed:
@@ -200,7 +212,12 @@ class Kabiguard(dnf.Plugin):
         """The verdicts on the candidates that ship a kernel image (downloading them first)."""
         todo = [p for p in candidates if str(p) not in self.verdicts]
         if todo:
-            self.base.download_packages(todo)
+            try:
+                self.base.download_packages(todo)
+            except dnf.exceptions.Error as e:  # -C with nothing cached, a mirror down
+                for p in todo:
+                    self.verdicts[str(p)] = Verdict(p, 2, None, 'cannot download it to read it: %s' % e)
+                return [self.verdicts[str(p)] for p in candidates]
             for p in todo:
                 # dnf checks signatures only once the transaction runs; kabiguard runs as root
                 # and reads what it is given, so a package is read only once it verifies.
