@@ -183,10 +183,11 @@ class Kabiguard(dnf.Plugin):
             if rounds > MAX_ROUNDS and self.policy == 'refuse':
                 # Only what was never read: a kernel that passed stays, with its companions.
                 left = [p for p in self.base.transaction.install_set if may_be_kernel(p) and str(p) not in self.verdicts]
-                if left:
-                    logger.warning(PREFIX + '%d kernels refused in a row: keeping every kernel package out of this transaction', MAX_ROUNDS)
-                    self.take_out(left)
-                return
+                if not left:
+                    return
+                logger.warning(PREFIX + '%d kernels refused in a row: keeping the kernel packages not read out of this transaction', MAX_ROUNDS)
+                self.take_out(left)  # resolving again may bring others: they go the same way
+                continue
             verdicts = self.forecast([p for p in self.base.transaction.install_set if may_be_kernel(p)])
             failed = [v for v in verdicts if v.code not in (0, 1)]
             for v in failed:
