@@ -14,6 +14,7 @@ import (
 	"github.com/kabiguard/kabiguard/config"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/status"
+	"github.com/kabiguard/kabiguard/weakupdates"
 )
 
 // DefaultDir is Debian's node_exporter textfile directory (prometheus-node-exporter's
@@ -91,8 +92,15 @@ func Write(root, path string, s Snapshot) error {
 	return r.WriteAtomic(path, 0o644, func(w io.Writer) error { return Render(w, s) })
 }
 
-// Update refreshes o.Path from o.Root as it is now.
+// Update refreshes o.Path from o.Root as it is now, under the tree lock: the timer's run
+// carries the last run over from the file it replaces, and a hook run finishing between its
+// read and its write would otherwise have its record overwritten by the older one.
 func Update(o Options) error {
+	unlock, err := weakupdates.Lock(o.Root)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	s, err := Collect(o)
 	if err != nil {
 		return err
