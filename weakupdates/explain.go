@@ -114,9 +114,10 @@ func missingProvider(kp *KernelPlan, symbol, user string, offered []*inventory.B
 	return "", ""
 }
 
-// readError is why build b could not be parsed, without the file name the error starts with.
+// readError is why build b could not be parsed, without the file name the error starts with
+// (and without "cannot be read: ", which every caller says itself).
 func readError(b *inventory.Build) string {
-	return strings.TrimPrefix(b.Err.Error(), b.Path+": ")
+	return strings.TrimPrefix(strings.TrimPrefix(b.Err.Error(), b.Path+": "), "cannot be read: ")
 }
 
 func exports(b *inventory.Build, symbol string) bool {
