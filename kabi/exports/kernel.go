@@ -226,5 +226,10 @@ func (e entry) export() symvers.Export {
 
 // provenance says where the exports came from.
 func (k *kernel) provenance() string {
-	return fmt.Sprintf("exports derived from %s and %d in-tree modules", k.vmlinuz, len(k.d.modules))
+	n := len(k.d.modules) // read so far: only those exporting a symbol asked for
+	noun := "in-tree modules"
+	if n == 1 {
+		noun = "in-tree module"
+	}
+	return fmt.Sprintf("exports derived from %s and %d %s", k.vmlinuz, n, noun)
 }
