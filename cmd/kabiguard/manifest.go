@@ -40,8 +40,8 @@ func (c *manifestCmd) Run(e *env) error {
 	return json.NewEncoder(e.stdout).Encode(m)
 }
 
-// runFleet is forecast --manifest: the manifests are read while the package is (both take
-// every core for a while), then each package is judged for every host.
+// runFleet is forecast --manifest: the manifests are read, then each package (only its
+// in-tree modules that export a symbol some host needs), then it is judged for every host.
 func (c *forecastCmd) runFleet(e *env) error {
 	if c.Root != "/" {
 		return fmt.Errorf("--root %s and --manifest exclude each other: a manifest stands for its host", c.Root)
@@ -50,18 +50,15 @@ func (c *forecastCmd) runFleet(e *env) error {
 	if err != nil {
 		return err
 	}
-	type loaded struct {
-		manifests []*manifest.Manifest
-		err       error
+	// The manifests first: their builds' needs say which of the package's in-tree modules must
+	// be parsed (forecast.Read's wanted), as a forecast on one host reads only what it needs.
+	manifests, err := manifest.LoadAll(files)
+	if err != nil {
+		return err
 	}
-	loading := make(chan loaded, 1)
-	go func() {
-		ms, err := manifest.LoadAll(files)
-		loading <- loaded{ms, err}
-	}()
-	var manifests []*manifest.Manifest
+	wanted := manifest.Wanted(manifests)
 	var hosts []*manifest.HostReport
-	for i, p := range c.Packages {
+	for _, p := range c.Packages {
 		if !c.JSON {
 			fmt.Fprintf(e.stderr, "kabiguard: reading %s%s ...\n", p, sizeOf(p))
 		}
@@ -69,16 +66,9 @@ func (c *forecastCmd) runFleet(e *env) error {
 		if err != nil {
 			return err
 		}
-		kernels, err := forecast.Read(pkg, nil) // every in-tree module: the hosts' wanted symbols are not known yet
+		kernels, err := forecast.Read(pkg, wanted)
 		if err != nil {
 			return err
-		}
-		if i == 0 {
-			l := <-loading
-			if l.err != nil {
-				return l.err
-			}
-			manifests = l.manifests
 		}
 		hosts = append(hosts, manifest.Judge(pkg, kernels, manifests)...)
 	}

@@ -39,23 +39,28 @@ func BenchmarkFleet(b *testing.B) {
 			}
 		}
 	})
+	files, err := Files([]string{dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	all, err := LoadAll(files)
+	if err != nil {
+		b.Fatal(err)
+	}
+	wanted := Wanted(all) // what the command reads the package for
 	var pkg *pkgfile.Package
 	var kernels []*forecast.Kernel
 	b.Run("read", func(b *testing.B) {
 		for b.Loop() {
 			var err error
 			if pkg, err = pkgfile.Open(deb); err == nil {
-				kernels, err = forecast.Read(pkg, nil)
+				kernels, err = forecast.Read(pkg, wanted)
 			}
 			if err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
-	files, err := Files([]string{dir})
-	if err != nil {
-		b.Fatal(err)
-	}
 	b.Run("judge", func(b *testing.B) {
 		for b.Loop() {
 			seen.modules = nil // as a fresh process: every distinct module decoded once

@@ -10,6 +10,8 @@ import (
 
 	"github.com/kabiguard/kabiguard/forecast"
 	"github.com/kabiguard/kabiguard/forecast/pkgfile"
+	"github.com/kabiguard/kabiguard/kabi"
+	"github.com/kabiguard/kabiguard/kabi/module"
 )
 
 // HostReport is the forecast of a package's kernels for one host of a fleet.
@@ -97,4 +99,28 @@ func each(n int, fn func(i int)) {
 	}
 	close(next)
 	wg.Wait()
+}
+
+// Wanted is the union of the symbols the manifests' external builds need: what a package's
+// in-tree modules are read for (forecast.Read), as forecast.Run reads them for one host.
+func Wanted(manifests []*Manifest) map[string]bool {
+	var builds []*module.Module
+	seen := map[*Module]bool{} // a thousand hosts share most entries (UnmarshalJSON)
+	for _, m := range manifests {
+		for _, k := range m.Kernels {
+			for _, b := range k.Builds {
+				if b.Module != nil && !seen[b.Module] {
+					seen[b.Module] = true
+					builds = append(builds, b.Module.module(b.Path))
+				}
+			}
+			for _, l := range k.Links {
+				if l.Module != nil && !seen[l.Module] {
+					seen[l.Module] = true
+					builds = append(builds, l.Module.module(l.Path))
+				}
+			}
+		}
+	}
+	return kabi.SymbolsNeeded(builds...)
 }
