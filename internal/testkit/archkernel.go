@@ -19,6 +19,7 @@ import (
 // state never change. Downloads and extractions are cached like FetchKernel's.
 func FetchArchKernel(tb testing.TB, abi, arch, flavour string) *Kernel {
 	tb.Helper()
+	Slow(tb, "downloads the Debian "+arch+" kernel "+abi)
 	fetchMu.Lock()
 	defer fetchMu.Unlock()
 	release := abi + "-" + flavour
