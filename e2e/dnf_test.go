@@ -215,7 +215,9 @@ install -D -m 644 %[4]s %%{buildroot}/lib/modules/%[3]s/extra/v4l2loopback/v4l2l
 		testkit.Install(t, root, good.Release, "updates/dkms/v4l2loopback.ko", testkit.V4L2Loopback(t, good))
 		testkit.Depmod(t, root, good.Release)
 		runOut(t, kg, "link", "--root", root, "--no-initramfs")
-		var fc struct{ Losses []struct{ Kernel, Module string } }
+		var fc struct {
+			Losses []struct{ Kernel, Module string }
+		}
 		js, _ := exec.Command(kg, "forecast", "--json", "--root", root, "--removing", good.Release).Output()
 		if err := json.Unmarshal(js, &fc); err != nil || len(fc.Losses) != 1 || fc.Losses[0].Kernel != k55.Release {
 			t.Fatalf("this step needs %s to lose v4l2loopback when %s goes (forecast --removing: %v %s)", k55.Release, good.Release, err, js)
