@@ -82,6 +82,25 @@ func ForKernel(root, release, bootRoot string) ([]Entry, error) {
 	return out, nil
 }
 
+// ByID returns the entry named id (its file name less ".conf", as GRUB's saved_entry and
+// grubby --set-default name it) from the first entry directory that has it.
+func ByID(root, id string) (Entry, bool) {
+	r, err := rootfs.At(root)
+	if err != nil || id == "" || strings.ContainsRune(id, '/') {
+		return Entry{}, false
+	}
+	for _, d := range Dirs {
+		data, err := r.ReadFile(filepath.Join(root, d, id+".conf"))
+		if err != nil {
+			continue
+		}
+		e := Parse(data)
+		e.Path = "/" + d + "/" + id + ".conf"
+		return e, true
+	}
+	return Entry{}, false
+}
+
 // Used reports whether root has a BLS entry directory at all.
 func Used(root string) bool {
 	r, err := rootfs.At(root)

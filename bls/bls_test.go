@@ -147,3 +147,24 @@ func TestLinkedLoaderDirListedOnce(t *testing.T) {
 		t.Fatalf("ForKernel = %+v, %v; want the one entry once", got, err)
 	}
 }
+
+// ByID finds the entry GRUB's saved_entry names in any entry directory, keys separated by a
+// tab as the specification allows; an id with a slash is no entry.
+func TestByID(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "efi/loader/entries")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const k = "6.1.0-54-amd64"
+	if err := os.WriteFile(filepath.Join(dir, machineID+"-"+k+".conf"), []byte("title\tDebian\nversion\t"+k+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, ok := ByID(root, machineID+"-"+k)
+	if !ok || e.Version != k || e.Path != "/efi/loader/entries/"+machineID+"-"+k+".conf" {
+		t.Errorf("ByID = %+v, %v", e, ok)
+	}
+	if _, ok := ByID(root, "../entries/"+machineID+"-"+k); ok {
+		t.Errorf("an id with a slash was found")
+	}
+}

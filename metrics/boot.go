@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kabiguard/kabiguard/bls"
 	"github.com/kabiguard/kabiguard/internal/rootfs"
 	"github.com/kabiguard/kabiguard/kabi"
 )
@@ -41,26 +42,22 @@ func DefaultBoot(root string, kernels []string) Boot {
 // saves as the default (grubby --set-default on RHEL), or "".
 func savedEntry(r *rootfs.Root) string {
 	for _, env := range []string{"boot/grub2/grubenv", "boot/grub/grubenv"} {
-		id := value(r, r.Path(env), "saved_entry", "=")
-		if id == "" || strings.ContainsRune(id, '/') {
-			continue
-		}
-		if v := value(r, r.Path("boot", "loader", "entries", id+".conf"), "version", " "); v != "" {
-			return v
+		if e, ok := bls.ByID(r.Dir(), envValue(r, r.Path(env), "saved_entry")); ok && e.Version != "" {
+			return e.Version
 		}
 	}
 	return ""
 }
 
-// value reads the first "key SEP value" line of the regular file p, or "".
-func value(r *rootfs.Root, p, key, sep string) string {
+// envValue reads key from GRUB's environment block p ("key=value" lines), or "".
+func envValue(r *rootfs.Root, p, key string) string {
 	data, err := r.ReadFile(p)
 	if err != nil {
 		return ""
 	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), key+sep); ok {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), key+"="); ok {
 			return strings.TrimSpace(v)
 		}
 	}
