@@ -42,13 +42,7 @@ func TestForecastRemoving(t *testing.T) {
 	if code, losses := judge(); code != 0 || len(losses) != 0 {
 		t.Errorf("removing %s with its builds staying: exit %d, losses %+v; want 0, none", k50, code, losses)
 	}
-	dkms := filepath.Join(root, "var/lib/dkms/kabidemo/1.0", k50, "x86_64/module")
-	if err := os.MkdirAll(dkms, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dkms, "kabidemo.ko.xz"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testkit.DKMSInstalled(t, root, "kabidemo", k50)
 	code, losses := judge()
 	if code != 1 || len(losses) != 1 || losses[0].Kernel != k53 || losses[0].Module != "kabidemo" {
 		t.Errorf("removing %s with kabidemo DKMS's: exit %d, losses %+v; want 1, %s loses kabidemo", k50, code, losses, k53)

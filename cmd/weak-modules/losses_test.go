@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,7 +28,7 @@ func TestRemovalThatStripsAKernelIsLoud(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := testkit.SampleDemoRoot(t)
-			dkmsRecord(t, root, "kabidemo", k50)
+			testkit.DKMSInstalled(t, root, "kabidemo", k50)
 			if got := weakModulesIn(t, "", "--basedir", root, "--add-kernel", k53, "--no-initramfs"); got.code != 0 {
 				t.Fatalf("--add-kernel: exit %d\n%s", got.code, got.out)
 			}
@@ -51,19 +50,6 @@ func TestRemovalThatStripsAKernelIsLoud(t *testing.T) {
 				t.Errorf("the next run reports the loss again:\n%s", again.out)
 			}
 		})
-	}
-}
-
-// dkmsRecord records, as DKMS does for an installed build, that name's build for kernel is
-// DKMS's: var/lib/dkms/NAME/1.0/KERNEL/x86_64/module/NAME.ko.xz.
-func dkmsRecord(t *testing.T, root, name, kernel string) {
-	t.Helper()
-	dir := filepath.Join(root, "var/lib/dkms", name, "1.0", kernel, "x86_64", "module")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name+".ko.xz"), nil, 0o644); err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -167,3 +167,11 @@ func writeFile(tb testing.TB, p, content string) {
 		tb.Fatal(err)
 	}
 }
+
+// DKMSInstalled records under root, as DKMS does for a build it installed, that module name's
+// build for kernel is DKMS's (var/lib/dkms/NAME/1.0/KERNEL/x86_64/module/NAME.ko.xz): DKMS
+// removes it with that kernel.
+func DKMSInstalled(tb testing.TB, root, name, kernel string) {
+	tb.Helper()
+	writeFile(tb, filepath.Join(root, "var/lib/dkms", name, "1.0", kernel, "x86_64", "module", name+".ko.xz"), "")
+}
